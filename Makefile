@@ -1,0 +1,45 @@
+# Two commands for a fresh clone (python3 is all it needs):
+#   make run    install into .venv, then run the whole default DAG on embedded data
+#   make test   install into .venv, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+CORES ?= 2
+CONFIG ?=
+TORCH ?= torch==2.13.0
+export PATH := $(BIN):$(PATH)
+
+SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
+
+.PHONY: install run dry-run test test-slow bench mlflow-ui report clean-results
+
+$(BIN)/dagzoo: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the small CPU wheel; an unpinned torch would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test,bench,slurm]"
+	touch $@
+
+install: $(BIN)/dagzoo
+
+run: install
+	snakemake $(SNAKEMAKE_ARGS)
+
+dry-run: install
+	snakemake -n $(SNAKEMAKE_ARGS)
+
+report: install
+	snakemake $(SNAKEMAKE_ARGS) --report results/report.html
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python bench/bench_text.py
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results)/mlflow.db --host 127.0.0.1 --port 5000

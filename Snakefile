@@ -1,0 +1,49 @@
+# dagzoo: one declarative DAG, data -> training -> sampling -> evaluation -> report, for every
+# model family. Rules are thin shell calls of `dagzoo <stage>`; the library never imports
+# snakemake, so every stage also runs by hand.
+import json
+import os
+import time
+import uuid
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# The embedded default, unless configs are given with --configfile (snakemake would otherwise
+# deep-merge them into the default, adding its experiments to every other experiment set).
+if not workflow.config_settings.configfiles:
+    configfile: "config/config.yaml"
+
+from dagzoo.config import experiment_specs, validate_config
+from dagzoo.errors import DagzooError
+from dagzoo.tracking import resolve_uri
+
+try:
+    CFG = validate_config(config)
+    SPECS = experiment_specs(CFG)
+except DagzooError as e:
+    raise WorkflowError(f"dagzoo: invalid config: {e}") from None
+
+R = CFG["results"]
+# Jobs (also those SLURM starts elsewhere) inherit these: one id groups the MLflow runs of this
+# invocation, and every job logs to the same tracking store. Neither is a rule param, so
+# changing them never reruns a job.
+os.environ.setdefault("DAGZOO_INVOCATION_ID", time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+os.environ.setdefault("DAGZOO_TRACKING_URI", resolve_uri(R, CFG["mlflow"]["tracking_uri"]))
+
+wildcard_constraints:
+    exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/text.smk"
+include: "workflow/rules/report.smk"
+
+localrules: all, write_spec
+
+rule all:
+    input:
+        f"{R}/summary.parquet",
+        f"{R}/report/report.md",

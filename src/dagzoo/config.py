@@ -1,0 +1,140 @@
+"""Loading, validating and resolving the declarative config.
+
+`validate_config` runs when the Snakefile loads (and in `dagzoo validate-config`): the JSON
+schema checks the structure, the registry checks every model key and hyper-parameter, and every
+problem is reported as ``key.path: what is wrong; allowed: ...`` before any job runs.
+`experiment_specs` expands the grid into one fully resolved spec per (family, experiment, seed).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from dagzoo import registry
+from dagzoo.errors import ConfigError
+from dagzoo.io import stable_hash
+
+DEFAULTS: dict[str, Any] = {
+    "results": "results",
+    "seeds": [0],
+    "threads": 1,
+    "mlflow": {"tracking_uri": None, "experiment_prefix": "dagzoo-"},
+    "text": {
+        "split": {"val": 0.05, "test": 0.05},
+        "tokenizer": {"kind": "char"},
+        "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
+                 "temperature": 1.0, "top_k": None},
+    },
+}
+
+
+def schema() -> dict:
+    return yaml.safe_load((resources.files("dagzoo") / "schema.yaml").read_text())
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+    return cfg or {}
+
+
+def _merge(defaults: dict, values: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for k, v in values.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "experiments":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _format_schema_error(err: jsonschema.ValidationError) -> str:
+    path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    if err.validator == "additionalProperties":
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        return f"{path}.{extra[0] if extra else '?'}: unknown key; allowed: {allowed}"
+    if err.validator == "enum":
+        return f"{path}: {err.instance!r} is not allowed; allowed: {', '.join(map(repr, err.validator_value))}"
+    if err.validator == "required":
+        return f"{path}: {err.message}"
+    return f"{path}: {err.message}"
+
+
+def validate_config(raw: dict, check_files: bool = True) -> dict:
+    """Validate a raw config and return it merged with the defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping of keys to values")
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config: " + "; ".join(_format_schema_error(e) for e in errors[:5]))
+    cfg = _merge(DEFAULTS, raw)
+    families = [f for f in registry.FAMILIES if f in raw]
+    if not families:
+        raise ConfigError(f"the config declares no family; add at least one of: {', '.join(registry.FAMILIES)}")
+    if "text" in raw:
+        _validate_text(cfg["text"], check_files)
+    return cfg
+
+
+def _validate_text(text: dict, check_files: bool) -> None:
+    from dagzoo.data.text import check_corpus_name
+
+    try:
+        check_corpus_name(text["corpus"])
+    except Exception as e:
+        raise ConfigError(f"text.corpus: {e}") from None
+    if check_files and text["corpus"].startswith("file:") and not Path(text["corpus"][5:]).is_file():
+        raise ConfigError(f"text.corpus: corpus file not found: {text['corpus'][5:]}")
+    tok = text["tokenizer"]
+    if tok["kind"] == "char" and "vocab_size" in tok:
+        raise ConfigError("text.tokenizer.vocab_size: only the bpe tokenizer takes a vocab_size")
+    ev = text["eval"]
+    if ev["sample_length"] > ev["window"]:
+        raise ConfigError(f"text.eval.sample_length: must be <= text.eval.window ({ev['window']}): samples are "
+                          "generated inside one window, as the models are trained and evaluated")
+    for name, exp in text["experiments"].items():
+        where = f"text.experiments.{name}"
+        cls = registry.get_model("text", exp["model"], where=f"{where}.model")
+        params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k != "model"}, where)
+        check = getattr(cls, "check_experiment", None)
+        if check:
+            check(params, text, where)
+
+
+def experiment_specs(cfg: dict) -> list[dict]:
+    """One resolved spec per (family, experiment, seed): everything a job's result depends on."""
+    specs = []
+    if "text" in cfg:
+        text = cfg["text"]
+        for name, exp in text["experiments"].items():
+            cls = registry.get_model("text", exp["model"])
+            params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k != "model"},
+                                              f"text.experiments.{name}")
+            for seed in cfg["seeds"]:
+                spec = {
+                    "family": "text",
+                    "experiment": name,
+                    "model": exp["model"],
+                    "seed": seed,
+                    "params": dataclasses.asdict(params),
+                    "data": {"corpus": text["corpus"], "split": text["split"], "tokenizer": text["tokenizer"]},
+                    "eval": text["eval"],
+                }
+                spec["config_hash"] = stable_hash(spec)
+                specs.append(spec)
+    return specs

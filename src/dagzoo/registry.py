@@ -1,0 +1,116 @@
+"""The model registry: `@register(family, key)` on a class with a `Params` dataclass.
+
+Adding a model is one file in ``dagzoo/<family>/models/`` that registers itself; every module
+in that folder is imported when the family's registry is first asked for, so nothing else needs
+to know about the new file. Hyper-parameters are the fields of `Params`; their `metadata` may
+hold ``min``, ``max`` and ``choices``, which `validate_params` enforces with messages that name
+the key path and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from dagzoo.errors import ConfigError
+
+FAMILIES = ("text",)
+_REGISTRY: dict[str, dict[str, type]] = {}
+_LOADED: set[str] = set()
+
+
+def register(family: str, key: str):
+    def deco(cls):
+        if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
+            raise TypeError(f"{cls.__name__} must define a dataclass `Params`")
+        _REGISTRY.setdefault(family, {})[key] = cls
+        cls.registry_key = key
+        cls.family = family
+        return cls
+    return deco
+
+
+def models(family: str) -> dict[str, type]:
+    if family not in _LOADED:
+        package = importlib.import_module(f"dagzoo.{family}.models")
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+        _LOADED.add(family)
+    return _REGISTRY.get(family, {})
+
+
+def get_model(family: str, key: str, where: str = "model") -> type:
+    available = models(family)
+    if key not in available:
+        raise ConfigError(f"{where}: unknown {family} model {key!r}; allowed: {', '.join(sorted(available))}")
+    return available[key]
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in get_args(tp))
+    if origin is Literal:
+        return value in get_args(tp)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def validate_params(params_cls: type, values: dict, where: str) -> Any:
+    """Build `params_cls` from `values`, with errors naming the key path and what is allowed."""
+    fields = {f.name: f for f in dataclasses.fields(params_cls)}
+    hints = typing.get_type_hints(params_cls)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown hyper-parameter; allowed: {', '.join(sorted(fields))}")
+    for name, value in values.items():
+        f, tp = fields[name], hints[name]
+        path = f"{where}.{name}"
+        if not _type_ok(value, tp):
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+        meta = f.metadata
+        if value is None:
+            continue
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, meta['choices']))}")
+        if "min" in meta and value < meta["min"]:
+            raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
+        if "max" in meta and value > meta["max"]:
+            raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+    params = params_cls(**values)
+    check = getattr(params, "check", None)
+    if check:
+        check(where)
+    return params
+
+
+def param(default: Any, help: str = "", **constraints) -> Any:
+    """A dataclass field with a default, a help text and optional min / max / choices."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default),
+                                 metadata={"help": help, **constraints})
+    return dataclasses.field(default=default, metadata={"help": help, **constraints})
+

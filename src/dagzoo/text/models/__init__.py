@@ -1,0 +1,1 @@
+"""Text models: every module here registers itself with @register("text", key)."""

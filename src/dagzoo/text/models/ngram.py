@@ -1,0 +1,62 @@
+"""`ngram`: interpolated modified Kneser-Ney (see dagzoo.text.kneser_ney)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dagzoo.eval.perplexity import window_history
+from dagzoo.io import append_jsonl
+from dagzoo.registry import param, register
+from dagzoo.text.base import RunContext, TextModel, sample_from_logits
+from dagzoo.text.kneser_ney import KneserNeyLM
+
+
+@register("text", "ngram")
+class NGram(TextModel):
+    @dataclass
+    class Params:
+        order: int = param(5, "n-gram order (context of order-1 tokens)", min=1, max=16)
+        arpa: bool = param(False, "also export model.arpa (large for high orders)")
+
+    def __init__(self, params, data, device):
+        super().__init__(params, data, device)
+        self.lm: KneserNeyLM | None = None
+
+    def fit(self, ctx: RunContext) -> dict:
+        t0 = time.perf_counter()
+        train = self.data.tokens("train")
+        self.lm = KneserNeyLM.fit(train, self.params.order, self.data.vocab_size)
+        train_time = time.perf_counter() - t0
+        self.lm.save(ctx.run_dir / "model.npz")
+        if self.params.arpa:
+            self.lm.write_arpa(ctx.run_dir / "model.arpa", self.data.tokenizer().token_names())
+        # one point on the validation curve: the finished model after all its training tokens
+        rec = {"step": 1, "tokens": int(train.size), "train_time_s": train_time,
+               "timestamp_ms": int(time.time() * 1000), **ctx.val_metrics(self.log_probs)}
+        append_jsonl(ctx.run_dir / "history.jsonl", rec)
+        return {"steps": 1, "tokens": int(train.size), "flops": None, "train_time_s": train_time,
+                "ngrams": self.lm.num_ngrams(),
+                "discounts": [list(level.discounts) for level in self.lm.raw]}
+
+    @classmethod
+    def load(cls, params, data, run_dir: Path, device):
+        model = cls(params, data, device)
+        model.lm = KneserNeyLM.load(Path(run_dir) / "model.npz")
+        return model
+
+    def log_probs(self, stream: np.ndarray, window: int) -> np.ndarray:
+        return self.lm.log_probs(stream, window_history(len(stream), window))
+
+    def sample(self, n, length, generator, temperature, top_k):
+        out = np.zeros((n, length), dtype=np.int64)
+        for t in range(length):
+            m = min(t, self.lm.order - 1)
+            probs = self.lm.distributions(out[:, t - m:t])
+            logits = torch.from_numpy(np.log(np.maximum(probs, 1e-300)))
+            out[:, t] = sample_from_logits(logits, generator, temperature, top_k).numpy()
+        return out

@@ -1,0 +1,155 @@
+"""The text family's stages: train, evaluate (exact test likelihood over the full test split), sample.
+
+Each stage reads the run's ``spec.json`` and the prepared token data, writes its outputs
+atomically into the run directory (the file Snakemake waits for is written last) and mirrors
+the run into MLflow (see dagzoo.tracking).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dagzoo.data.tokenize import TokenData
+from dagzoo.errors import ConfigError
+from dagzoo.eval.perplexity import likelihood_metrics
+from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from dagzoo.provenance import write_provenance
+from dagzoo.registry import get_model, validate_params
+from dagzoo.text.base import RunContext, TextModel
+from dagzoo.tracking import LiveSync, resolve_uri
+from dagzoo.train import default_device
+
+
+def _load_spec(spec_path: Path) -> tuple[dict, type, object]:
+    spec = read_json(spec_path)
+    if spec.get("family") != "text":
+        raise ConfigError(f"{spec_path}: not a text experiment (family {spec.get('family')!r})")
+    cls = get_model("text", spec["model"], where=f"text.experiments.{spec['experiment']}.model")
+    params = validate_params(cls.Params, spec["params"], f"text.experiments.{spec['experiment']}")
+    return spec, cls, params
+
+
+def _sync(run_dir: Path, results: Path, spec: dict) -> LiveSync:
+    return LiveSync(run_dir, resolve_uri(results), prefix=spec.get("mlflow_prefix", "dagzoo-"))
+
+
+def _val_subset(data: TokenData, n_tokens: int) -> tuple[np.ndarray, int]:
+    val = data.tokens("val")[:n_tokens]
+    return val, len(data.tokenizer().decode(val))
+
+
+def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+    spec, cls, params = _load_spec(spec_path)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = TokenData(data_dir)
+    write_provenance(run_dir, "train", rule)
+    sync = _sync(run_dir, results, spec)
+    sync(force=True, status="RUNNING")
+    window = spec["eval"]["window"]
+    val, val_chars = _val_subset(data, spec["eval"]["val_tokens"])
+
+    def val_metrics(log_probs_fn) -> dict:
+        return likelihood_metrics(log_probs_fn(val, window), val_chars, "val")
+
+    device = default_device()
+    ctx = RunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
+                     window=window, val_metrics=val_metrics, on_progress=sync,
+                     desc=f"{spec['experiment']}/{spec['seed']}")
+    torch.manual_seed(spec["seed"])
+    model: TextModel = cls(params, data, device)
+    t0 = time.time()
+    try:
+        summary = model.fit(ctx)
+    except BaseException:
+        sync(force=True, status="FAILED")
+        raise
+    metrics = {"train/tokens": summary["tokens"], "train/time_s": summary["train_time_s"],
+               "train/job_wall_s": time.time() - t0}
+    if summary.get("flops") is not None:
+        metrics["train/flops"] = summary["flops"]
+    if summary.get("params") is not None:
+        metrics["train/params"] = summary["params"]
+    history = [r for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    if history:
+        metrics["train/loss"] = history[-1]["train/loss"]
+    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
+                                               "timestamp_ms": int(time.time() * 1000)})
+    sync(force=True, status="FINISHED")
+    return metrics
+
+
+def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+    spec, cls, params = _load_spec(spec_path)
+    run_dir = Path(run_dir)
+    data = TokenData(data_dir)
+    write_provenance(run_dir, "evaluate", rule)
+    model = cls.load(params, data, run_dir, default_device())
+    window = spec["eval"]["window"]
+    t0 = time.perf_counter()
+    test = data.tokens("test")
+    metrics = likelihood_metrics(model.log_probs(test, window), data.chars("test"), "test")
+    metrics["test/eval_time_s"] = time.perf_counter() - t0
+    metrics.update(read_json(run_dir / "train.json")["metrics"])
+    train = read_json(run_dir / "train.json")
+    _plot_curve(run_dir, spec)
+    atomic_write_json(run_dir / "metrics.json", {
+        "metrics": metrics, "exact_likelihood": cls.exact_likelihood, "window": window,
+        "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
+        "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000)})
+    _sync(run_dir, results, spec)(force=True)
+    return metrics
+
+
+def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> Path:
+    spec, cls, params = _load_spec(spec_path)
+    run_dir = Path(run_dir)
+    data = TokenData(data_dir)
+    write_provenance(run_dir, "sample", rule)
+    ev = spec["eval"]
+    model = cls.load(params, data, run_dir, default_device())
+    generator = torch.Generator().manual_seed(spec["seed"])
+    t0 = time.perf_counter()
+    ids = model.sample(ev["samples"], ev["sample_length"], generator, ev["temperature"], ev["top_k"]) \
+        if ev["samples"] else np.zeros((0, ev["sample_length"]), dtype=np.int64)
+    elapsed = time.perf_counter() - t0
+    tok = data.tokenizer()
+    texts = [tok.decode(row) for row in ids]
+    header = (f"# {spec['experiment']} (seed {spec['seed']}): {len(texts)} samples of {ev['sample_length']} tokens, "
+              f"temperature {ev['temperature']}, top_k {ev['top_k']}, {elapsed:.2f} s\n")
+    body = "".join(f"\n----- sample {i} -----\n{t}\n" for i, t in enumerate(texts))
+    atomic_write_json(run_dir / "samples.json", {"tokens": ids, "seconds": elapsed})
+    atomic_write_text(run_dir / "samples.txt", header + body)
+    _sync(run_dir, results, spec)(force=True)
+    return run_dir / "samples.txt"
+
+
+def _plot_curve(run_dir: Path, spec: dict) -> None:
+    rows = read_jsonl(run_dir / "history.jsonl")
+    val = [(r["tokens"], r["val/bpc"]) for r in rows if "val/bpc" in r]
+    loss = [(r["tokens"], r["train/loss"]) for r in rows if "train/loss" in r]
+    if len(val) < 2 and len(loss) < 2:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if loss:
+        ax.plot(*zip(*[(t, lv / np.log(2)) for t, lv in loss]), label="train loss (bits/token)", alpha=0.6)
+    if val:
+        ax.plot(*zip(*val), marker="o", label="val BPC")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("bits")
+    ax.set_title(f"{spec['experiment']} (seed {spec['seed']})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = run_dir / ".curve.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(run_dir / "curve.png")

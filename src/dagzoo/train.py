@@ -1,0 +1,303 @@
+"""The one training loop of every family.
+
+- Reproducible: the batch and the dropout noise of step s are functions of (seed, s) alone, so
+  a run resumed from a checkpoint takes exactly the same steps as one that never stopped.
+- Crash-safe: a checkpoint (model, optimizer, EMA, counters) is written atomically every
+  `checkpoint_every` steps to ``<run>/checkpoints/last.pt``; rerunning the job resumes from it.
+  SIGTERM (SLURM's scancel, a pre-emption) writes one at the end of the current step first.
+- A non-finite loss or gradient stops the job with a clear error and leaves the last good
+  checkpoint untouched.
+- The training history (``history.jsonl``: losses, learning rate, validation metrics, tokens,
+  FLOPs, time) is on disk first; MLflow receives it from there (see dagzoo.tracking).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from dagzoo.errors import CheckpointError, TrainingError
+from dagzoo.io import append_jsonl, read_jsonl
+from dagzoo.registry import param
+
+
+@dataclass
+class TrainParams:
+    """Optimization hyper-parameters shared by every trained model (inherit from this)."""
+
+    steps: int = param(1000, "optimizer steps", min=1)
+    batch_size: int = param(32, "sequences (or examples) per step", min=1)
+    lr: float = param(1e-3, "peak learning rate (AdamW)", min=0.0)
+    min_lr_ratio: float = param(0.1, "final lr / peak lr of the cosine decay", min=0.0, max=1.0)
+    warmup_steps: int = param(100, "linear warm-up steps", min=0)
+    weight_decay: float = param(0.1, "AdamW weight decay on matrices", min=0.0)
+    beta1: float = param(0.9, "AdamW beta1", min=0.0, max=1.0)
+    beta2: float = param(0.99, "AdamW beta2", min=0.0, max=1.0)
+    grad_clip: float | None = param(1.0, "max global gradient norm (null: no clipping)", min=0.0)
+    ema_decay: float | None = param(None, "EMA of the weights for evaluation (null: off)", min=0.0, max=1.0)
+    checkpoint_every: int = param(100, "steps between checkpoints", min=1)
+    eval_every: int = param(100, "steps between validation evaluations", min=1)
+    log_every: int = param(10, "steps between logged training losses", min=1)
+
+
+def lr_at(step: int, p: TrainParams) -> float:
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    if p.warmup_steps and step < p.warmup_steps:
+        return p.lr * (step + 1) / p.warmup_steps
+    span = max(1, p.steps - p.warmup_steps)
+    progress = min(1.0, (step - p.warmup_steps) / span)
+    return p.lr * (p.min_lr_ratio + (1 - p.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step) % (2**63 - 1)
+
+
+class EMA:
+    """Exponential moving average of parameters with the usual warm-up
+    (decay_t = min(decay, (1 + t) / (10 + t))), so early averages are not dominated by the init."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.updates, self.shadow = state["decay"], state["updates"], state["shadow"]
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {str(e)[:200]}). "
+            f"Nothing was overwritten. Delete it to restart this run from step 0, or restore a backup."
+        ) from None
+
+
+def default_device() -> torch.device:
+    if os.environ.get("DAGZOO_DEVICE"):
+        return torch.device(os.environ["DAGZOO_DEVICE"])
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Trainer:
+    """Runs `loss_fn(model, step) -> scalar loss` for `params.steps` AdamW steps.
+
+    `eval_fn(model) -> dict` is called every `eval_every` steps and at the end (with the EMA
+    weights when EMA is on). `on_progress()` is called after each log write (live tracking).
+    """
+
+    def __init__(self, model: torch.nn.Module, params: TrainParams, run_dir: Path, seed: int, config_hash: str,
+                 loss_fn: Callable[[torch.nn.Module, int], torch.Tensor], tokens_per_step: int,
+                 flops_per_step: float | None = None,
+                 eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+                 on_progress: Callable[[], None] | None = None, device: torch.device | None = None,
+                 desc: str = "train"):
+        self.model, self.p, self.seed, self.config_hash = model, params, seed, config_hash
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_path = self.ckpt_dir / "last.pt"
+        self.history_path = self.run_dir / "history.jsonl"
+        self.loss_fn, self.eval_fn, self.on_progress = loss_fn, eval_fn, on_progress or (lambda: None)
+        self.tokens_per_step, self.flops_per_step = tokens_per_step, flops_per_step
+        self.device = device or default_device()
+        self.desc = desc
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}],
+                                     lr=params.lr, betas=(params.beta1, params.beta2),
+                                     fused=self.device.type == "cuda")
+        self.ema = EMA(model, params.ema_decay) if params.ema_decay else None
+        self.step = 0
+        self.train_time = 0.0  # seconds spent in optimizer steps (excludes evaluation)
+        self.resumed_from: int | None = None
+        self._stop_requested = False
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> None:
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_torch_save({
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None, "step": self.step,
+            "train_time": self.train_time, "config_hash": self.config_hash, "seed": self.seed,
+        }, self.ckpt_path)
+
+    def maybe_resume(self) -> None:
+        if not self.ckpt_path.exists():
+            if self.history_path.exists():
+                self.history_path.unlink()  # a history without a checkpoint belongs to no resumable state
+            return
+        state = load_checkpoint(self.ckpt_path)
+        if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed:
+            stale = self.ckpt_path.with_name(f"stale-{state.get('config_hash')}.pt")
+            os.replace(self.ckpt_path, stale)
+            self.history_path.unlink(missing_ok=True)
+            log(f"{self.ckpt_path} belongs to another config; moved to {stale.name}, starting fresh")
+            return
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            if self.ema and state["ema"]:
+                self.ema.load_state_dict(state["ema"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {self.ckpt_path} does not fit this model ({e}); "
+                                  "delete it to restart this run from step 0") from None
+        self.step, self.train_time = int(state["step"]), float(state["train_time"])
+        self.resumed_from = self.step
+        # drop history written after the checkpoint: those steps are recomputed identically
+        kept = [r for r in read_jsonl(self.history_path) if r.get("step", 0) <= self.step]
+        tmp = self.history_path.with_name(".history.tmp")
+        tmp.unlink(missing_ok=True)
+        for r in kept:
+            append_jsonl(tmp, r)
+        if tmp.exists():
+            os.replace(tmp, self.history_path)
+        else:
+            self.history_path.unlink(missing_ok=True)
+        log(f"resumed {self.run_dir} from step {self.step}")
+
+    # ------------------------------------------------------------------ loop
+    def _record(self, **values) -> None:
+        rec = {"step": self.step, "tokens": self.step * self.tokens_per_step, "train_time_s": self.train_time,
+               "timestamp_ms": int(time.time() * 1000)}
+        if self.flops_per_step is not None:
+            rec["flops"] = self.step * self.flops_per_step
+        rec.update(values)
+        append_jsonl(self.history_path, rec)
+        self.on_progress()
+
+    @contextlib.contextmanager
+    def _eval_weights(self):
+        if not self.ema:
+            yield self.model
+            return
+        backup = copy.deepcopy(self.model.state_dict())
+        self.model.load_state_dict(self.ema.shadow)
+        try:
+            yield self.model
+        finally:
+            self.model.load_state_dict(backup)
+
+    def _evaluate(self) -> None:
+        if not self.eval_fn:
+            return
+        with self._eval_weights() as m:
+            m.eval()
+            with torch.no_grad():
+                metrics = self.eval_fn(m)
+            m.train()
+        self._record(**metrics)
+
+    def _on_sigterm(self, *_):
+        self._stop_requested = True
+
+    def fit(self) -> dict:
+        self.model.to(self.device)
+        self.maybe_resume()
+        self.model.train()
+        p = self.p
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                    else contextlib.nullcontext())
+        if self.step == 0:
+            self._evaluate()
+        # in a log file (not a terminal) the bar is a plain line every 30 s
+        bar = tqdm(total=p.steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
+                   mininterval=2.0 if sys.stderr.isatty() else 30.0)
+        try:
+            while self.step < p.steps:
+                t0 = time.perf_counter()
+                for group in self.opt.param_groups:
+                    group["lr"] = lr_at(self.step, p)
+                torch.manual_seed(step_seed(self.seed, self.step))
+                with autocast:
+                    loss = self.loss_fn(self.model, self.step)
+                if not torch.isfinite(loss):
+                    raise self._diverged(f"loss is {loss.item()}")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if p.grad_clip:
+                    gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
+                    if not torch.isfinite(gnorm):
+                        raise self._diverged(f"gradient norm is {gnorm.item()}")
+                self.opt.step()
+                if self.ema:
+                    self.ema.update(self.model)
+                self.step += 1
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                self.train_time += dt
+                bar.update(1)
+                if self.step % p.log_every == 0 or self.step == p.steps:
+                    lv = loss.item()
+                    bar.set_postfix(loss=f"{lv:.4f}", tok_s=f"{self.tokens_per_step / max(dt, 1e-9):,.0f}")
+                    self._record(**{"train/loss": lv, "train/lr": lr_at(self.step - 1, p)})
+                if self.step % p.eval_every == 0 or self.step == p.steps:
+                    self._evaluate()
+                if self.step % p.checkpoint_every == 0 or self.step == p.steps or self._stop_requested:
+                    self.save_checkpoint()
+                if self._stop_requested:
+                    raise TrainingError(f"stopped by SIGTERM at step {self.step}; checkpoint saved, rerun to resume")
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return {
+            "steps": self.step, "tokens": self.step * self.tokens_per_step,
+            "flops": None if self.flops_per_step is None else self.step * self.flops_per_step,
+            "train_time_s": self.train_time, "resumed_from": self.resumed_from,
+        }
+
+    def _diverged(self, what: str) -> TrainingError:
+        last = f"the last good checkpoint ({self.ckpt_path}) is kept" if self.ckpt_path.exists() else \
+            "no checkpoint had been written yet"
+        return TrainingError(f"training diverged at step {self.step}: {what}. Stopped without saving; {last}. "
+                             "Lower lr, raise warmup_steps or set grad_clip, then rerun.")
+
+    def final_state_dict(self) -> dict:
+        """The weights to evaluate and ship: the EMA average when EMA is on."""
+        return self.ema.shadow if self.ema else self.model.state_dict()
+
+
+def log(message: str) -> None:
+    """A status line on stderr that does not break a progress bar."""
+    tqdm.write(f"[dagzoo] {message}", file=sys.stderr)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,134 @@
+"""The shared training loop: resume after SIGKILL, divergence, corrupt checkpoints, learning."""
+
+import json
+import math
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import BIN, dagzoo, prepare_text_runs
+from dagzoo.errors import CheckpointError, TrainingError
+from dagzoo.io import read_json, read_jsonl
+from dagzoo.train import Trainer, TrainParams, lr_at
+
+TINY = {"model": "transformer", "n_layer": 2, "n_head": 2, "d_model": 32, "batch_size": 8, "lr": 3e-3,
+        "warmup_steps": 10, "log_every": 5, "eval_every": 50, "checkpoint_every": 10}
+
+
+def train_args(data, run, results):
+    return ["train", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results,
+            "--threads", "1"]
+
+
+def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 600}, "b": {**TINY, "steps": 600}})
+    run = runs["a"]
+    proc = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoints" / "last.pt"
+    deadline = time.time() + 120
+    step = 0
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            step = torch.load(ckpt, weights_only=True)["step"]
+            if step >= 30:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 30 <= step < 600, f"the job must be killed half way (checkpoint step {step})"
+    assert not (run / "train.json").exists(), "a killed job leaves no output that looks complete"
+
+    r = dagzoo(*train_args(data, run, results))
+    resumed = int(r.stderr.split("from step ")[1].split()[0])
+    assert resumed >= step
+    losses = [rec["step"] for rec in read_jsonl(run / "history.jsonl") if "train/loss" in rec]
+    assert losses == list(range(5, 601, 5)), "the step counter continues; no step is logged twice"
+    summary = read_json(run / "train.json")["summary"]
+    assert summary["resumed_from"] == resumed and summary["steps"] == 600
+
+    # the resumed run equals a run that was never interrupted (same seed, same config)
+    spec_b = read_json(runs["b"] / "spec.json")
+    spec_b.update(experiment="a", config_hash=read_json(run / "spec.json")["config_hash"])
+    (runs["b"] / "spec.json").write_text(json.dumps(spec_b))
+    dagzoo(*train_args(data, runs["b"], results))
+    a = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(runs["b"] / "model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 20}})
+    ckpt = runs["a"] / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"this is not a checkpoint")
+    r = dagzoo(*train_args(data, runs["a"], results), check=False)
+    assert r.returncode == 1
+    assert "checkpoint" in r.stderr and "corrupt or unreadable" in r.stderr and "Traceback" not in r.stderr
+    assert ckpt.read_bytes() == b"this is not a checkpoint", "nothing is overwritten"
+    assert not (runs["a"] / "train.json").exists()
+
+
+def _toy_trainer(tmp_path, loss_at, steps=20, **kw):
+    model = torch.nn.Linear(4, 1)
+    params = TrainParams(steps=steps, lr=0.01, warmup_steps=0, checkpoint_every=5, eval_every=100, log_every=1, **kw)
+    x = torch.randn(32, 4)
+
+    def loss_fn(m, step):
+        return loss_at(step) * m(x).pow(2).mean()
+
+    return Trainer(model, params, tmp_path, seed=0, config_hash="h", loss_fn=loss_fn, tokens_per_step=32,
+                   device=torch.device("cpu"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    trainer = _toy_trainer(tmp_path, lambda s: float("nan") if s == 12 else 1.0)
+    with pytest.raises(TrainingError, match="diverged at step 12: loss is nan") as e:
+        trainer.fit()
+    assert "last good checkpoint" in str(e.value)
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 10
+
+
+def test_checkpoint_of_another_config_is_set_aside(tmp_path):
+    _toy_trainer(tmp_path, lambda s: 1.0, steps=10).fit()
+    t = _toy_trainer(tmp_path, lambda s: 1.0, steps=10)
+    t.config_hash = "other"
+    t.fit()
+    assert t.resumed_from is None
+    assert (tmp_path / "checkpoints" / "stale-h.pt").exists()
+
+
+def test_lr_schedule():
+    p = TrainParams(steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, p) == pytest.approx(0.1)
+    assert lr_at(9, p) == pytest.approx(1.0)
+    assert lr_at(10, p) == pytest.approx(1.0)
+    assert lr_at(60, p) == pytest.approx(0.55)
+    assert lr_at(110, p) == pytest.approx(0.1)
+
+
+def test_transformer_learns_and_scores_windows(tmp_path):
+    """A tiny transformer must get far below the unigram entropy of the corpus; its log-probs
+    respect the window protocol (scoring a stream = scoring each window alone)."""
+    data, runs, results = prepare_text_runs(tmp_path, {"t": {**TINY, "steps": 150, "eval_every": 150}})
+    dagzoo(*train_args(data, runs["t"], results))
+    from dagzoo.data.tokenize import TokenData
+    from dagzoo.text.models.transformer import TransformerLM
+
+    d = TokenData(data)
+    spec = read_json(runs["t"] / "spec.json")
+    m = TransformerLM.load(TransformerLM.Params(**spec["params"]), d, runs["t"], torch.device("cpu"))
+    test = d.tokens("test")
+    lp = m.log_probs(test, 32)
+    counts = np.bincount(d.tokens("train"), minlength=d.vocab_size) + 1e-9
+    unigram_bits = -(counts / counts.sum() * np.log2(counts / counts.sum())).sum()
+    bits = -lp.mean() / math.log(2)
+    assert bits < 0.75 * unigram_bits, (bits, unigram_bits)
+    whole = m.log_probs(test[:70], 32)
+    parts = np.concatenate([m.log_probs(test[:70][i:i + 32], 32) for i in (0, 32, 64)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-5)
