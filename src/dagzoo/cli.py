@@ -59,6 +59,23 @@ def _stage(name: str):
     return run
 
 
+def cmd_models(a) -> int:
+    import dataclasses
+
+    from dagzoo import registry
+
+    for family in registry.FAMILIES:
+        for key, cls in sorted(registry.models(family).items()):
+            doc = (cls.__doc__ or cls.__module__).strip().splitlines()[0]
+            print(f"{family}/{key}: {doc}")
+            for f in dataclasses.fields(cls.Params):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                limits = ", ".join(f"{k} {v}" for k, v in f.metadata.items() if k != "help")
+                print(f"    {f.name:<18} = {default!r:<10} {f.metadata.get('help', '')}"
+                      + (f" ({limits})" if limits else ""))
+    return 0
+
+
 def cmd_report(a) -> int:
     from dagzoo.report import write_report
 
@@ -85,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("validate-config", help="check a config file against the schema and the model registry")
     s.add_argument("config")
     s.set_defaults(fn=cmd_validate_config)
+
+    s = sub.add_parser("models", help="list the registered models and their hyper-parameters")
+    s.set_defaults(fn=cmd_models)
 
     s = sub.add_parser("prepare-text", help="fetch/read a corpus and write its train/val/test split + manifest")
     s.add_argument("--corpus", required=True, help="kjv | tinyshakespeare | text8 | wikitext2 | wikitext103 | file:<path>")

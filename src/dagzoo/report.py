@@ -32,7 +32,7 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     if df.empty:
         return df, histories
     metric_cols = [c for c in df.columns if c not in ID_COLUMNS and pd.api.types.is_numeric_dtype(df[c])]
-    grouped = df.groupby(["family", "experiment"])[metric_cols]
+    grouped = df.groupby(["family", "experiment"])
     for c in metric_cols:
         df[f"{c}_mean"] = grouped[c].transform("mean")
         df[f"{c}_std"] = grouped[c].transform(lambda s: s.std(ddof=1) if s.count() > 1 else 0.0)
@@ -66,7 +66,7 @@ def _mean_std(df: pd.DataFrame, col: str) -> str:
 def _val_curve(history: list[dict]) -> list[tuple[float, float, float, float | None]]:
     """(tokens, val bpc, train seconds, flops) of every validation point."""
     return [(r["tokens"], r["val/bpc"], r.get("train_time_s", float("nan")), r.get("flops"))
-            for r in history if "val/bpc" in r]
+            for r in history if "val/bpc" in r and r["tokens"] > 0]
 
 
 def text_findings(df: pd.DataFrame, histories: dict) -> list[str]:
@@ -208,7 +208,8 @@ def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | 
         for _, r in text.drop_duplicates("experiment").iterrows():
             path = Path(r.run_dir) / "samples.txt"
             if path.exists():
-                body = path.read_text(encoding="utf-8").split("-----\n", 1)[-1][:300]
+                samples = path.read_text(encoding="utf-8").split("----- sample ")[1:]
+                body = samples[0].split("-----\n", 1)[-1][:300] if samples else "(no samples)"
                 md += [f"**{r.experiment}**", "", "```", body.rstrip(), "```", ""]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     return [summary, out / "summary.csv", out / "report.md", curves]

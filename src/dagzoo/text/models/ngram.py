@@ -18,6 +18,8 @@ from dagzoo.text.kneser_ney import KneserNeyLM
 
 @register("text", "ngram")
 class NGram(TextModel):
+    """Interpolated modified Kneser-Ney n-gram LM (exact likelihood; counting, no gradient steps)."""
+
     @dataclass
     class Params:
         order: int = param(5, "n-gram order (context of order-1 tokens)", min=1, max=16)

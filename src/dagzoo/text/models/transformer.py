@@ -21,6 +21,8 @@ from dagzoo.nn.transformer import Transformer, TransformerConfig
 
 @register("text", "transformer")
 class TransformerLM(TextModel):
+    """GPT-style autoregressive transformer LM (pre-LN, causal SDPA, tied embeddings; exact likelihood)."""
+
     @dataclass
     class Params(TrainParams):
         n_layer: int = param(4, "transformer blocks", min=1)
