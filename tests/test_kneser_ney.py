@@ -122,3 +122,16 @@ def test_arpa_export_reproduces_full_context_probabilities(tmp_path, order):
         ctx = [escaped[t] for t in test[i - order + 1:i]]
         ref = arpa_log10prob(probs, backoffs, ctx, escaped[test[i]]) * math.log(10)
         assert ours[i] == pytest.approx(ref, rel=1e-8)
+
+
+def test_large_vocabulary_keys_do_not_overflow():
+    """BPE-sized vocabularies: n-gram keys are (prefix id * V + token), which must stay exact."""
+    rng = np.random.default_rng(9)
+    V = 50_000
+    train = rng.integers(0, V, size=20_000)
+    train[1::7] = 3  # some repeated structure
+    lm = KneserNeyLM.fit(train, 6, V)
+    lp = lm.log_probs(train[:500], np.minimum(np.arange(500), 5))
+    assert np.all(np.isfinite(lp))
+    p = lm.distributions(train[None, 10:15])
+    np.testing.assert_allclose(p.sum(), 1.0, atol=1e-12)

@@ -16,12 +16,12 @@ def snakemake(workdir, cfg_path, *extra):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def write_cfg(tmp_path, lr=0.003):
+def write_cfg(tmp_path, lr=0.003, samples=2):
     corpus = small_corpus(tmp_path / "corpus.txt", lines=600)
     cfg = {
         "results": str(tmp_path / "results"), "seeds": [0, 1], "threads": 1,
         "text": {"corpus": f"file:{corpus}", "split": {"val": 0.1, "test": 0.1},
-                 "eval": {"window": 32, "val_tokens": 512, "samples": 2, "sample_length": 32},
+                 "eval": {"window": 32, "val_tokens": 512, "samples": samples, "sample_length": 32},
                  "experiments": {
                      "kn3": {"model": "ngram", "order": 3},
                      "tiny": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32, "steps": 30,
@@ -63,3 +63,9 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert (results / "text" / "kn3" / "0" / "metrics.json").stat().st_mtime == kn3_mtime
     spec = json.loads((results / "text" / "tiny" / "0" / "spec.json").read_text())
     assert spec["params"]["lr"] == 0.001
+
+    # sampling settings rerun sampling (and the report), never training or evaluation
+    cfg = write_cfg(tmp_path, lr=0.001, samples=3)
+    out = snakemake(tmp_path, cfg, "-n").stdout
+    assert "rule text_sample" in out and "rule report" in out
+    assert "rule text_train" not in out and "rule text_evaluate" not in out

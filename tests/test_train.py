@@ -132,3 +132,22 @@ def test_transformer_learns_and_scores_windows(tmp_path):
     whole = m.log_probs(test[:70], 32)
     parts = np.concatenate([m.log_probs(test[:70][i:i + 32], 32) for i in (0, 32, 64)])
     np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-5)
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    """scancel / pre-emption sends SIGTERM: the job checkpoints its current step and exits non-zero."""
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
+    run = runs["a"]
+    proc = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+            "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "stopped by SIGTERM" in err
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 20 <= step < 1000, "the checkpoint is the step at which the signal came, not the periodic one"
+    assert not (run / "train.json").exists()

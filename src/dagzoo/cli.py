@@ -52,7 +52,9 @@ def _stage(name: str):
 
         family = read_json(a.spec).get("family", "text")
         pipeline = importlib.import_module(f"dagzoo.{family}.pipeline")
-        out = getattr(pipeline, name)(Path(a.spec), Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule)
+        extra = {k: getattr(a, k) for k in ("samples", "length", "temperature", "top_k") if hasattr(a, k)}
+        out = getattr(pipeline, name)(Path(a.spec), Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule,
+                                      **extra)
         if isinstance(out, dict):
             print(json.dumps({k: v for k, v in out.items()}, indent=1, default=str))
         return 0
@@ -130,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--results", default="results", help="results root (for the default MLflow store)")
         s.add_argument("--threads", type=int, default=None)
         s.add_argument("--rule", default=None, help="name of the calling Snakemake rule (an MLflow tag)")
+        if name == "sample":
+            s.add_argument("--samples", type=int, default=4, help="number of samples")
+            s.add_argument("--length", type=int, default=256, help="tokens per sample (<= the eval window)")
+            s.add_argument("--temperature", type=float, default=1.0)
+            s.add_argument("--top-k", type=int, default=None)
         s.set_defaults(fn=_stage(name))
 
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")

@@ -98,6 +98,10 @@ if "text" in CFG:
         params:
             data=TEXT_TOKENS,
             run_dir=f"{R}/text/{{exp}}/{{seed}}",
+            sampling=" ".join(
+                [f"--samples {TEXT['eval']['samples']}", f"--length {TEXT['eval']['sample_length']}",
+                 f"--temperature {TEXT['eval']['temperature']}"]
+                + ([f"--top-k {TEXT['eval']['top_k']}"] if TEXT["eval"]["top_k"] else [])),
         log:
             f"{R}/logs/text_sample/{{exp}}-{{seed}}.log",
         resources:
@@ -105,4 +109,4 @@ if "text" in CFG:
             runtime=30,
         shell:
             "dagzoo sample --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-            "--results {R:q} --threads 1 --rule {rule} > {log:q} 2>&1"
+            "--results {R:q} --threads 1 --rule {rule} {params.sampling} > {log:q} 2>&1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -10,6 +11,7 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -96,47 +98,44 @@ def _check_member(dest: Path, name: str) -> Path:
     return target
 
 
+def _members(archive: Path, stack: contextlib.ExitStack):
+    """(name, kind, open) of every member, kind in {'file', 'dir', 'link'} ('link' = anything else)."""
+    if zipfile.is_zipfile(archive):
+        z = stack.enter_context(zipfile.ZipFile(archive))
+        for info in z.infolist():
+            mode = info.external_attr >> 16
+            kind = "dir" if info.is_dir() else "link" if mode and (mode & 0o170000) == 0o120000 else "file"
+            yield info.filename, kind, partial(z.open, info)
+    elif tarfile.is_tarfile(archive):
+        t = stack.enter_context(tarfile.open(archive))
+        for m in t.getmembers():
+            kind = "dir" if m.isdir() else "file" if m.isfile() else "link"
+            yield m.name, kind, partial(t.extractfile, m)
+    else:
+        raise DataError(f"{archive} is neither a zip nor a tar archive")
+
+
 def safe_extract(archive: Path, dest: Path) -> list[Path]:
     """Extract a zip or tar archive into `dest`, refusing absolute paths, '..', links and devices.
 
-    Everything is checked before anything is written, so a rejected archive leaves no files.
+    Every member is checked before anything is written, so a rejected archive leaves no files.
     """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            infos = z.infolist()
-            for info in infos:
-                _check_member(dest, info.filename)
-                mode = info.external_attr >> 16
-                if mode and (mode & 0o170000) == 0o120000:
-                    raise DataError(f"unsafe archive member {info.filename!r}: symbolic link; refusing to extract")
-            for info in infos:
-                target = _check_member(dest, info.filename)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                written.append(target)
-        return written
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            members = t.getmembers()
-            for m in members:
-                _check_member(dest, m.name)
-                if not (m.isfile() or m.isdir()):
-                    raise DataError(f"unsafe archive member {m.name!r}: links and devices are not extracted")
-            for m in members:
-                target = _check_member(dest, m.name)
-                if m.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with t.extractfile(m) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
-                written.append(target)
-        return written
-    raise DataError(f"{archive} is neither a zip nor a tar archive")
+    with contextlib.ExitStack() as stack:
+        members = list(_members(archive, stack))
+        for name, kind, _ in members:
+            _check_member(dest, name)
+            if kind == "link":
+                raise DataError(f"unsafe archive member {name!r}: links and devices are not extracted")
+        for name, kind, open_member in members:
+            target = _check_member(dest, name)
+            if kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open_member() as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+            written.append(target)
+    return written

@@ -3,7 +3,8 @@
 Every text model scores the same token stream cut into the same consecutive windows of
 `window` tokens (the last one may be shorter); the history of a token never reaches across a
 window start, and the first token of each window is scored too (after a BOS). Totals are over
-every token of the split, not a sample of batches.
+every token of the split, not a sample of batches. Diffusion models report an upper bound
+(NELBO) estimated by sampling; its standard error is reported next to it (`*_se`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ def window_history(n_tokens: int, window: int) -> np.ndarray:
     return np.arange(n_tokens) % window
 
 
-def likelihood_metrics(log_probs: np.ndarray, n_chars: int, prefix: str) -> dict:
-    """nats/token, perplexity, bits/token and bits per character from per-token log-probs."""
-    log_probs = np.asarray(log_probs, dtype=np.float64)
-    if not np.all(np.isfinite(log_probs)):
-        raise ValueError(f"{np.count_nonzero(~np.isfinite(log_probs))} token log-probabilities are not finite")
-    total = -float(log_probs.sum())
-    n = int(log_probs.size)
-    nll = total / n
-    return {
+def likelihood_metrics(window_nll: np.ndarray, window_var: np.ndarray | None, n_tokens: int, n_chars: int,
+                       prefix: str) -> dict:
+    """nats/token, perplexity, bits/token and bits per character from per-window NLLs (nats)."""
+    window_nll = np.asarray(window_nll, dtype=np.float64)
+    if not np.all(np.isfinite(window_nll)):
+        raise ValueError(f"{np.count_nonzero(~np.isfinite(window_nll))} window likelihoods are not finite")
+    total = float(window_nll.sum())
+    nll = total / n_tokens
+    out = {
         f"{prefix}/nll": nll,
         f"{prefix}/ppl": math.exp(nll),
         f"{prefix}/bits_per_token": nll / math.log(2),
         f"{prefix}/bpc": total / math.log(2) / n_chars,
-        f"{prefix}/tokens": n,
+        f"{prefix}/tokens": int(n_tokens),
         f"{prefix}/chars": int(n_chars),
     }
+    if window_var is not None:
+        se_total = math.sqrt(float(np.sum(window_var)))
+        out[f"{prefix}/nll_se"] = se_total / n_tokens
+        out[f"{prefix}/bpc_se"] = se_total / math.log(2) / n_chars
+    return out

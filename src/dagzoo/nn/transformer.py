@@ -1,9 +1,18 @@
-"""A GPT-style transformer (pre-LN, fused scaled-dot-product attention, tied embeddings).
+"""One transformer for every text objective (pre-LN, fused scaled-dot-product attention, tied embeddings).
 
 Inputs live in a vocabulary of `vocab_in` ids (the predicted tokens plus input-only symbols such
-as BOS); the head predicts the first `vocab_out` of them through the tied embedding matrix.
-`causal=True` gives the autoregressive model; an explicit boolean `attn_mask` (True = may
-attend) supports other attention patterns.
+as BOS and MASK); the head predicts the first `vocab_out` of them through the tied embedding
+matrix, so input-only symbols can never be predicted (MDLM's SUBS "MASK logit = -inf" holds by
+construction).
+
+- `causal=True` gives the autoregressive model; `causal=False` a bidirectional one.
+- `attn_mask` (boolean, True = may attend) gives any other pattern (block diffusion).
+- `positions` sets position ids explicitly (BD3-LM feeds x_t and x_0 with the same positions).
+- `cond` (B, d) or (B, T, d) switches on adaLN-Zero time conditioning as in DiT: every block's
+  layer norms are shifted/scaled and its residual branches gated by a projection of `cond`,
+  initialised to zero so a conditioned block starts as the identity.
+- `cache` (a KVCache) lets new tokens attend to keys/values of earlier calls; with
+  ``store=True`` the new keys/values are appended (semi-autoregressive sampling).
 """
 
 from __future__ import annotations
@@ -26,6 +35,18 @@ class TransformerConfig:
     d_model: int = 128
     dropout: float = 0.0
     causal: bool = True
+    time_conditioning: bool = False
+
+
+class KVCache:
+    """Per-layer keys and values of tokens already processed (B, H, T, head_dim)."""
+
+    def __init__(self, n_layer: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+
+    def __len__(self) -> int:
+        return 0 if self.k[0] is None else self.k[0].shape[2]
 
 
 class SelfAttention(nn.Module):
@@ -36,12 +57,23 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model, bias=False)
         self.proj = nn.Linear(c.d_model, c.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, causal: bool, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x, causal: bool, attn_mask, cache: KVCache | None = None, layer: int = 0,
+                store: bool = False):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is not None and cache.k[layer] is not None:
+            k = torch.cat([cache.k[layer], k], dim=2)
+            v = torch.cat([cache.v[layer], v], dim=2)
+            causal = False  # new tokens see every cached token; `attn_mask` restricts if needed
+        if cache is not None and store:
+            cache.k[layer], cache.v[layer] = k, v
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal and attn_mask is None,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+def _modulate(x, shift, scale):
+    return x * (1 + scale) + shift
 
 
 class Block(nn.Module):
@@ -53,10 +85,31 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model, bias=False), nn.GELU(),
                                  nn.Linear(4 * c.d_model, c.d_model, bias=False))
         self.drop = nn.Dropout(c.dropout)
+        self.ada = nn.Linear(c.d_model, 6 * c.d_model) if c.time_conditioning else None
 
-    def forward(self, x, causal, attn_mask):
-        x = x + self.drop(self.attn(self.ln1(x), causal, attn_mask))
-        return x + self.drop(self.mlp(self.ln2(x)))
+    def forward(self, x, causal, attn_mask, cond=None, cache=None, layer=0, store=False):
+        if self.ada is None or cond is None:
+            x = x + self.drop(self.attn(self.ln1(x), causal, attn_mask, cache, layer, store))
+            return x + self.drop(self.mlp(self.ln2(x)))
+        s1, c1, g1, s2, c2, g2 = self.ada(cond).chunk(6, dim=-1)
+        h = self.attn(_modulate(self.ln1(x), s1, c1), causal, attn_mask, cache, layer, store)
+        x = x + g1 * self.drop(h)
+        return x + g2 * self.drop(self.mlp(_modulate(self.ln2(x), s2, c2)))
+
+
+class TimeEmbedding(nn.Module):
+    """Sinusoidal features of a scalar noise level -> MLP -> conditioning vector (DiT)."""
+
+    def __init__(self, d: int, n_freq: int = 128):
+        super().__init__()
+        self.n_freq = n_freq
+        self.mlp = nn.Sequential(nn.Linear(n_freq, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.n_freq // 2
+        freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = t.float()[..., None] * freqs
+        return self.mlp(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))
 
 
 class Transformer(nn.Module):
@@ -68,10 +121,16 @@ class Transformer(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.d_model)
+        self.time_emb = TimeEmbedding(c.d_model) if c.time_conditioning else None
+        self.ada_f = nn.Linear(c.d_model, 2 * c.d_model) if c.time_conditioning else None
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * c.n_layer))
+        for m in [b.ada for b in self.blocks] + [self.ada_f]:  # adaLN-Zero
+            if m is not None:
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
 
     @staticmethod
     def _init(m):
@@ -80,16 +139,33 @@ class Transformer(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab_out) for input ids (B, T)."""
+    def forward(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None, cache: KVCache | None = None,
+                store: bool = False) -> torch.Tensor:
+        """Logits (B, T, vocab_out) for input ids (B, T).
+
+        t: noise level per sequence (B,) or per token (B, T) when time conditioning is on.
+        """
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens exceeds block_size {self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))
-        for block in self.blocks:
-            x = block(x, self.config.causal, attn_mask)
+        if positions is None:
+            start = len(cache) if cache is not None else 0
+            positions = torch.arange(start, start + T, device=idx.device)
+        if int(positions.max()) >= self.config.block_size:
+            raise ValueError(f"position {int(positions.max())} exceeds block_size {self.config.block_size}")
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        cond = None
+        if self.time_emb is not None:
+            if t is None:
+                raise ValueError("this transformer is time-conditioned: pass t")
+            cond = self.time_emb(t)
+            if cond.dim() == 2:
+                cond = cond[:, None, :]
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.config.causal, attn_mask, cond, cache, i, store)
         x = self.ln_f(x)
+        if cond is not None:
+            shift, scale = self.ada_f(cond).chunk(2, dim=-1)
+            x = _modulate(x, shift, scale)
         return F.linear(x, self.tok_emb.weight[: self.config.vocab_out])
 
     def num_params(self, embeddings: bool = True) -> int:

@@ -10,6 +10,36 @@ import numpy as np
 import torch
 
 from dagzoo.data.tokenize import TokenData
+from dagzoo.errors import ConfigError, DataError
+from dagzoo.registry import param
+from dagzoo.train import TrainParams, step_seed
+
+# (stream, window) -> (NLL or its upper bound per window in nats, variance of that estimate or None)
+WindowNLL = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+@dataclass
+class BackboneParams(TrainParams):
+    """The shared transformer backbone of every neural text model."""
+
+    n_layer: int = param(4, "transformer blocks", min=1)
+    n_head: int = param(4, "attention heads", min=1)
+    d_model: int = param(128, "width", min=8)
+    dropout: float = param(0.0, "dropout", min=0.0, max=1.0)
+    eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
+
+    def check(self, where: str) -> None:
+        if self.d_model % self.n_head:
+            raise ConfigError(f"{where}.d_model: must be divisible by n_head ({self.n_head}), got {self.d_model}")
+
+
+def random_windows(train: torch.Tensor, batch: int, window: int, seed: int, step: int) -> torch.Tensor:
+    """(batch, window) slices of the train stream at offsets that depend only on (seed, step)."""
+    if train.numel() <= window:
+        raise DataError(f"the train split has {train.numel()} tokens, not more than one window ({window})")
+    g = torch.Generator().manual_seed(step_seed(seed, step) ^ 0x5EED)
+    starts = torch.randint(0, train.numel() - window + 1, (batch,), generator=g)
+    return train[starts[:, None] + torch.arange(window)]
 
 
 @dataclass
@@ -19,8 +49,8 @@ class RunContext:
     config_hash: str
     device: torch.device
     window: int
-    # val_metrics(log_probs_fn) -> {"val/bpc": ..., ...} on the fixed validation subset
-    val_metrics: Callable[[Callable[[np.ndarray, int], np.ndarray]], dict]
+    # val_metrics(window_nll_fn) -> {"val/bpc": ..., ...} on the fixed validation subset
+    val_metrics: Callable[[WindowNLL], dict]
     on_progress: Callable[[], None]
     desc: str = "train"
 
@@ -52,9 +82,17 @@ class TextModel:
         """Natural-log probability of every token of `stream` (histories cut at window starts)."""
         raise NotImplementedError
 
+    def window_nll(self, stream: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """NLL of every window (nats) and the variance of the estimate (None: exact).
+
+        Exact models sum their token log-probs; likelihood-bound models override this."""
+        lp = self.log_probs(stream, window)
+        return -np.add.reduceat(lp, np.arange(0, len(lp), window)), None
+
     def sample(self, n: int, length: int, generator: torch.Generator, temperature: float,
-               top_k: int | None) -> np.ndarray:
-        """(n, length) token ids, each sample starting at a window start."""
+               top_k: int | None) -> tuple[np.ndarray, int]:
+        """(n, length) token ids, each sample starting at a window start, and the number of
+        network evaluations (NFE) it took."""
         raise NotImplementedError
 
 

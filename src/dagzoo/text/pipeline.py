@@ -53,8 +53,9 @@ def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: s
     window = spec["eval"]["window"]
     val, val_chars = _val_subset(data, spec["eval"]["val_tokens"])
 
-    def val_metrics(log_probs_fn) -> dict:
-        return likelihood_metrics(log_probs_fn(val, window), val_chars, "val")
+    def val_metrics(window_nll_fn) -> dict:
+        nll, var = window_nll_fn(val, window)
+        return likelihood_metrics(nll, var, len(val), val_chars, "val")
 
     device = default_device()
     ctx = RunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
@@ -83,19 +84,25 @@ def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: s
     return metrics
 
 
-def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+def _load_trained(spec_path: Path, data_dir: Path, run_dir: Path, stage: str, rule: str | None):
     spec, cls, params = _load_spec(spec_path)
-    run_dir = Path(run_dir)
     data = TokenData(data_dir)
-    write_provenance(run_dir, "evaluate", rule)
-    model = cls.load(params, data, run_dir, default_device())
+    write_provenance(run_dir, stage, rule)
+    return spec, cls, data, cls.load(params, data, run_dir, default_device())
+
+
+def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+    run_dir = Path(run_dir)
+    spec, cls, data, model = _load_trained(spec_path, data_dir, run_dir, "evaluate", rule)
     window = spec["eval"]["window"]
     t0 = time.perf_counter()
     test = data.tokens("test")
-    metrics = likelihood_metrics(model.log_probs(test, window), data.chars("test"), "test")
+    torch.manual_seed(spec["seed"])  # bound estimates draw noise levels and masks
+    nll, var = model.window_nll(test, window)
+    metrics = likelihood_metrics(nll, var, len(test), data.chars("test"), "test")
     metrics["test/eval_time_s"] = time.perf_counter() - t0
-    metrics.update(read_json(run_dir / "train.json")["metrics"])
     train = read_json(run_dir / "train.json")
+    metrics.update(train["metrics"])
     _plot_curve(run_dir, spec)
     atomic_write_json(run_dir / "metrics.json", {
         "metrics": metrics, "exact_likelihood": cls.exact_likelihood, "window": window,
@@ -105,24 +112,24 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule
     return metrics
 
 
-def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> Path:
-    spec, cls, params = _load_spec(spec_path)
+def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
+           samples: int = 4, length: int = 256, temperature: float = 1.0, top_k: int | None = None) -> Path:
     run_dir = Path(run_dir)
-    data = TokenData(data_dir)
-    write_provenance(run_dir, "sample", rule)
-    ev = spec["eval"]
-    model = cls.load(params, data, run_dir, default_device())
+    spec, _, data, model = _load_trained(spec_path, data_dir, run_dir, "sample", rule)
+    if length > spec["eval"]["window"]:
+        raise ConfigError(f"text.eval.sample_length: must be <= the window ({spec['eval']['window']}), got {length}")
+    ev = {"samples": samples, "sample_length": length, "temperature": temperature, "top_k": top_k}
     generator = torch.Generator().manual_seed(spec["seed"])
     t0 = time.perf_counter()
-    ids = model.sample(ev["samples"], ev["sample_length"], generator, ev["temperature"], ev["top_k"]) \
-        if ev["samples"] else np.zeros((0, ev["sample_length"]), dtype=np.int64)
+    ids, nfe = model.sample(ev["samples"], ev["sample_length"], generator, ev["temperature"], ev["top_k"]) \
+        if ev["samples"] else (np.zeros((0, ev["sample_length"]), dtype=np.int64), 0)
     elapsed = time.perf_counter() - t0
     tok = data.tokenizer()
     texts = [tok.decode(row) for row in ids]
     header = (f"# {spec['experiment']} (seed {spec['seed']}): {len(texts)} samples of {ev['sample_length']} tokens, "
-              f"temperature {ev['temperature']}, top_k {ev['top_k']}, {elapsed:.2f} s\n")
+              f"temperature {ev['temperature']}, top_k {ev['top_k']}, {nfe} NFE, {elapsed:.2f} s\n")
     body = "".join(f"\n----- sample {i} -----\n{t}\n" for i, t in enumerate(texts))
-    atomic_write_json(run_dir / "samples.json", {"tokens": ids, "seconds": elapsed})
+    atomic_write_json(run_dir / "samples.json", {"tokens": ids, "seconds": elapsed, "nfe": nfe, **ev})
     atomic_write_text(run_dir / "samples.txt", header + body)
     _sync(run_dir, results, spec)(force=True)
     return run_dir / "samples.txt"

@@ -39,7 +39,7 @@ class NGram(TextModel):
             self.lm.write_arpa(ctx.run_dir / "model.arpa", self.data.tokenizer().token_names())
         # one point on the validation curve: the finished model after all its training tokens
         rec = {"step": 1, "tokens": int(train.size), "train_time_s": train_time,
-               "timestamp_ms": int(time.time() * 1000), **ctx.val_metrics(self.log_probs)}
+               "timestamp_ms": int(time.time() * 1000), **ctx.val_metrics(self.window_nll)}
         append_jsonl(ctx.run_dir / "history.jsonl", rec)
         return {"steps": 1, "tokens": int(train.size), "flops": None, "train_time_s": train_time,
                 "ngrams": self.lm.num_ngrams(),
@@ -61,4 +61,4 @@ class NGram(TextModel):
             probs = self.lm.distributions(out[:, t - m:t])
             logits = torch.from_numpy(np.log(np.maximum(probs, 1e-300)))
             out[:, t] = sample_from_logits(logits, generator, temperature, top_k).numpy()
-        return out
+        return out, length

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dagzoo.registry import param, register
-from dagzoo.text.base import RunContext, TextModel, sample_from_logits
-from dagzoo.train import Trainer, TrainParams, step_seed
+from dagzoo.registry import register
+from dagzoo.text.base import BackboneParams, RunContext, TextModel, random_windows, sample_from_logits
+from dagzoo.train import Trainer
 from dagzoo.nn.transformer import Transformer, TransformerConfig
 
 
@@ -24,17 +24,8 @@ class TransformerLM(TextModel):
     """GPT-style autoregressive transformer LM (pre-LN, causal SDPA, tied embeddings; exact likelihood)."""
 
     @dataclass
-    class Params(TrainParams):
-        n_layer: int = param(4, "transformer blocks", min=1)
-        n_head: int = param(4, "attention heads", min=1)
-        d_model: int = param(128, "width", min=8)
-        dropout: float = param(0.0, "dropout", min=0.0, max=1.0)
-        eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
-
-        def check(self, where: str) -> None:
-            from dagzoo.errors import ConfigError
-            if self.d_model % self.n_head:
-                raise ConfigError(f"{where}.d_model: must be divisible by n_head ({self.n_head}), got {self.d_model}")
+    class Params(BackboneParams):
+        pass
 
     def __init__(self, params, data, device, window: int | None = None):
         super().__init__(params, data, device)
@@ -58,21 +49,14 @@ class TransformerLM(TextModel):
         p, W = self.params, ctx.window
         net = self._build(W)
         train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
-        if train.numel() <= W:
-            from dagzoo.errors import DataError
-            raise DataError(f"the train split has {train.numel()} tokens, not more than one window ({W})")
-        offsets_range = train.numel() - W + 1
-        arange = torch.arange(W)
 
         def loss_fn(model, step):
-            g = torch.Generator().manual_seed(step_seed(ctx.seed, step) ^ 0x5EED)
-            starts = torch.randint(0, offsets_range, (p.batch_size,), generator=g)
-            targets = train[starts[:, None] + arange].to(self.device)
+            targets = random_windows(train, p.batch_size, W, ctx.seed, step).to(self.device)
             logits = model(self._inputs(targets))
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
         def eval_fn(model):
-            return ctx.val_metrics(self.log_probs)
+            return ctx.val_metrics(self.window_nll)
 
         trainer = Trainer(net, p, ctx.run_dir, ctx.seed, ctx.config_hash, loss_fn,
                           tokens_per_step=p.batch_size * W, flops_per_step=p.batch_size * W *
@@ -122,4 +106,4 @@ class TransformerLM(TextModel):
             logits = self.net(seq)[:, -1]
             nxt = sample_from_logits(logits, generator, temperature, top_k).to(self.device)
             seq = torch.cat([seq, nxt[:, None]], dim=1)
-        return seq[:, 1:].cpu().numpy()
+        return seq[:, 1:].cpu().numpy(), length
