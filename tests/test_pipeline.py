@@ -16,16 +16,33 @@ def snakemake(workdir, cfg_path, *extra):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
+def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            jobs.append((rule, ""))
+        elif line.startswith("wildcards:") and jobs:
+            jobs[-1] = (jobs[-1][0], line[len("wildcards:"):].strip())
+    return jobs
+
+
 def write_cfg(tmp_path, lr=0.003, samples=2):
     corpus = small_corpus(tmp_path / "corpus.txt", lines=600)
     cfg = {
         "results": str(tmp_path / "results"), "seeds": [0, 1], "threads": 1,
         "text": {"corpus": f"file:{corpus}", "split": {"val": 0.1, "test": 0.1},
-                 "eval": {"window": 32, "val_tokens": 512, "samples": samples, "sample_length": 32},
+                 "eval": {"window": 32, "val_tokens": 512, "samples": samples, "sample_length": 32,
+                          "genppl_evaluator": "tiny"},
                  "experiments": {
                      "kn3": {"model": "ngram", "order": 3},
                      "tiny": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32, "steps": 30,
-                              "batch_size": 8, "lr": lr, "warmup_steps": 5, "eval_every": 10, "log_every": 5}}},
+                              "batch_size": 8, "lr": lr, "warmup_steps": 5, "eval_every": 10, "log_every": 5},
+                     "diff": {"model": "bd3lm", "block_length": 8, "n_layer": 1, "n_head": 2, "d_model": 32,
+                              "steps": 20, "batch_size": 8, "eval_every": 10, "nelbo_samples": 2,
+                              "sample_steps": 4}}},
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -38,7 +55,8 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = tmp_path / "results"
     df = pd.read_parquet(results / "summary.parquet")
-    assert sorted(zip(df.experiment, df.seed)) == [("kn3", 0), ("kn3", 1), ("tiny", 0), ("tiny", 1)]
+    assert sorted(zip(df.experiment, df.seed)) == [("diff", 0), ("diff", 1), ("kn3", 0), ("kn3", 1), ("tiny", 0),
+                                                   ("tiny", 1)]
     for col in ("test/bpc", "test/nll", "test/ppl", "train/tokens", "train/time_s", "test/bpc_mean", "test/bpc_std"):
         assert df[col].notna().all(), col
     assert df.loc[df.experiment == "tiny", "train/flops"].gt(0).all()
@@ -46,6 +64,9 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert df.loc[df.experiment == "kn3", "test/bpc_std"].eq(0).all()
     report = (results / "report" / "report.md").read_text()
     assert "| kn3 | ngram | exact |" in report and "tiny" in report and "Findings" in report
+    assert "| diff | bd3lm | ≤ (NELBO) |" in report
+    assert df["samples/gen_ppl"].gt(1).all() and df["samples/unigram_entropy"].gt(0).all()
+    assert df.loc[df.experiment == "diff", "test/bpc_se"].gt(0).all()
     assert (results / "report" / "text_val_bpc.png").stat().st_size > 10_000
     assert (results / "text" / "tiny" / "0" / "samples.txt").read_text().count("----- sample") == 2
 
@@ -54,10 +75,11 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
 
     kn3_mtime = (results / "text" / "kn3" / "0" / "metrics.json").stat().st_mtime
     cfg = write_cfg(tmp_path, lr=0.001)
-    r = snakemake(tmp_path, cfg, "-n")
-    out = r.stdout + r.stderr
-    assert "exp=tiny" in out and "rule text_train" in out and "rule report" in out
-    assert "exp=kn3" not in out, "changing one experiment must not rerun the others"
+    jobs = planned_jobs(snakemake(tmp_path, cfg, "-n").stdout)
+    assert ("text_train", "exp=tiny, seed=0") in jobs and ("report", "") in jobs
+    # only the changed experiment reruns, plus the samples' scoring by the changed evaluator
+    others = [(r, w) for r, w in jobs if "exp=tiny" not in w and r not in ("report", "all", "text_genppl")]
+    assert others == [], others
     r = snakemake(tmp_path, cfg)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (results / "text" / "kn3" / "0" / "metrics.json").stat().st_mtime == kn3_mtime
@@ -66,6 +88,5 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
 
     # sampling settings rerun sampling (and the report), never training or evaluation
     cfg = write_cfg(tmp_path, lr=0.001, samples=3)
-    out = snakemake(tmp_path, cfg, "-n").stdout
-    assert "rule text_sample" in out and "rule report" in out
-    assert "rule text_train" not in out and "rule text_evaluate" not in out
+    rules = {r for r, _ in planned_jobs(snakemake(tmp_path, cfg, "-n").stdout)}
+    assert {"text_sample", "report"} <= rules and not rules & {"text_train", "text_evaluate"}

@@ -52,7 +52,8 @@ def _stage(name: str):
 
         family = read_json(a.spec).get("family", "text")
         pipeline = importlib.import_module(f"dagzoo.{family}.pipeline")
-        extra = {k: getattr(a, k) for k in ("samples", "length", "temperature", "top_k") if hasattr(a, k)}
+        extra = {k: getattr(a, k) for k in ("samples", "length", "temperature", "top_k", "evaluator")
+                 if hasattr(a, k)}
         out = getattr(pipeline, name)(Path(a.spec), Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule,
                                       **extra)
         if isinstance(out, dict):
@@ -124,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_ in (("train", "train one experiment x seed (resumes from its checkpoint)"),
                         ("evaluate", "test-set likelihood of a trained run -> metrics.json"),
-                        ("sample", "samples of a trained run -> samples.txt")):
+                        ("sample", "samples of a trained run -> samples.txt"),
+                        ("genppl", "generative perplexity of a run's samples under an AR evaluator run")):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--spec", required=True, help="the run's spec.json")
         s.add_argument("--data", required=True, help="prepared token data directory")
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--length", type=int, default=256, help="tokens per sample (<= the eval window)")
             s.add_argument("--temperature", type=float, default=1.0)
             s.add_argument("--top-k", type=int, default=None)
+        if name == "genppl":
+            s.add_argument("--evaluator", required=True, help="run directory of the autoregressive evaluator")
         s.set_defaults(fn=_stage(name))
 
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")

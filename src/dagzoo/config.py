@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
         "split": {"val": 0.05, "test": 0.05},
         "tokenizer": {"kind": "char"},
         "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
-                 "temperature": 1.0, "top_k": None},
+                 "temperature": 1.0, "top_k": None, "genppl_evaluator": None},
     },
 }
 
@@ -107,6 +107,14 @@ def _validate_text(text: dict, check_files: bool) -> None:
     if ev["sample_length"] > ev["window"]:
         raise ConfigError(f"text.eval.sample_length: must be <= text.eval.window ({ev['window']}): samples are "
                           "generated inside one window, as the models are trained and evaluated")
+    evaluator = ev.get("genppl_evaluator")
+    if evaluator is not None:
+        if evaluator not in text["experiments"]:
+            raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} is not an experiment; allowed: "
+                              + ", ".join(sorted(text["experiments"])))
+        if not registry.get_model("text", text["experiments"][evaluator]["model"]).exact_likelihood:
+            raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive "
+                              "(exact-likelihood) model")
     for name, exp in text["experiments"].items():
         where = f"text.experiments.{name}"
         cls = registry.get_model("text", exp["model"], where=f"{where}.model")

@@ -23,6 +23,8 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
             continue
         m = read_json(d / "metrics.json")
         spec = read_json(d / "spec.json")
+        if (d / "genppl.json").exists():
+            m["metrics"].update(read_json(d / "genppl.json")["metrics"])
         rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],
                      "seed": spec["seed"], "config_hash": spec["config_hash"],
                      "likelihood": "exact" if m.get("exact_likelihood", True) else "bound", "run_dir": str(d),
@@ -156,21 +158,30 @@ def _text_table(df: pd.DataFrame) -> list[str]:
     text = df[df.family == "text"]
     if text.empty:
         return []
-    head = ("| experiment | model | likelihood | test BPC | nats/token | ppl | train tokens | train FLOPs | "
-            "train time (s) | params | seeds |")
-    lines = [head, "|" + "|".join(["---"] * 11) + "|"]
+    genppl = "samples/gen_ppl" in text
+    head = ("| experiment | model | likelihood | test BPC | ± SE (bound) | nats/token | ppl | train tokens | "
+            "train FLOPs | train time (s) | params | seeds |" + (" gen PPL | sample entropy (nats) |" if genppl else ""))
+    lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     order = text.groupby("experiment")["test/bpc"].mean().sort_values().index
     for exp in order:
         g = text[text.experiment == exp]
-        lines.append("| " + " | ".join([
-            exp, g.model.iloc[0], g.likelihood.iloc[0], _mean_std(g, "test/bpc"), _mean_std(g, "test/nll"),
-            _mean_std(g, "test/ppl"), _fmt(g["train/tokens"].mean()),
-            _fmt(g["train/flops"].mean()) if "train/flops" in g else "—",
-            f"{g['train/time_s'].mean():.1f}", _fmt(g["train/params"].mean()) if "train/params" in g else "—",
-            str(len(g))]) + " |")
+        bound = g.likelihood.iloc[0] == "bound"
+        cells = [exp, g.model.iloc[0], "≤ (NELBO)" if bound else "exact", _mean_std(g, "test/bpc"),
+                 _fmt(float(g["test/bpc_se"].mean())) if bound and "test/bpc_se" in g else "—",
+                 _mean_std(g, "test/nll"), _mean_std(g, "test/ppl"), _fmt(g["train/tokens"].mean()),
+                 _fmt(g["train/flops"].mean()) if "train/flops" in g else "—",
+                 f"{g['train/time_s'].mean():.1f}", _fmt(g["train/params"].mean()) if "train/params" in g else "—",
+                 str(len(g))]
+        if genppl:
+            cells += [_mean_std(g, "samples/gen_ppl"), _mean_std(g, "samples/unigram_entropy")]
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("FLOPs: 6N + 12LdT per training token (PaLM convention) for neural models; n-grams count, "
-                 "they do no floating-point training (—). Times are this machine's training time.")
+                 "they do no floating-point training (—). Times are this machine's training time. Diffusion "
+                 "models report an upper bound on the NLL (NELBO) with the standard error of its estimate.")
+    if genppl:
+        lines.append("Generative perplexity: the samples scored by the evaluator model named in the config; "
+                     "always read it next to the samples' unigram entropy (repetitive samples score well).")
     return lines
 
 

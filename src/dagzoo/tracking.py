@@ -29,7 +29,7 @@ from dagzoo.errors import TrackingError
 from dagzoo.io import read_json, read_jsonl
 
 RUN_KEY_TAG = "dagzoo.run_key"
-ARTIFACT_FILES = ("spec.json", "train.json", "metrics.json", "samples.txt", "curve.png")
+ARTIFACT_FILES = ("spec.json", "train.json", "metrics.json", "genppl.json", "samples.txt", "curve.png")
 
 
 def resolve_uri(results_dir: Path | str = "results", configured: str | None = None) -> str:
@@ -133,7 +133,7 @@ def _metric_points(run_dir: Path):
         for k in ("tokens", "flops", "train_time_s"):
             if isinstance(rec.get(k), (int, float)):
                 points.append(Metric(f"progress/{k}", float(rec[k]), ts, step))
-    for name in ("train.json", "metrics.json"):
+    for name in ("train.json", "metrics.json", "genppl.json"):
         path = run_dir / name
         if path.exists():
             data = read_json(path)

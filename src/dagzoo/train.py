@@ -264,7 +264,7 @@ class Trainer:
                 bar.update(1)
                 if self.step % p.log_every == 0 or self.step == p.steps:
                     lv = loss.item()
-                    bar.set_postfix(loss=f"{lv:.4f}", tok_s=f"{self.tokens_per_step / max(dt, 1e-9):,.0f}")
+                    bar.set_postfix(loss=f"{lv:.4f}", tok_s=f"{self.tokens_per_step / max(dt, 1e-9):,.0f}", refresh=False)
                     self._record(**{"train/loss": lv, "train/lr": lr_at(self.step - 1, p)})
                 if self.step % p.eval_every == 0 or self.step == p.steps:
                     self._evaluate()

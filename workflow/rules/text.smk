@@ -110,3 +110,27 @@ if "text" in CFG:
         shell:
             "dagzoo sample --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
             "--results {R:q} --threads 1 --rule {rule} {params.sampling} > {log:q} 2>&1"
+
+    GENPPL_EVALUATOR = TEXT["eval"]["genppl_evaluator"]
+    if GENPPL_EVALUATOR:
+        EVALUATOR_RUN = f"{R}/text/{GENPPL_EVALUATOR}/{CFG['seeds'][0]}"
+
+        rule text_genppl:
+            input:
+                spec=f"{R}/text/{{exp}}/{{seed}}/spec.json",
+                samples=f"{R}/text/{{exp}}/{{seed}}/samples.txt",
+                evaluator=f"{EVALUATOR_RUN}/train.json",
+            output:
+                f"{R}/text/{{exp}}/{{seed}}/genppl.json",
+            params:
+                data=TEXT_TOKENS,
+                run_dir=f"{R}/text/{{exp}}/{{seed}}",
+                evaluator=EVALUATOR_RUN,
+            log:
+                f"{R}/logs/text_genppl/{{exp}}-{{seed}}.log",
+            resources:
+                mem_mb=4000,
+                runtime=30,
+            shell:
+                "dagzoo genppl --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
+                "--results {R:q} --threads 1 --rule {rule} --evaluator {params.evaluator:q} > {log:q} 2>&1"

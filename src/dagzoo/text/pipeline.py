@@ -135,6 +135,44 @@ def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
     return run_dir / "samples.txt"
 
 
+def unigram_entropy(tokens: np.ndarray) -> float:
+    """Mean over samples of the entropy (nats) of each sample's token histogram: a low value next
+    to a good generative perplexity exposes repetitive samples."""
+    out = []
+    for row in np.atleast_2d(tokens):
+        counts = np.bincount(row)
+        p = counts[counts > 0] / row.size
+        out.append(float(-(p * np.log(p)).sum()))
+    return float(np.mean(out)) if out else float("nan")
+
+
+def genppl(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
+           evaluator: Path | None = None) -> dict:
+    """Generative perplexity of a run's samples under a fixed autoregressive evaluator run, with the
+    samples' unigram entropy next to it."""
+    run_dir = Path(run_dir)
+    spec, _, _ = _load_spec(spec_path)
+    ev_spec, ev_cls, ev_params = _load_spec(Path(evaluator) / "spec.json")
+    if not ev_cls.exact_likelihood:
+        raise ConfigError(f"text.eval.genppl_evaluator: {ev_spec['experiment']!r} is not an exact-likelihood "
+                          "(autoregressive) model")
+    data = TokenData(data_dir)
+    write_provenance(run_dir, "genppl", rule)
+    samples = read_json(run_dir / "samples.json")
+    tokens = np.asarray(samples["tokens"], dtype=np.int64)
+    metrics = {"samples/unigram_entropy": unigram_entropy(tokens), "samples/nfe": samples.get("nfe", 0),
+               "samples/seconds": samples.get("seconds", 0.0)}
+    if tokens.size:
+        model = ev_cls.load(ev_params, data, Path(evaluator), default_device())
+        nll, _ = model.window_nll(tokens.reshape(-1), tokens.shape[1])
+        metrics["samples/gen_ppl"] = float(np.exp(nll.sum() / tokens.size))
+    atomic_write_json(run_dir / "genppl.json", {"metrics": metrics, "evaluator": ev_spec["experiment"],
+                                                "evaluator_config_hash": ev_spec["config_hash"],
+                                                "timestamp_ms": int(time.time() * 1000), "step": 0})
+    _sync(run_dir, results, spec)(force=True)
+    return metrics
+
+
 def _plot_curve(run_dir: Path, spec: dict) -> None:
     rows = read_jsonl(run_dir / "history.jsonl")
     val = [(r["tokens"], r["val/bpc"]) for r in rows if "val/bpc" in r]
