@@ -20,8 +20,10 @@ def test_default_config_is_valid():
     assert {"kn3", "kn5", "kn7", "transformer"} <= names
 
 
-def test_study_config_is_valid():
-    validate_config(load_config(ROOT / "config" / "kjv_study.yaml"))
+@pytest.mark.parametrize("path", [p for p in sorted((ROOT / "config").glob("*.yaml")) if p.name != "schema.yaml"],
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    assert experiment_specs(validate_config(load_config(path)))
 
 
 @pytest.mark.parametrize("cfg, expected", [
@@ -38,6 +40,12 @@ def test_study_config_is_valid():
     ({"text": {"corpus": "file:/nonexistent/corpus.txt", "experiments": {"a": {"model": "ngram"}}}},
      ["text.corpus", "not found", "/nonexistent/corpus.txt"]),
     ({"seeds": []}, ["seeds"]),
+    ({"text": {"corpus": "kjv", "eval": {"genppl_evaluator": "nope"}, "experiments": {"a": {"model": "ngram"}}}},
+     ["text.eval.genppl_evaluator", "'nope' is not an experiment", "a"]),
+    ({"text": {"corpus": "kjv", "eval": {"genppl_evaluator": "m"}, "experiments": {"m": {"model": "mdlm"}}}},
+     ["text.eval.genppl_evaluator", "autoregressive"]),
+    (text_cfg(b={"model": "bd3lm", "beta": 0.9, "omega": 0.5}), ["text.experiments.b.beta", "omega"]),
+    (text_cfg(s={"model": "sedd", "graph": "star"}), ["text.experiments.s.graph", "'absorbing'", "'uniform'"]),
 ])
 def test_invalid_config_message(cfg, expected):
     with pytest.raises(ConfigError) as e:

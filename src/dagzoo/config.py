@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "results": "results",
     "seeds": [0],
     "threads": 1,
+    "processes": 1,
     "mlflow": {"tracking_uri": None, "experiment_prefix": "dagzoo-"},
     "text": {
         "split": {"val": 0.05, "test": 0.05},
@@ -88,6 +89,11 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
         raise ConfigError(f"the config declares no family; add at least one of: {', '.join(registry.FAMILIES)}")
     if "text" in raw:
         _validate_text(cfg["text"], check_files)
+        for name, exp in cfg["text"]["experiments"].items():
+            batch = exp.get("batch_size")
+            if batch is not None and batch % cfg["processes"]:
+                raise ConfigError(f"text.experiments.{name}.batch_size: {batch} is not divisible by processes "
+                                  f"({cfg['processes']}): every data-parallel process takes an equal shard")
     return cfg
 
 

@@ -27,6 +27,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from dagzoo import distributed
 from dagzoo.errors import CheckpointError, TrainingError
 from dagzoo.io import append_jsonl, read_jsonl
 from dagzoo.registry import param
@@ -134,6 +135,13 @@ class Trainer:
         self.tokens_per_step, self.flops_per_step = tokens_per_step, flops_per_step
         self.device = device or default_device()
         self.desc = desc
+        self.dist = distributed.state()
+        self.is_main = self.dist.is_main
+        model.to(self.device)
+        # DDP averages gradients over ranks; each rank's loss_fn sees its shard of the global batch
+        self.ddp = (torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if self.dist.active else None)
         decay = [p for p in model.parameters() if p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
@@ -148,6 +156,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         _atomic_torch_save({
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -156,17 +166,42 @@ class Trainer:
         }, self.ckpt_path)
 
     def maybe_resume(self) -> None:
+        """Rank 0 checks the checkpoint and tidies the history; then every rank loads it."""
+        state = self._prepare_resume() if self.is_main else None
+        distributed.barrier()
+        if not self.is_main and self.ckpt_path.exists():
+            state = load_checkpoint(self.ckpt_path)
+        if state is not None:
+            self._load(state)
+
+    def _prepare_resume(self) -> dict | None:
+        """The checkpoint to resume from (None: start fresh), with the history cut back to it."""
         if not self.ckpt_path.exists():
             if self.history_path.exists():
                 self.history_path.unlink()  # a history without a checkpoint belongs to no resumable state
-            return
+            return None
         state = load_checkpoint(self.ckpt_path)
         if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed:
             stale = self.ckpt_path.with_name(f"stale-{state.get('config_hash')}.pt")
             os.replace(self.ckpt_path, stale)
             self.history_path.unlink(missing_ok=True)
             log(f"{self.ckpt_path} belongs to another config; moved to {stale.name}, starting fresh")
-            return
+            return None
+        # drop history written after the checkpoint: those steps are recomputed identically
+        step = int(state["step"])
+        kept = [r for r in read_jsonl(self.history_path) if r.get("step", 0) <= step]
+        tmp = self.history_path.with_name(".history.tmp")
+        tmp.unlink(missing_ok=True)
+        for r in kept:
+            append_jsonl(tmp, r)
+        if tmp.exists():
+            os.replace(tmp, self.history_path)
+        else:
+            self.history_path.unlink(missing_ok=True)
+        log(f"resumed {self.run_dir} from step {step}")
+        return state
+
+    def _load(self, state: dict) -> None:
         try:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
@@ -177,20 +212,11 @@ class Trainer:
                                   "delete it to restart this run from step 0") from None
         self.step, self.train_time = int(state["step"]), float(state["train_time"])
         self.resumed_from = self.step
-        # drop history written after the checkpoint: those steps are recomputed identically
-        kept = [r for r in read_jsonl(self.history_path) if r.get("step", 0) <= self.step]
-        tmp = self.history_path.with_name(".history.tmp")
-        tmp.unlink(missing_ok=True)
-        for r in kept:
-            append_jsonl(tmp, r)
-        if tmp.exists():
-            os.replace(tmp, self.history_path)
-        else:
-            self.history_path.unlink(missing_ok=True)
-        log(f"resumed {self.run_dir} from step {self.step}")
 
     # ------------------------------------------------------------------ loop
     def _record(self, **values) -> None:
+        if not self.is_main:
+            return
         rec = {"step": self.step, "tokens": self.step * self.tokens_per_step, "train_time_s": self.train_time,
                "timestamp_ms": int(time.time() * 1000)}
         if self.flops_per_step is not None:
@@ -212,7 +238,8 @@ class Trainer:
             self.model.load_state_dict(backup)
 
     def _evaluate(self) -> None:
-        if not self.eval_fn:
+        if not self.eval_fn or not self.is_main:
+            distributed.barrier()
             return
         with self._eval_weights() as m:
             m.eval()
@@ -220,12 +247,12 @@ class Trainer:
                 metrics = self.eval_fn(m)
             m.train()
         self._record(**metrics)
+        distributed.barrier()
 
     def _on_sigterm(self, *_):
         self._stop_requested = True
 
     def fit(self) -> dict:
-        self.model.to(self.device)
         self.maybe_resume()
         self.model.train()
         p = self.p
@@ -236,16 +263,16 @@ class Trainer:
             self._evaluate()
         # in a log file (not a terminal) the bar is a plain line every 30 s
         bar = tqdm(total=p.steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
-                   mininterval=2.0 if sys.stderr.isatty() else 30.0)
+                   mininterval=2.0 if sys.stderr.isatty() else 30.0, disable=not self.is_main)
         try:
             while self.step < p.steps:
                 t0 = time.perf_counter()
                 for group in self.opt.param_groups:
                     group["lr"] = lr_at(self.step, p)
                 torch.manual_seed(step_seed(self.seed, self.step))
-                with autocast:
-                    loss = self.loss_fn(self.model, self.step)
-                if not torch.isfinite(loss):
+                with autocast, distributed.sharded():
+                    loss = self.loss_fn(self.ddp or self.model, self.step)
+                if distributed.any_rank(not torch.isfinite(loss)):
                     raise self._diverged(f"loss is {loss.item()}")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -263,14 +290,16 @@ class Trainer:
                 self.train_time += dt
                 bar.update(1)
                 if self.step % p.log_every == 0 or self.step == p.steps:
-                    lv = loss.item()
+                    lv = distributed.mean_over_ranks(loss.item())
                     bar.set_postfix(loss=f"{lv:.4f}", tok_s=f"{self.tokens_per_step / max(dt, 1e-9):,.0f}", refresh=False)
                     self._record(**{"train/loss": lv, "train/lr": lr_at(self.step - 1, p)})
                 if self.step % p.eval_every == 0 or self.step == p.steps:
                     self._evaluate()
-                if self.step % p.checkpoint_every == 0 or self.step == p.steps or self._stop_requested:
+                stop = distributed.any_rank(self._stop_requested) if self.dist.active else self._stop_requested
+                if self.step % p.checkpoint_every == 0 or self.step == p.steps or stop:
                     self.save_checkpoint()
-                if self._stop_requested:
+                    distributed.barrier()
+                if stop:
                     raise TrainingError(f"stopped by SIGTERM at step {self.step}; checkpoint saved, rerun to resume")
         finally:
             bar.close()

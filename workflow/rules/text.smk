@@ -65,7 +65,10 @@ if "text" in CFG:
             runtime=240,
             gpu=0,
         shell:
-            "dagzoo train --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
+            # processes > 1: torchrun starts one data-parallel rank per process (e.g. per GPU)
+            ("dagzoo" if CFG["processes"] == 1 else
+             f"torchrun --standalone --nproc_per_node {CFG['processes']} \"$(command -v dagzoo)\"")
+            + " train --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
             "--results {R:q} --threads {threads} --rule {rule} > {log:q} 2>&1"
 
     rule text_evaluate:

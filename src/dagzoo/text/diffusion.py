@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dagzoo.distributed import shard_rand
+
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -49,7 +51,7 @@ def stratified_times(n: int, generator: torch.Generator, low: float = 0.0, high:
 # ---------------------------------------------------------------------------------- losses
 def mask_tokens(x0: torch.Tensor, t_tok: torch.Tensor, mask_id: int, generator: torch.Generator):
     """Replace each token by MASK with probability t (t broadcast to x0's shape). -> (x_t, masked)."""
-    u = torch.rand(x0.shape, generator=generator).to(x0.device)
+    u = shard_rand(x0.shape, generator).to(x0.device)
     masked = u < t_tok
     return torch.where(masked, torch.full_like(x0, mask_id), x0), masked
 

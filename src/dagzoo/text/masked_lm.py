@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dagzoo.nn.transformer import Transformer, TransformerConfig
+from dagzoo import distributed
 from dagzoo.registry import param
 from dagzoo.text.base import BackboneParams, RunContext, TextModel, random_windows
 from dagzoo.text.diffusion import nelbo_windows, split_windows, stratified_times
@@ -31,6 +32,7 @@ class MaskedDiffusionParams(BackboneParams):
 
 class MaskedDiffusionLM(TextModel):
     exact_likelihood = False
+    distributed_training = True
     causal = False
 
     def __init__(self, params, data, device):
@@ -70,9 +72,10 @@ class MaskedDiffusionLM(TextModel):
         train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
 
         def loss_fn(model, step):
-            x0 = random_windows(train, p.batch_size, W, ctx.seed, step).to(self.device)
+            x0 = distributed.shard(random_windows(train, p.batch_size, W, ctx.seed, step)).to(self.device)
             g = torch.Generator().manual_seed(step_seed(ctx.seed, step) ^ 0xD1FF)
-            return self.nelbo_sample(model, x0, self.training_times(p.batch_size, W, g), g).mean() / W
+            t = distributed.shard(self.training_times(p.batch_size, W, g))
+            return self.nelbo_sample(model, x0, t, g).mean() / W
 
         def eval_fn(model):
             return ctx.val_metrics(lambda s, w: self._window_nll(s, w, p.val_nelbo_samples, ctx.seed))
@@ -84,7 +87,8 @@ class MaskedDiffusionLM(TextModel):
                           eval_fn=eval_fn, on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
         summary = trainer.fit()
         net.load_state_dict(trainer.final_state_dict())
-        torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
+        if distributed.state().is_main:
+            torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
         summary.update(params=net.num_params(), non_embedding_params=net.num_params(embeddings=False),
                        flops_per_token=ctx_len / W * net.train_flops_per_token(ctx_len))
         return summary

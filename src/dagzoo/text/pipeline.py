@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dagzoo import distributed
 from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.perplexity import likelihood_metrics
@@ -44,11 +45,22 @@ def _val_subset(data: TokenData, n_tokens: int) -> tuple[np.ndarray, int]:
 
 def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
     spec, cls, params = _load_spec(spec_path)
-    run_dir = Path(run_dir)
+    dist = distributed.init_from_env()
+    try:
+        if dist.is_main or getattr(cls, "distributed_training", False):
+            return _train(spec, cls, params, data_dir, Path(run_dir), results, rule, dist)
+        return {}
+    finally:
+        distributed.shutdown()
+
+
+def _train(spec, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = TokenData(data_dir)
-    write_provenance(run_dir, "train", rule)
-    sync = _sync(run_dir, results, spec)
+    main = dist.is_main
+    if main:
+        write_provenance(run_dir, "train", rule)
+    sync = _sync(run_dir, results, spec) if main else (lambda *a, **k: None)
     sync(force=True, status="RUNNING")
     window = spec["eval"]["window"]
     val, val_chars = _val_subset(data, spec["eval"]["val_tokens"])
@@ -57,7 +69,7 @@ def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: s
         nll, var = window_nll_fn(val, window)
         return likelihood_metrics(nll, var, len(val), val_chars, "val")
 
-    device = default_device()
+    device = distributed.device() or default_device()
     ctx = RunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
                      window=window, val_metrics=val_metrics, on_progress=sync,
                      desc=f"{spec['experiment']}/{spec['seed']}")
@@ -69,6 +81,8 @@ def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: s
     except BaseException:
         sync(force=True, status="FAILED")
         raise
+    if not main:
+        return summary
     metrics = {"train/tokens": summary["tokens"], "train/time_s": summary["train_time_s"],
                "train/job_wall_s": time.time() - t0}
     if summary.get("flops") is not None:

@@ -25,6 +25,8 @@ import math
 
 import torch
 
+from dagzoo.distributed import shard_rand
+
 
 # ---------------------------------------------------------------------------------- noise
 class LogLinearNoise:
@@ -94,7 +96,7 @@ class AbsorbingGraph:
         return r
 
     def sample_forward(self, x0, sigmabar, generator):
-        move = torch.rand(x0.shape, generator=generator).to(x0.device) < -torch.expm1(-sigmabar).expand(x0.shape)
+        move = shard_rand(x0.shape, generator).to(x0.device) < -torch.expm1(-sigmabar).expand(x0.shape)
         return torch.where(move, torch.full_like(x0, self.mask), x0)
 
     def staggered(self, s, dsigma):
@@ -140,8 +142,8 @@ class UniformGraph:
         return p / p.gather(-1, x[..., None])
 
     def sample_forward(self, x0, sigmabar, generator):
-        move = torch.rand(x0.shape, generator=generator).to(x0.device) < -torch.expm1(-sigmabar).expand(x0.shape)
-        other = torch.randint(0, self.vocab, x0.shape, generator=generator).to(x0.device)
+        move = shard_rand(x0.shape, generator).to(x0.device) < -torch.expm1(-sigmabar).expand(x0.shape)
+        other = (shard_rand(x0.shape, generator) * self.vocab).long().clamp_(max=self.vocab - 1).to(x0.device)
         return torch.where(move, other, x0)
 
     def staggered(self, s, dsigma):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dagzoo import distributed
 from dagzoo.registry import register
 from dagzoo.text.base import BackboneParams, RunContext, TextModel, random_windows, sample_from_logits
 from dagzoo.train import Trainer
@@ -22,6 +23,8 @@ from dagzoo.nn.transformer import Transformer, TransformerConfig
 @register("text", "transformer")
 class TransformerLM(TextModel):
     """GPT-style autoregressive transformer LM (pre-LN, causal SDPA, tied embeddings; exact likelihood)."""
+
+    distributed_training = True
 
     @dataclass
     class Params(BackboneParams):
@@ -51,7 +54,7 @@ class TransformerLM(TextModel):
         train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
 
         def loss_fn(model, step):
-            targets = random_windows(train, p.batch_size, W, ctx.seed, step).to(self.device)
+            targets = distributed.shard(random_windows(train, p.batch_size, W, ctx.seed, step)).to(self.device)
             logits = model(self._inputs(targets))
             return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
@@ -64,7 +67,8 @@ class TransformerLM(TextModel):
                           device=self.device, desc=ctx.desc)
         summary = trainer.fit()
         net.load_state_dict(trainer.final_state_dict())
-        torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
+        if distributed.state().is_main:
+            torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
         summary.update(params=net.num_params(), non_embedding_params=net.num_params(embeddings=False),
                        flops_per_token=net.train_flops_per_token(W))
         return summary

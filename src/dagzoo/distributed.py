@@ -1,0 +1,120 @@
+"""Data-parallel training (torch DDP) for every family's training loop.
+
+A training job started by ``torchrun --nproc_per_node N dagzoo train ...`` (the rules do this
+when the config's `processes` > 1, e.g. one process per GPU of a SLURM job) runs N ranks. Every
+rank draws the same global batch from (seed, step) and keeps its own contiguous shard, so the
+averaged gradients equal those of one process on the global batch. Rank 0 alone evaluates,
+writes checkpoints, history and outputs, and talks to MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from dagzoo.errors import ConfigError
+
+
+@dataclass
+class DistState:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    sharding: bool = False  # True inside a training step: batches and noise are split over ranks
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+_STATE = DistState()
+
+
+def init_from_env() -> DistState:
+    """Join the process group torchrun describes in the environment (no-op for one process)."""
+    global _STATE
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if backend == "nccl":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend)
+        _STATE = DistState(dist.get_rank(), dist.get_world_size(), local_rank)
+    return _STATE
+
+
+def state() -> DistState:
+    return _STATE
+
+
+def device() -> torch.device | None:
+    """The device of this rank (cuda:LOCAL_RANK under NCCL), or None to use the default."""
+    if _STATE.active and torch.cuda.is_available():
+        return torch.device("cuda", _STATE.local_rank)
+    return None
+
+
+@contextlib.contextmanager
+def sharded():
+    """Within this block (one training step), `shard` and `shard_rand` split work over the ranks."""
+    _STATE.sharding = True
+    try:
+        yield
+    finally:
+        _STATE.sharding = False
+
+
+def _splitting() -> bool:
+    return _STATE.active and _STATE.sharding
+
+
+def shard(batch: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous share of a global batch (rows); the whole batch outside training."""
+    if not _splitting():
+        return batch
+    if batch.shape[0] % _STATE.world:
+        raise ConfigError(f"batch_size {batch.shape[0]} is not divisible by the {_STATE.world} training processes")
+    return batch.chunk(_STATE.world)[_STATE.rank]
+
+
+def shard_rand(local_shape, generator: torch.Generator, **kw) -> torch.Tensor:
+    """Uniform noise for this rank's rows, cut from the global batch's draw, so a sharded step uses
+    exactly the noise a single process would."""
+    if not _splitting():
+        return torch.rand(local_shape, generator=generator, **kw)
+    full = torch.rand((local_shape[0] * _STATE.world, *local_shape[1:]), generator=generator, **kw)
+    return full.chunk(_STATE.world)[_STATE.rank]
+
+
+def _reduce(value: float, op) -> float:
+    t = torch.tensor([value], dtype=torch.float64 if op == dist.ReduceOp.SUM else torch.float32,
+                     device=device() or torch.device("cpu"))
+    dist.all_reduce(t, op=op)
+    return float(t.item())
+
+
+def mean_over_ranks(value: float) -> float:
+    return _reduce(value, dist.ReduceOp.SUM) / _STATE.world if _STATE.active else value
+
+
+def any_rank(flag: bool) -> bool:
+    return _reduce(1.0 if flag else 0.0, dist.ReduceOp.MAX) > 0 if _STATE.active else flag
+
+
+def barrier() -> None:
+    if _STATE.active:
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if _STATE.active and dist.is_initialized():
+        dist.destroy_process_group()
