@@ -41,7 +41,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/report.smk"
 
-localrules: all, write_spec
+localrules: all, write_spec, report, text_prepare  # small, or needs the internet (login node)
 
 rule all:
     input:
