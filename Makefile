@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 
 SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 
-.PHONY: install run dry-run test test-slow bench mlflow-ui report clean-results
+.PHONY: install run dry-run test test-slow bench mlflow-ui mlflow-server report
 
 $(BIN)/dagzoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ test-slow: install
 
 bench: install
 	$(BIN)/python bench/bench_text.py
+	$(BIN)/python bench/bench_diffusion.py
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results)/mlflow.db --host 127.0.0.1 --port 5000
+
+# A local tracking server (one worker, starts in seconds); jobs log to it with
+#   MLFLOW_TRACKING_URI=http://127.0.0.1:5000 make run
+mlflow-server: install
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --workers 1 --host 127.0.0.1 --port 5000 \
+	  --backend-store-uri sqlite:///$(abspath results)/mlflow-server.db --default-artifact-root $(abspath results)/mlflow-server-artifacts

@@ -1,8 +1,12 @@
 """MLflow: no lost metrics under concurrent jobs, idempotent sync, unreachable servers."""
 
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 
 import pytest
 
@@ -40,10 +44,40 @@ def _count(uri):
     return runs, points
 
 
-def test_concurrent_jobs_lose_no_metric_on_sqlite(tmp_path):
-    """8 jobs at once (more than the 4 required) on a fresh SQLite store: every point arrives."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    n_jobs, n_points = 8, 200
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 (one worker, no job execution: starts in seconds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+                             str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("the MLflow server did not come up in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "server"])
+def test_concurrent_jobs_lose_no_metric(tmp_path, backend, request):
+    """16 jobs at once, logging live, on a fresh SQLite store or a tracking server: every point arrives."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if backend == "sqlite" else request.getfixturevalue("mlflow_server")
+    n_jobs, n_points = 16, 100
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "text" / f"job{i}" / "0"), uri,
                                str(n_points)], stderr=subprocess.PIPE, text=True) for i in range(n_jobs)]
     errors = [p.communicate()[1] for p in procs]
