@@ -8,17 +8,16 @@ t) and `sample`. The MASK id is V+1 (V = predicted vocabulary, V = BOS).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from dagzoo.nn.transformer import Transformer, TransformerConfig
 from dagzoo import distributed
+from dagzoo.nn.transformer import TransformerConfig
 from dagzoo.registry import param
-from dagzoo.text.base import BackboneParams, RunContext, TextModel, random_windows
+from dagzoo.text.base import BackboneParams
 from dagzoo.text.diffusion import nelbo_windows, split_windows, stratified_times
-from dagzoo.train import Trainer, step_seed
+from dagzoo.text.neural import NeuralTextModel
+from dagzoo.train import step_seed
 
 
 @dataclass
@@ -30,30 +29,18 @@ class MaskedDiffusionParams(BackboneParams):
     sample_steps: int = param(128, "denoising steps of the sampler", min=1)
 
 
-class MaskedDiffusionLM(TextModel):
+class MaskedDiffusionLM(NeuralTextModel):
     exact_likelihood = False
-    distributed_training = True
-    causal = False
 
     def __init__(self, params, data, device):
         super().__init__(params, data, device)
         self.mask_id = data.vocab_size + 1
-        self.net: Transformer | None = None
-        self.window: int | None = None
 
-    # ------------------------------------------------------------------ network
-    def context_length(self, window: int) -> int:
-        return window
-
-    def _build(self, window: int) -> Transformer:
+    def network_config(self, window: int) -> TransformerConfig:
         p = self.params
-        cfg = TransformerConfig(vocab_in=self.data.vocab_size + 2, vocab_out=self.data.vocab_size,
-                                block_size=self.context_length(window), n_layer=p.n_layer, n_head=p.n_head,
-                                d_model=p.d_model, dropout=p.dropout, causal=False,
-                                time_conditioning=p.time_conditioning)
-        self.window = window
-        self.net = Transformer(cfg).to(self.device)
-        return self.net
+        return TransformerConfig(vocab_in=self.data.vocab_size + 2, vocab_out=self.data.vocab_size,
+                                 block_size=window, n_layer=p.n_layer, n_head=p.n_head, d_model=p.d_model,
+                                 dropout=p.dropout, causal=False, time_conditioning=p.time_conditioning)
 
     def logits(self, net, x_t, t, **kw):
         return net(x_t, t=t if self.params.time_conditioning else None, **kw)
@@ -65,41 +52,14 @@ class MaskedDiffusionLM(TextModel):
         """t of a training batch: (batch,) one per sequence, or (batch, window) one per token."""
         return stratified_times(batch, generator, self.params.eps, 1.0)
 
-    # ------------------------------------------------------------------ train / load
-    def fit(self, ctx: RunContext) -> dict:
-        p, W = self.params, ctx.window
-        net = self._build(W)
-        train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
+    def batch_loss(self, model, x0, step, seed):
+        g = torch.Generator().manual_seed(step_seed(seed, step) ^ 0xD1FF)
+        # t is drawn for the global batch (stratified over all of it), then sharded like x0
+        t = distributed.shard(self.training_times(self.params.batch_size, x0.shape[1], g))
+        return self.nelbo_sample(model, x0, t, g).mean() / x0.shape[1]
 
-        def loss_fn(model, step):
-            x0 = distributed.shard(random_windows(train, p.batch_size, W, ctx.seed, step)).to(self.device)
-            g = torch.Generator().manual_seed(step_seed(ctx.seed, step) ^ 0xD1FF)
-            t = distributed.shard(self.training_times(p.batch_size, W, g))
-            return self.nelbo_sample(model, x0, t, g).mean() / W
-
-        def eval_fn(model):
-            return ctx.val_metrics(lambda s, w: self._window_nll(s, w, p.val_nelbo_samples, ctx.seed))
-
-        ctx_len = self.context_length(W)
-        trainer = Trainer(net, p, ctx.run_dir, ctx.seed, ctx.config_hash, loss_fn,
-                          tokens_per_step=p.batch_size * W,
-                          flops_per_step=p.batch_size * ctx_len * net.train_flops_per_token(ctx_len),
-                          eval_fn=eval_fn, on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
-        summary = trainer.fit()
-        net.load_state_dict(trainer.final_state_dict())
-        if distributed.state().is_main:
-            torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
-        summary.update(params=net.num_params(), non_embedding_params=net.num_params(embeddings=False),
-                       flops_per_token=ctx_len / W * net.train_flops_per_token(ctx_len))
-        return summary
-
-    @classmethod
-    def load(cls, params, data, run_dir: Path, device):
-        state = torch.load(Path(run_dir) / "model.pt", map_location="cpu", weights_only=True)
-        model = cls(params, data, device)
-        model._build(int(state["window"])).load_state_dict(state["state_dict"])
-        model.net.eval()
-        return model
+    def val_window_nll(self, stream, window, seed):
+        return self._window_nll(stream, window, self.params.val_nelbo_samples, seed)
 
     # ------------------------------------------------------------------ likelihood bound
     @torch.no_grad()

@@ -51,6 +51,9 @@ class BD3LM(MaskedDiffusionLM):
             if self.beta > self.omega:
                 raise ConfigError(f"{where}.beta: must be <= omega ({self.omega}), got {self.beta}")
 
+    def context_length(self, window):
+        return 2 * window  # the network reads x_t (+) x_0
+
     def training_times(self, batch, window, generator):
         p = self.params
         return block_times(batch, window, p.block_length, generator, max(p.beta, p.eps), p.omega)
