@@ -32,6 +32,7 @@ R = CFG["results"]
 # changing them never reruns a job.
 os.environ.setdefault("DAGZOO_INVOCATION_ID", time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
 os.environ.setdefault("DAGZOO_TRACKING_URI", resolve_uri(R, CFG["mlflow"]["tracking_uri"]))
+os.environ.setdefault("DAGZOO_MLFLOW_PREFIX", CFG["mlflow"]["experiment_prefix"])
 
 wildcard_constraints:
     exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",

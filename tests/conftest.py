@@ -11,7 +11,7 @@ BIN = Path(sys.executable).parent
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """Tests never log into the developer's MLflow store or inherit a DAG's invocation."""
-    for var in ("MLFLOW_TRACKING_URI", "DAGZOO_TRACKING_URI", "DAGZOO_INVOCATION_ID"):
+    for var in ("MLFLOW_TRACKING_URI", "DAGZOO_TRACKING_URI", "DAGZOO_INVOCATION_ID", "DAGZOO_MLFLOW_PREFIX"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DAGZOO_DEVICE", "cpu")
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")

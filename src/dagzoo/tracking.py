@@ -61,6 +61,11 @@ def _exclusive(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def default_prefix() -> str:
+    """MLflow experiment names are <prefix><family>; the Snakefile exports the config's prefix."""
+    return os.environ.get("DAGZOO_MLFLOW_PREFIX", "dagzoo-")
+
+
 def _quick_http_failures() -> None:
     # MLflow's defaults retry an unreachable server for minutes; a job should not wait that long
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -145,10 +150,11 @@ def _metric_points(run_dir: Path):
     return points
 
 
-def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str = "dagzoo-") -> str:
+def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None) -> str:
     """Idempotently mirror one run directory into MLflow; returns the MLflow run id."""
     from mlflow.entities import Param, RunTag
 
+    prefix = default_prefix() if prefix is None else prefix
     run_dir = Path(run_dir)
     spec = read_json(run_dir / "spec.json")
     with _exclusive(uri):
@@ -193,7 +199,7 @@ class LiveSync:
     one per log line) and warns once; the data stays on disk for `dagzoo mlflow-sync`.
     """
 
-    def __init__(self, run_dir: Path, uri: str, prefix: str = "dagzoo-", interval: float = 30.0):
+    def __init__(self, run_dir: Path, uri: str, prefix: str | None = None, interval: float = 30.0):
         self.run_dir, self.uri, self.prefix, self.interval = Path(run_dir), uri, prefix, interval
         self.last = 0.0
         self.failed = False
@@ -220,7 +226,7 @@ def find_run_dirs(results_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(results_dir).glob("*/*/*/spec.json"))
 
 
-def sync_results(results_dir: Path, uri: str, prefix: str = "dagzoo-") -> list[str]:
+def sync_results(results_dir: Path, uri: str, prefix: str | None = None) -> list[str]:
     """`dagzoo mlflow-sync`: mirror every run directory; runs already present are updated, not duplicated."""
     ids = []
     for run_dir in find_run_dirs(results_dir):

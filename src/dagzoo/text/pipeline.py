@@ -1,4 +1,5 @@
-"""The text family's stages: train, evaluate (exact test likelihood over the full test split), sample.
+"""The text family's stages: train; evaluate (test likelihood, or its bound, over the full test
+split); sample; genppl (samples scored by an autoregressive evaluator).
 
 Each stage reads the run's ``spec.json`` and the prepared token data, writes its outputs
 atomically into the run directory (the file Snakemake waits for is written last) and mirrors
@@ -34,8 +35,8 @@ def _load_spec(spec_path: Path) -> tuple[dict, type, object]:
     return spec, cls, params
 
 
-def _sync(run_dir: Path, results: Path, spec: dict) -> LiveSync:
-    return LiveSync(run_dir, resolve_uri(results), prefix=spec.get("mlflow_prefix", "dagzoo-"))
+def _sync(run_dir: Path, results: Path) -> LiveSync:
+    return LiveSync(run_dir, resolve_uri(results))
 
 
 def _val_subset(data: TokenData, n_tokens: int) -> tuple[np.ndarray, int]:
@@ -60,7 +61,7 @@ def _train(spec, cls, params, data_dir: Path, run_dir: Path, results: Path, rule
     main = dist.is_main
     if main:
         write_provenance(run_dir, "train", rule)
-    sync = _sync(run_dir, results, spec) if main else (lambda *a, **k: None)
+    sync = _sync(run_dir, results) if main else (lambda *a, **k: None)
     sync(force=True, status="RUNNING")
     window = spec["eval"]["window"]
     val, val_chars = _val_subset(data, spec["eval"]["val_tokens"])
@@ -122,7 +123,7 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule
         "metrics": metrics, "exact_likelihood": cls.exact_likelihood, "window": window,
         "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
         "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000)})
-    _sync(run_dir, results, spec)(force=True)
+    _sync(run_dir, results)(force=True)
     return metrics
 
 
@@ -145,7 +146,7 @@ def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
     body = "".join(f"\n----- sample {i} -----\n{t}\n" for i, t in enumerate(texts))
     atomic_write_json(run_dir / "samples.json", {"tokens": ids, "seconds": elapsed, "nfe": nfe, **ev})
     atomic_write_text(run_dir / "samples.txt", header + body)
-    _sync(run_dir, results, spec)(force=True)
+    _sync(run_dir, results)(force=True)
     return run_dir / "samples.txt"
 
 
@@ -183,7 +184,7 @@ def genppl(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
     atomic_write_json(run_dir / "genppl.json", {"metrics": metrics, "evaluator": ev_spec["experiment"],
                                                 "evaluator_config_hash": ev_spec["config_hash"],
                                                 "timestamp_ms": int(time.time() * 1000), "step": 0})
-    _sync(run_dir, results, spec)(force=True)
+    _sync(run_dir, results)(force=True)
     return metrics
 
 
