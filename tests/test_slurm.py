@@ -5,6 +5,7 @@ way (as root), or the test is skipped with the reason.
 """
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, small_corpus
+from test_tracking import mlflow_server  # noqa: F401 - a live tracking server fixture
 
 
 def _cluster_ready() -> str | None:
@@ -36,13 +38,14 @@ SMALL_NODE = ["--set-threads", "text_train=1", "text_evaluate=1",
               "--slurm-init-seconds-before-status-checks", "5"]
 
 
-def _run(workdir, cfg, *extra):
+def _run(workdir, cfg, *extra, env=None):
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--configfile", str(cfg), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
 
 
-def test_dag_through_slurm_equals_local_run(tmp_path):
+def test_dag_through_slurm_equals_local_run(tmp_path, mlflow_server):
+    """The SLURM jobs log to a live MLflow server; the local run to its default SQLite store."""
     corpus = small_corpus(tmp_path / "corpus.txt", lines=500)
     metrics = {}
     for where in ("local", "slurm"):
@@ -58,7 +61,9 @@ def test_dag_through_slurm_equals_local_run(tmp_path):
         if where == "local":
             r = _run(tmp_path / where, path, "--cores", "1")
         else:
-            r = _run(tmp_path / where, path, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), *SMALL_NODE)
+            env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+            r = _run(tmp_path / where, path, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), *SMALL_NODE,
+                     env=env)
         assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
         metrics[where] = {exp: json.loads((tmp_path / where / "results" / "text" / exp / "0" / "metrics.json")
                                           .read_text())["metrics"] for exp in ("kn3", "tiny")}
@@ -70,3 +75,14 @@ def test_dag_through_slurm_equals_local_run(tmp_path):
     for exp in ("kn3", "tiny"):
         for key in ("test/bpc", "test/nll", "train/tokens"):
             assert metrics["slurm"][exp][key] == pytest.approx(metrics["local"][exp][key], rel=1e-9), (exp, key)
+
+    # the jobs on the SLURM node logged to the server, grouped by one invocation id
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("dagzoo-text").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["kn3/0", "tiny/0"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["dagzoo.invocation_id"] for r in runs}) == 1
+    for r in runs:
+        exp = r.info.run_name.split("/")[0]
+        assert r.data.metrics["test/bpc"] == pytest.approx(metrics["slurm"][exp]["test/bpc"], rel=1e-12)
