@@ -182,9 +182,10 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
             for name in ARTIFACT_FILES:
                 if (run_dir / name).exists():
                     client.log_artifact(run_id, str(run_dir / name))
-            if status:
-                client.set_terminated(run_id, status=status) if status != "RUNNING" else \
-                    client.update_run(run_id, status="RUNNING")
+            if status == "RUNNING":
+                client.update_run(run_id, status="RUNNING")
+            elif status:
+                client.set_terminated(run_id, status=status)
             return run_id
         except TrackingError:
             raise
