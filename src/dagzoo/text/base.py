@@ -98,8 +98,12 @@ class TextModel:
 
 def sample_from_logits(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
                        top_k: int | None = None) -> torch.Tensor:
-    """One categorical draw per row of (B, V) logits, by Gumbel-max in float64."""
-    logits = logits.detach().cpu().to(torch.float64) / max(temperature, 1e-8)
+    """One categorical draw per row (last axis) of logits, by Gumbel-max in float64; the argmax
+    (no noise drawn) at temperature <= 0."""
+    logits = logits.detach().cpu().to(torch.float64)
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from dagzoo.distributed import shard_rand
+from dagzoo.text.base import sample_from_logits
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -118,15 +119,6 @@ def split_windows(stream: np.ndarray, window: int) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------- samplers
-def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0) -> torch.Tensor:
-    """Categorical sample along the last axis by Gumbel-max in float64 (argmax at temperature 0)."""
-    logits = logits.detach().cpu().double()
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).clamp_(1e-300, 1.0)
-    return (logits / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
-
-
 def ancestral_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, steps: int,
                      generator: torch.Generator, temperature: float = 1.0, device="cpu",
                      x: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
@@ -142,7 +134,7 @@ def ancestral_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, ste
             break
         logits = logits_fn(x, torch.full((n,), t, device=device))
         nfe += 1
-        draw = gumbel_argmax(logits, generator, temperature)
+        draw = sample_from_logits(logits, generator, temperature)
         reveal = masked & (torch.rand(masked.shape, generator=generator, dtype=torch.float64) < (t - s) / t)
         x = torch.where(reveal.to(device), draw.to(device), x)
     return x, nfe
@@ -176,7 +168,7 @@ def llada_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, steps: 
             t = masked.float().mean(dim=1).to(device)
             logits = logits_fn(x, t)
             nfe += 1
-            draw = gumbel_argmax(logits, generator, temperature)
+            draw = sample_from_logits(logits, generator, temperature)
             probs = torch.softmax(logits.detach().cpu().double(), dim=-1)
             if remasking == "low_confidence":
                 score = probs.gather(-1, draw[..., None])[..., 0]

@@ -50,6 +50,12 @@ def modified_kn_discounts(counts: np.ndarray) -> tuple[float, float, float]:
     return d
 
 
+def _discount_of(counts: np.ndarray, discounts: tuple[float, float, float]) -> np.ndarray:
+    """D(c): 0 for unseen, D1, D2, D3+ for counts 1, 2, >= 3."""
+    d1, d2, d3 = discounts
+    return np.select([counts == 0, counts == 1, counts == 2], [0.0, d1, d2], default=d3)
+
+
 @dataclass
 class KNLevel:
     """Statistics of one order under one count type (raw or continuation)."""
@@ -62,18 +68,17 @@ class KNLevel:
     @classmethod
     def from_counts(cls, counts: np.ndarray, context_ids: np.ndarray, n_contexts: int) -> "KNLevel":
         counts = counts.astype(np.float64)
-        d1, d2, d3 = modified_kn_discounts(counts)
-        discount = np.select([counts == 0, counts == 1, counts == 2], [0.0, d1, d2], default=d3)
+        discounts = modified_kn_discounts(counts)
+        discount = _discount_of(counts, discounts)
         return cls(
             counts=counts,
-            discounts=(d1, d2, d3),
+            discounts=discounts,
             context_total=np.bincount(context_ids, weights=counts, minlength=n_contexts),
             context_backoff_mass=np.bincount(context_ids, weights=discount, minlength=n_contexts),
         )
 
     def discount_of(self, counts: np.ndarray) -> np.ndarray:
-        d1, d2, d3 = self.discounts
-        return np.select([counts == 0, counts == 1, counts == 2], [0.0, d1, d2], default=d3)
+        return _discount_of(counts, self.discounts)
 
 
 class KneserNeyLM:
@@ -273,12 +278,9 @@ class KneserNeyLM:
             probs = self._interpolate(level, gram_ids, ctx_ids, p_lower)
             if k < self.order:
                 nxt = self.raw[k] if k + 1 == self.order else self.cont[k]
-                if k == 1:
-                    bo_ids = np.where(gram_ids >= 0, gram_ids, -1)
-                else:
-                    bo_ids = gram_ids
-                A = np.where(bo_ids >= 0, nxt.context_total[np.maximum(bo_ids, 0)], 0.0)
-                mass = np.where(bo_ids >= 0, nxt.context_backoff_mass[np.maximum(bo_ids, 0)], 0.0)
+                # this k-gram as the context of order k+1 (gram_ids is -1 for unseen unigrams)
+                A = np.where(gram_ids >= 0, nxt.context_total[np.maximum(gram_ids, 0)], 0.0)
+                mass = np.where(gram_ids >= 0, nxt.context_backoff_mass[np.maximum(gram_ids, 0)], 0.0)
                 backoff = np.where(A > 0, mass / np.where(A > 0, A, 1.0), 1.0)
             else:
                 backoff = None

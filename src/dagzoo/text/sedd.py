@@ -26,6 +26,7 @@ import math
 import torch
 
 from dagzoo.distributed import shard_rand
+from dagzoo.text.base import sample_from_logits
 
 
 # ---------------------------------------------------------------------------------- noise
@@ -179,20 +180,13 @@ def score_entropy(log_s, x, x0, sigmabar, graph) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------- samplers
-def categorical(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Sample from unnormalised non-negative weights along the last axis (float64 Gumbel-max)."""
-    logp = torch.log(probs.detach().cpu().double().clamp_min(0))
-    u = torch.rand(logp.shape, generator=generator, dtype=torch.float64).clamp_(1e-300, 1.0)
-    return (logp - torch.log(-torch.log(u))).argmax(-1)
-
-
 def euler_step(log_s, x, rate, dt, graph, generator):
     """One Euler step of the reverse chain: jump x -> y with probability dt sigma Q[x, y] s_y."""
     q = graph.rates_into(x).scatter(-1, x[..., None], 0.0)
     jump = dt * rate.reshape(-1, *([1] * (x.dim()))) * q * log_s.exp()
     stay = (1 - jump.sum(-1, keepdim=True)).clamp_min(0)
     probs = jump.scatter(-1, x[..., None], stay)
-    return categorical(probs, generator).to(x.device)
+    return sample_from_logits(torch.log(probs.clamp_min(0)), generator).to(x.device)
 
 
 def tweedie_step(log_s, x, dsigma, graph, generator, drop_mask=False):
@@ -201,4 +195,4 @@ def tweedie_step(log_s, x, dsigma, graph, generator, drop_mask=False):
     probs = graph.staggered(log_s.exp(), ds) * graph.transition_row(x, ds)
     if drop_mask:
         probs = probs[..., : graph.vocab]
-    return categorical(probs, generator).to(x.device)
+    return sample_from_logits(torch.log(probs.clamp_min(0)), generator).to(x.device)
