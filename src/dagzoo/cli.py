@@ -43,6 +43,58 @@ def cmd_tokenize(a) -> int:
     return 0
 
 
+def cmd_prepare_images(a) -> int:
+    from dagzoo.data.images import prepare_images
+
+    m = prepare_images(a.source, Path(a.out), resize=a.resize, channels=a.channels, cache=a.cache)
+    print(json.dumps(m["splits"], indent=1))
+    return 0
+
+
+def cmd_image_reference(a) -> int:
+    _threads(a.threads)
+    from dagzoo.image.pipeline import reference
+
+    print(json.dumps(reference(Path(a.data), a.split, Path(a.out), n=a.n, seed=a.seed, batch=a.batch), indent=1))
+    return 0
+
+
+def cmd_image_sample(a) -> int:
+    _threads(a.threads)
+    from dagzoo.image.pipeline import sample
+
+    print(sample(Path(a.spec), Path(a.data), Path(a.run_dir), Path(a.results), a.name, json.loads(a.sampler),
+                 a.n, rule=a.rule, untrained=a.untrained, grid=a.grid))
+    return 0
+
+
+def cmd_image_fid(a) -> int:
+    _threads(a.threads)
+    from dagzoo.image.pipeline import fid
+
+    print(json.dumps(fid(Path(a.samples), Path(a.reference), subsets=a.kid_subsets, subset_size=a.kid_subset_size,
+                         batch=a.batch), indent=1))
+    return 0
+
+
+def cmd_image_evaluate(a) -> int:
+    _threads(a.threads)
+    from dagzoo.image.pipeline import evaluate
+
+    out = evaluate(Path(a.spec), Path(a.data), Path(a.run_dir), Path(a.results), a.samplers, a.main_sampler,
+                   rule=a.rule)
+    print(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+def cmd_real_vs_real(a) -> int:
+    from dagzoo.image.pipeline import real_vs_real
+
+    print(json.dumps(real_vs_real(Path(a.test), Path(a.train), Path(a.out), a.kid_subsets, a.kid_subset_size),
+                     indent=1))
+    return 0
+
+
 def _stage(name: str):
     def run(a) -> int:
         _threads(a.threads)
@@ -129,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                         ("genppl", "generative perplexity of a run's samples under an AR evaluator run")):
         s = sub.add_parser(name, help=help_)
         s.add_argument("--spec", required=True, help="the run's spec.json")
-        s.add_argument("--data", required=True, help="prepared token data directory")
+        s.add_argument("--data", required=True, help="prepared data directory (tokens or images)")
         s.add_argument("--run-dir", required=True)
         s.add_argument("--results", default="results", help="results root (for the default MLflow store)")
         s.add_argument("--threads", type=int, default=None)
@@ -142,6 +194,66 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "genppl":
             s.add_argument("--evaluator", required=True, help="run directory of the autoregressive evaluator")
         s.set_defaults(fn=_stage(name))
+
+    s = sub.add_parser("prepare-images", help="an image source -> uint8 train/test arrays + manifest")
+    s.add_argument("--source", required=True, help="digits | fashion_mnist | cifar10 | cifar100 | folder:<path>")
+    s.add_argument("--out", required=True)
+    s.add_argument("--resize", type=int, default=None, help="square size in pixels (bilinear)")
+    s.add_argument("--channels", type=int, default=None, choices=(1, 3), help="convert to 1 or 3 channels")
+    s.add_argument("--cache", default=None, help="download cache (default: <out>/../downloads)")
+    s.set_defaults(fn=cmd_prepare_images)
+
+    def image_common(s, spec=True):
+        if spec:
+            s.add_argument("--spec", required=True, help="the run's spec.json")
+            s.add_argument("--run-dir", required=True)
+            s.add_argument("--results", default="results", help="results root (for the default MLflow store)")
+            s.add_argument("--rule", default=None, help="name of the calling Snakemake rule (an MLflow tag)")
+        s.add_argument("--threads", type=int, default=None)
+
+    s = sub.add_parser("image-reference", help="Inception features + statistics of an image split (FID reference)")
+    s.add_argument("--data", required=True, help="prepared image data directory")
+    s.add_argument("--split", default="train", choices=("train", "test"))
+    s.add_argument("--n", type=int, default=None, help="a seeded random subset of n images (default: all)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", type=int, default=50)
+    s.add_argument("--out", required=True, help="output .npz (a .json summary is written beside it)")
+    image_common(s, spec=False)
+    s.set_defaults(fn=cmd_image_reference)
+
+    s = sub.add_parser("image-sample", help="sample a trained (or untrained) image model with one named sampler")
+    image_common(s)
+    s.add_argument("--data", required=True, help="prepared image data directory")
+    s.add_argument("--name", required=True, help="sampler name (the output folder samples/<name>)")
+    s.add_argument("--sampler", required=True, help='JSON, e.g. {"kind": "edm", "steps": 18}')
+    s.add_argument("--n", type=int, required=True, help="number of images")
+    s.add_argument("--grid", type=int, default=64, help="images in the PNG grid")
+    s.add_argument("--untrained", action="store_true", help="the untrained network of the run's seed (baseline)")
+    s.set_defaults(fn=cmd_image_sample)
+
+    s = sub.add_parser("image-fid", help="fid_<N> and kid_<N> of a sample folder against a reference .npz")
+    s.add_argument("--samples", required=True, help="folder with images.npy")
+    s.add_argument("--reference", required=True)
+    s.add_argument("--batch", type=int, default=50)
+    s.add_argument("--kid-subsets", type=int, default=100)
+    s.add_argument("--kid-subset-size", type=int, default=1000)
+    image_common(s, spec=False)
+    s.set_defaults(fn=cmd_image_fid)
+
+    s = sub.add_parser("image-evaluate", help="collect a run's sampler FID/KID (+ VAE bits/dim) -> metrics.json")
+    image_common(s)
+    s.add_argument("--data", required=True, help="prepared image data directory")
+    s.add_argument("--samplers", nargs="*", default=[])
+    s.add_argument("--main-sampler", required=True)
+    s.set_defaults(fn=cmd_image_evaluate)
+
+    s = sub.add_parser("real-vs-real", help="FID/KID of the test split against the train reference")
+    s.add_argument("--test", required=True)
+    s.add_argument("--train", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--kid-subsets", type=int, default=100)
+    s.add_argument("--kid-subset-size", type=int, default=1000)
+    s.set_defaults(fn=cmd_real_vs_real)
 
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")
     s.add_argument("--results", default="results")

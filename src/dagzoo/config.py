@@ -33,7 +33,14 @@ DEFAULTS: dict[str, Any] = {
         "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
                  "temperature": 1.0, "top_k": None, "genppl_evaluator": None},
     },
+    "image": {
+        "data": {"resize": None, "channels": None},
+        "eval": {"samples": 1000, "baseline_samples": 100, "real_samples": None, "reference_images": None,
+                 "kid_subsets": 100, "kid_subset_size": 1000, "feature_batch": 50, "grid": 64},
+    },
 }
+# experiment keys that are not model hyper-parameters
+IMAGE_EXPERIMENT_KEYS = ("model", "samplers", "main_sampler")
 
 
 def schema() -> dict:
@@ -87,12 +94,16 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     families = [f for f in registry.FAMILIES if f in raw]
     if not families:
         raise ConfigError(f"the config declares no family; add at least one of: {', '.join(registry.FAMILIES)}")
-    if "text" in raw:
-        _validate_text(cfg["text"], check_files)
-        for name, exp in cfg["text"]["experiments"].items():
+    validators = {"text": _validate_text, "image": _validate_image}
+    for family in registry.FAMILIES:
+        if family not in raw:
+            cfg.pop(family, None)  # defaults of an undeclared family are not a family
+            continue
+        validators[family](cfg[family], check_files)
+        for name, exp in cfg[family]["experiments"].items():
             batch = exp.get("batch_size")
             if batch is not None and batch % cfg["processes"]:
-                raise ConfigError(f"text.experiments.{name}.batch_size: {batch} is not divisible by processes "
+                raise ConfigError(f"{family}.experiments.{name}.batch_size: {batch} is not divisible by processes "
                                   f"({cfg['processes']}): every data-parallel process takes an equal shard")
     return cfg
 
@@ -130,6 +141,50 @@ def _validate_text(text: dict, check_files: bool) -> None:
             check(params, text, where)
 
 
+def image_samplers(cls, exp: dict) -> dict[str, dict]:
+    """The named samplers of an image experiment (the model's defaults when none are given)."""
+    return exp.get("samplers") or dict(getattr(cls, "default_samplers", {}))
+
+
+def main_sampler(cls, exp: dict) -> str:
+    return exp.get("main_sampler") or next(iter(image_samplers(cls, exp)))
+
+
+def _validate_image(image: dict, check_files: bool) -> None:
+    from dagzoo.data.images import check_source_name
+    from dagzoo.image.samplers import parse_sampler
+
+    source = image["data"]["source"]
+    try:
+        check_source_name(source)
+    except Exception as e:
+        raise ConfigError(f"image.data.source: {e}") from None
+    if check_files and source.startswith("folder:") and not Path(source[7:]).is_dir():
+        raise ConfigError(f"image.data.source: folder not found: {source[7:]}")
+    ev = image["eval"]
+    if ev["kid_subset_size"] < 2:
+        raise ConfigError("image.eval.kid_subset_size: must be >= 2")
+    for name, exp in image["experiments"].items():
+        where = f"image.experiments.{name}"
+        cls = registry.get_model("image", exp["model"], where=f"{where}.model")
+        params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k not in IMAGE_EXPERIMENT_KEYS},
+                                          where)
+        samplers = image_samplers(cls, exp)
+        if not samplers:
+            raise ConfigError(f"{where}.samplers: {exp['model']} has no default sampler; name at least one "
+                              f"(kinds: {', '.join(cls.sampler_kinds)})")
+        for sname, sspec in samplers.items():
+            if sspec.get("kind") not in cls.sampler_kinds:
+                raise ConfigError(f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
+                                  f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}")
+            parse_sampler(sspec, f"{where}.samplers.{sname}")
+        main = main_sampler(cls, exp)
+        if main not in samplers:
+            raise ConfigError(f"{where}.main_sampler: {main!r} is not one of its samplers; allowed: "
+                              + ", ".join(samplers))
+        cls.check_experiment(params, image, where)
+
+
 def experiment_specs(cfg: dict) -> list[dict]:
     """One resolved spec per (family, experiment, seed): everything a job's result depends on."""
     specs = []
@@ -151,6 +206,19 @@ def experiment_specs(cfg: dict) -> list[dict]:
                     # rule as params, so changing them reruns sampling, not training
                     "eval": {k: text["eval"][k] for k in ("window", "val_tokens")},
                 }
+                spec["config_hash"] = stable_hash(spec)
+                specs.append(spec)
+    if "image" in cfg:
+        image = cfg["image"]
+        for name, exp in image["experiments"].items():
+            cls = registry.get_model("image", exp["model"])
+            params = registry.validate_params(cls.Params,
+                                              {k: v for k, v in exp.items() if k not in IMAGE_EXPERIMENT_KEYS},
+                                              f"image.experiments.{name}")
+            for seed in cfg["seeds"]:
+                # samplers are not part of the spec: adding or changing one reruns sampling only
+                spec = {"family": "image", "experiment": name, "model": exp["model"], "seed": seed,
+                        "params": dataclasses.asdict(params), "data": dict(image["data"])}
                 spec["config_hash"] = stable_hash(spec)
                 specs.append(spec)
     return specs

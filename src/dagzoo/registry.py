@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from dagzoo.errors import ConfigError
 
-FAMILIES = ("text",)
+FAMILIES = ("text", "image")
 _REGISTRY: dict[str, dict[str, type]] = {}
 _LOADED: set[str] = set()
 

@@ -25,10 +25,11 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
         spec = read_json(d / "spec.json")
         if (d / "genppl.json").exists():
             m["metrics"].update(read_json(d / "genppl.json")["metrics"])
+        likelihood = ("exact" if m.get("exact_likelihood", True) else "bound") if spec["family"] == "text" else \
+            "bound" if "test/bits_per_dim" in m["metrics"] else "none"
         rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],
-                     "seed": spec["seed"], "config_hash": spec["config_hash"],
-                     "likelihood": "exact" if m.get("exact_likelihood", True) else "bound", "run_dir": str(d),
-                     **m["metrics"]})
+                     "seed": spec["seed"], "config_hash": spec["config_hash"], "likelihood": likelihood,
+                     "run_dir": str(d), **m["metrics"]})
         histories[str(d)] = read_jsonl(d / "history.jsonl")
     df = pd.DataFrame(rows)
     if df.empty:
@@ -222,5 +223,9 @@ def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | 
                 samples = path.read_text(encoding="utf-8").split("----- sample ")[1:]
                 body = samples[0].split("-----\n", 1)[-1][:300] if samples else "(no samples)"
                 md += [f"**{r.experiment}**", "", "```", body.rstrip(), "```", ""]
+    from dagzoo.image.report import image_section
+
+    image_md, image_plots = image_section(df, results, out)
+    md += image_md
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    return [summary, out / "summary.csv", out / "report.md", curves]
+    return [summary, out / "summary.csv", out / "report.md", curves, *image_plots]

@@ -29,7 +29,8 @@ from dagzoo.errors import TrackingError
 from dagzoo.io import read_json, read_jsonl
 
 RUN_KEY_TAG = "dagzoo.run_key"
-ARTIFACT_FILES = ("spec.json", "train.json", "metrics.json", "genppl.json", "samples.txt", "curve.png")
+ARTIFACT_FILES = ("spec.json", "train.json", "metrics.json", "genppl.json", "samples.txt", "curve.png",
+                  "fid_nfe.png")
 
 
 def resolve_uri(results_dir: Path | str = "results", configured: str | None = None) -> str:
@@ -115,7 +116,7 @@ def _tags(spec: dict, run_dir: Path) -> dict:
         RUN_KEY_TAG: run_key(spec), "dagzoo.family": spec["family"], "dagzoo.model": spec["model"],
         "dagzoo.experiment": spec["experiment"], "dagzoo.seed": str(spec["seed"]),
         "dagzoo.config_hash": spec["config_hash"], "dagzoo.run_dir": str(run_dir.resolve()),
-        "dagzoo.dataset": spec.get("data", {}).get("corpus") or spec.get("data", {}).get("dataset", ""),
+        "dagzoo.dataset": spec.get("data", {}).get("corpus") or spec.get("data", {}).get("source", ""),
     }
     for prov in sorted(run_dir.glob("provenance-*.json")):
         p = read_json(prov)
@@ -182,6 +183,8 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
             for name in ARTIFACT_FILES:
                 if (run_dir / name).exists():
                     client.log_artifact(run_id, str(run_dir / name))
+            for grid in sorted(run_dir.glob("samples/*/grid.png")):  # image family: one grid per sampler
+                client.log_artifact(run_id, str(grid), artifact_path=f"samples/{grid.parent.name}")
             if status == "RUNNING":
                 client.update_run(run_id, status="RUNNING")
             elif status:

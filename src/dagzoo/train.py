@@ -66,18 +66,33 @@ def step_seed(seed: int, step: int) -> int:
 
 
 class EMA:
-    """Exponential moving average of parameters with the usual warm-up
-    (decay_t = min(decay, (1 + t) / (10 + t))), so early averages are not dominated by the init."""
+    """Exponential moving average of parameters with a warm-up, so early averages are not
+    dominated by the initialisation. Two rules:
 
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
+    - `decay`: decay_t = min(decay, (1 + t) / (10 + t)) after t updates;
+    - EDM's (Karras et al. 2022): a half-life of `halflife_images` training images, ramped up to
+      `rampup_ratio` x the images seen so far: decay = 0.5 ** (batch / min(halflife, rampup x seen)).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float | None, halflife_images: float | None = None,
+                 rampup_ratio: float | None = None, batch_size: int = 1):
+        self.decay, self.halflife_images = decay, halflife_images
+        self.rampup_ratio, self.batch_size = rampup_ratio, batch_size
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.updates = 0
+
+    def current_decay(self) -> float:
+        if self.halflife_images:
+            ema_images = self.halflife_images
+            if self.rampup_ratio:
+                ema_images = min(ema_images, self.updates * self.batch_size * self.rampup_ratio)
+            return 0.5 ** (self.batch_size / max(ema_images, 1e-8))
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = self.current_decay()
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
                 self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
@@ -88,7 +103,7 @@ class EMA:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        self.decay, self.updates, self.shadow = state["decay"], state["updates"], state["shadow"]
+        self.updates, self.shadow = state["updates"], state["shadow"]
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -148,7 +163,10 @@ class Trainer:
                                       {"params": no_decay, "weight_decay": 0.0}],
                                      lr=params.lr, betas=(params.beta1, params.beta2),
                                      fused=self.device.type == "cuda")
-        self.ema = EMA(model, params.ema_decay) if params.ema_decay else None
+        halflife = getattr(params, "ema_halflife_kimg", None)
+        self.ema = (EMA(model, params.ema_decay, halflife * 1000 if halflife else None,
+                        getattr(params, "ema_rampup_ratio", None), params.batch_size)
+                    if params.ema_decay or halflife else None)
         self.step = 0
         self.train_time = 0.0  # seconds spent in optimizer steps (excludes evaluation)
         self.resumed_from: int | None = None

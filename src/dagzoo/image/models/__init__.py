@@ -1,0 +1,1 @@
+"""Image models: one file per model; each registers itself (see dagzoo.registry)."""

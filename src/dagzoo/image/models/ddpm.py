@@ -1,0 +1,29 @@
+"""`ddpm`: Ho et al. 2020. Epsilon prediction on a discrete linear (or cosine) beta schedule,
+L_simple; sampled by DDPM ancestral, DDIM or EDM's Heun on its trained noise levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dagzoo.image.denoising import DenoisingModel, UNetParams
+from dagzoo.image.diffusion import DDPM
+from dagzoo.registry import param, register
+
+
+@register("image", "ddpm")
+class DDPMModel(DenoisingModel):
+    """DDPM: epsilon prediction, linear/cosine betas, L_simple."""
+
+    sampler_kinds = ("ddpm", "ddim", "edm")
+    default_samplers = {"ddpm": {"kind": "ddpm"}}
+
+    @dataclass
+    class Params(UNetParams):
+        schedule: str = param("linear", "beta schedule", choices=("linear", "cosine"))
+        T: int = param(1000, "diffusion steps", min=2)
+        beta_start: float = param(1e-4, "linear schedule: beta_1", min=0.0, max=1.0)
+        beta_end: float = param(0.02, "linear schedule: beta_T", min=0.0, max=1.0)
+
+    def preconditioning(self):
+        p = self.params
+        return DDPM(p.schedule, p.T, p.beta_start, p.beta_end)

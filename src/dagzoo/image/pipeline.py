@@ -1,0 +1,258 @@
+"""The image family's stages:
+
+- `reference`: Inception features + statistics of a split (train: the FID reference, computed
+  once per data set; test: the real-vs-real check);
+- `train`: one model, resumable, EMA weights saved;
+- `sample`: one trained (or, as the baseline, untrained) network with one named sampler ->
+  uint8 images, a PNG grid, NFE and wall time;
+- `fid`: fid_<N> / kid_<N> of one sample set against the train reference;
+- `evaluate`: per run, every sampler's numbers in one metrics.json (+ test bits/dim for the VAEs)
+  and the FID-versus-NFE plot;
+- `real_vs_real`: the test split against the train reference (what "close to the data" means).
+
+Each stage writes its outputs atomically (the file Snakemake waits for last) and mirrors the run
+into MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dagzoo import distributed
+from dagzoo.data.images import ImageData
+from dagzoo.errors import ConfigError
+from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
+from dagzoo.image.base import ImageModel, ImageRunContext
+from dagzoo.image.samplers import parse_sampler
+from dagzoo.io import atomic_save_npy, atomic_write_json, read_json
+from dagzoo.provenance import write_provenance
+from dagzoo.registry import get_model, validate_params
+from dagzoo.tracking import LiveSync, resolve_uri
+from dagzoo.train import default_device
+
+
+def _load_spec(spec_path: Path):
+    spec = read_json(spec_path)
+    if spec.get("family") != "image":
+        raise ConfigError(f"{spec_path}: not an image experiment (family {spec.get('family')!r})")
+    cls = get_model("image", spec["model"], where=f"image.experiments.{spec['experiment']}.model")
+    params = validate_params(cls.Params, spec["params"], f"image.experiments.{spec['experiment']}")
+    return spec, cls, params
+
+
+def _sync(run_dir: Path, results: Path) -> LiveSync:
+    return LiveSync(run_dir, resolve_uri(results))
+
+
+# ---------------------------------------------------------------------------------- reference
+def reference(data_dir: Path, split: str, out: Path, n: int | None = None, seed: int = 0, batch: int = 50) -> dict:
+    """Features and (mu, sigma) of `split` (all of it, or a seeded random subset of n images)."""
+    data = ImageData(data_dir)
+    images = data.images(split)
+    if n is not None and n < len(images):
+        idx = np.sort(np.random.default_rng(seed).choice(len(images), n, replace=False))
+        images = images[idx]
+    t0 = time.perf_counter()
+    feats = InceptionFeatures()(images, batch=batch, desc=f"inception {split}")
+    mu, sigma = feature_stats(feats)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    np.savez(tmp, features=feats, mu=mu, sigma=sigma, n=len(feats), split=split)
+    tmp.replace(out)
+    info = {"split": split, "n": len(feats), "seconds": time.perf_counter() - t0,
+            "seconds_per_image": (time.perf_counter() - t0) / max(len(feats), 1)}
+    atomic_write_json(out.with_suffix(".json"), info)
+    return info
+
+
+def load_reference(path: Path) -> dict:
+    with np.load(path) as z:
+        return {"features": z["features"], "mu": z["mu"], "sigma": z["sigma"], "n": int(z["n"])}
+
+
+# ---------------------------------------------------------------------------------- train
+def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+    spec, cls, params = _load_spec(spec_path)
+    distributed.init_from_env()
+    try:
+        return _train(spec, cls, params, ImageData(data_dir), Path(run_dir), results, rule)
+    finally:
+        distributed.shutdown()
+
+
+def _train(spec, cls, params, data: ImageData, run_dir: Path, results: Path, rule) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main = distributed.state().is_main
+    if main:
+        write_provenance(run_dir, "train", rule)
+    sync = _sync(run_dir, results) if main else (lambda *a, **k: None)
+    sync(force=True, status="RUNNING")
+    device = distributed.device() or default_device()
+    ctx = ImageRunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
+                          on_progress=sync, desc=f"{spec['experiment']}/{spec['seed']}")
+    model: ImageModel = cls(params, data.shape, device)
+    t0 = time.time()
+    try:
+        summary = model.fit(ctx, data)
+    except BaseException:
+        sync(force=True, status="FAILED")
+        raise
+    if not main:
+        return summary
+    metrics = {"train/images": summary["images"], "train/time_s": summary["train_time_s"],
+               "train/job_wall_s": time.time() - t0, "train/params": summary["params"],
+               "train/images_per_s": summary["images"] / max(summary["train_time_s"], 1e-9)}
+    if summary.get("flops") is not None:
+        metrics["train/flops"] = summary["flops"]
+        metrics["train/flop_per_s"] = summary["flops"] / max(summary["train_time_s"], 1e-9)
+    from dagzoo.io import read_jsonl
+
+    losses = [r["train/loss"] for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    if losses:
+        metrics["train/loss"] = losses[-1]
+    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
+                                               "timestamp_ms": int(time.time() * 1000)})
+    sync(force=True, status="FINISHED")
+    return metrics
+
+
+# ---------------------------------------------------------------------------------- sample
+def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, sampler_name: str, sampler: dict,
+           n: int, rule: str | None = None, untrained: bool = False, grid: int = 64) -> Path:
+    """Writes <run>/samples/<sampler_name>/{images.npy, grid.png, samples.json}."""
+    run_dir = Path(run_dir)
+    spec, cls, params = _load_spec(spec_path)
+    where = f"image.experiments.{spec['experiment']}.samplers.{sampler_name}"
+    sp = parse_sampler(sampler, where)
+    if sampler["kind"] not in cls.sampler_kinds:
+        raise ConfigError(f"{where}.kind: {sampler['kind']!r} does not apply to {spec['model']}; allowed: "
+                          f"{', '.join(cls.sampler_kinds)}")
+    data = ImageData(data_dir)
+    out = run_dir / "samples" / sampler_name
+    out.mkdir(parents=True, exist_ok=True)
+    write_provenance(run_dir, f"sample-{sampler_name}", rule)
+    device = default_device()
+    model = cls.load(params, data.shape, None if untrained else run_dir, device, seed=spec["seed"])
+    # the samples depend on (seed, sampler) only; the untrained baseline on another stream
+    generator = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + (7 if untrained else 0))
+    t0 = time.perf_counter()
+    images, nfe = model.generate(n, sp, generator)
+    seconds = time.perf_counter() - t0
+    atomic_save_npy(out / "images.npy", images)
+    save_grid(images[:grid], out / "grid.png")
+    atomic_write_json(out / "samples.json", {
+        "sampler": sampler_name, "spec": sampler, "untrained": untrained, "n": int(len(images)), "nfe": nfe,
+        "seconds": seconds, "seconds_per_image": seconds / max(len(images), 1),
+        "seconds_per_nfe": seconds / max(nfe, 1), "timestamp_ms": int(time.time() * 1000)})
+    return out / "samples.json"
+
+
+def save_grid(images: np.ndarray, path: Path, nrow: int | None = None) -> None:
+    """uint8 (N, C, H, W) -> one PNG grid with 1-pixel gaps (written atomically)."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    nrow = nrow or int(np.ceil(np.sqrt(max(n, 1))))
+    ncol = int(np.ceil(n / nrow)) if n else 1
+    canvas = np.full((ncol * (h + 1) + 1, nrow * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, q = divmod(i, nrow)
+        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = img.transpose(1, 2, 0)
+    scale = max(1, 256 // max(canvas.shape[:2]))  # small images: enlarge so a person can see them
+    pil = Image.fromarray(canvas[..., 0] if c == 1 else canvas).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
+    pil.save(tmp)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------- fid
+def fid(samples_dir: Path, reference_path: Path, out: Path | None = None, subsets: int = 100,
+        subset_size: int = 1000, batch: int = 50) -> dict:
+    samples_dir = Path(samples_dir)
+    images = np.load(samples_dir / "images.npy")
+    t0 = time.perf_counter()
+    feats = InceptionFeatures()(images, batch=batch, desc=f"inception {samples_dir.name}")
+    result = fid_kid(feats, load_reference(reference_path), subsets, subset_size)
+    result["feature_seconds"] = time.perf_counter() - t0
+    result["reference_n"] = load_reference(reference_path)["n"]
+    atomic_write_json(Path(out) if out else samples_dir / "fid.json", result)
+    return result
+
+
+def real_vs_real(test_reference: Path, train_reference: Path, out: Path, subsets: int = 100,
+                 subset_size: int = 1000) -> dict:
+    test = load_reference(test_reference)
+    result = fid_kid(test["features"], load_reference(train_reference), subsets, subset_size)
+    atomic_write_json(out, result)
+    return result
+
+
+# ---------------------------------------------------------------------------------- evaluate
+def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, samplers: list[str],
+             main_sampler: str, rule: str | None = None) -> dict:
+    run_dir = Path(run_dir)
+    spec, cls, params = _load_spec(spec_path)
+    data = ImageData(data_dir)
+    write_provenance(run_dir, "evaluate", rule)
+    train_info = read_json(run_dir / "train.json")
+    metrics = dict(train_info["metrics"])
+    table = []
+    for name in [*samplers, "untrained"]:
+        d = run_dir / "samples" / name
+        if not (d / "fid.json").exists():
+            continue
+        s, f = read_json(d / "samples.json"), read_json(d / "fid.json")
+        n = f["n"]
+        row = {"sampler": name, "kind": s["spec"]["kind"], "nfe": s["nfe"], "n": n, "fid": f[f"fid_{n}"],
+               "kid": f[f"kid_{n}"], "kid_std": f[f"kid_{n}_std"], "seconds_per_image": s["seconds_per_image"],
+               "untrained": s["untrained"]}
+        table.append(row)
+        prefix = "untrained" if name == "untrained" else f"samplers/{name}"
+        metrics.update({f"{prefix}/fid_{n}": row["fid"], f"{prefix}/kid_{n}": row["kid"],
+                        f"{prefix}/kid_{n}_std": row["kid_std"], f"{prefix}/nfe": row["nfe"],
+                        f"{prefix}/seconds_per_image": row["seconds_per_image"]})
+        if name == main_sampler:
+            metrics.update({f"fid_{n}": row["fid"], f"kid_{n}": row["kid"], f"kid_{n}_std": row["kid_std"],
+                            "nfe": row["nfe"]})
+    if cls.has_likelihood:
+        model = cls.load(params, data.shape, run_dir, default_device(), seed=spec["seed"])
+        torch.manual_seed(spec["seed"])  # latent samples of the bound estimate
+        metrics.update(model.test_nll_bits_per_dim(data.images("test")))
+    _plot_fid_nfe(table, run_dir / "fid_nfe.png", spec)
+    atomic_write_json(run_dir / "metrics.json", {
+        "metrics": metrics, "samplers": table, "main_sampler": main_sampler, "experiment": spec["experiment"],
+        "model": spec["model"], "seed": spec["seed"], "config_hash": spec["config_hash"],
+        "step": train_info["step"], "timestamp_ms": int(time.time() * 1000)})
+    _sync(run_dir, results)(force=True)
+    return metrics
+
+
+def _plot_fid_nfe(table: list[dict], path: Path, spec: dict) -> None:
+    rows = [r for r in table if not r["untrained"]]
+    if not rows:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key in zip(axes, ("fid", "kid")):
+        for r in rows:
+            ax.errorbar(r["nfe"], r[key], yerr=r["kid_std"] if key == "kid" else None, fmt="o", capsize=3)
+            ax.annotate(r["sampler"], (r["nfe"], r[key]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("NFE per image")
+        ax.set_ylabel(f"{key.upper()} ({rows[0]['n']} samples)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{spec['experiment']} (seed {spec['seed']}): sample quality vs network evaluations")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
