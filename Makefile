@@ -43,6 +43,7 @@ test-slow: install
 bench: install
 	$(BIN)/python bench/bench_text.py
 	$(BIN)/python bench/bench_diffusion.py
+	$(BIN)/python bench/bench_image.py
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,8 +1,10 @@
-"""The README's main job end to end: the default config on the embedded KJV corpus (slow: about
-7-9 minutes on 2 cores; run with `make test-slow`)."""
+"""The README's main job end to end: the default config (KJV text + digits images) and the full
+Inception FID protocol on real data (slow: run with `make test-slow`)."""
 
+import json
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -20,10 +22,38 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
                         "--configfile", str(tmp_path / "cfg.yaml")], capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     df = pd.read_parquet(tmp_path / "results" / "summary.parquet")
-    assert set(df.experiment) == set(cfg["text"]["experiments"])
-    bpc = df.set_index("experiment")["test/bpc"]
+    assert set(df.experiment) == set(cfg["text"]["experiments"]) | set(cfg["image"]["experiments"])
+    bpc = df[df.family == "text"].set_index("experiment")["test/bpc"]
     assert bpc["kn9"] < bpc["kn7"] < bpc["kn5"] < bpc["kn3"]
     assert 1.6 < bpc["kn9"] < 1.85 and bpc["transformer"] < bpc["kn3"]
     report = (tmp_path / "results" / "report" / "report.md").read_text()
     verdict = "does not beat" if bpc["transformer"] > bpc["kn9"] else "beats"
     assert f"**transformer** (transformer) {verdict} the best n-gram" in report
+    # images: real vs real near 0 and below every model; every model below its untrained network
+    n = cfg["image"]["eval"]["samples"]
+    images = df[df.family == "image"].set_index("experiment")
+    real = json.loads((tmp_path / "results" / "image" / "real_vs_real.json").read_text())
+    assert real[f"kid_{cfg['image']['eval']['real_samples']}"] < images[f"kid_{n}"].min()
+    base = cfg["image"]["eval"]["baseline_samples"]
+    assert (images[f"kid_{n}"] < images[f"untrained/kid_{base}"]).all()
+    assert "## Images" in report and "EDM's claim on ddpm" in report
+
+
+@pytest.mark.slow
+def test_full_inception_protocol_on_real_digits(tmp_path):
+    """Every train image in the reference, every test image scored: real vs real is ~0, while the
+    test images blurred by an 8x down/up-sampling are far from the data."""
+    from dagzoo.data.images import prepare_images, resize_uint8
+    from dagzoo.eval.fid import InceptionFeatures, fid_kid
+    from dagzoo.image.pipeline import load_reference, reference
+
+    prepare_images("digits", tmp_path / "d", resize=16)
+    reference(tmp_path / "d", "train", tmp_path / "train.npz")
+    reference(tmp_path / "d", "test", tmp_path / "test.npz")
+    ref, test = load_reference(tmp_path / "train.npz"), load_reference(tmp_path / "test.npz")
+    real = fid_kid(test["features"], ref)
+    n = test["n"]
+    blurred = resize_uint8(resize_uint8(np.load(tmp_path / "d" / "test_x.npy"), 4), 16)
+    fake = fid_kid(InceptionFeatures()(blurred), ref)
+    assert abs(real[f"kid_{n}"]) < 3 * real[f"kid_{n}_std"] + 0.01
+    assert fake[f"kid_{n}"] > 10 * max(real[f"kid_{n}"], 0.005) and fake[f"fid_{n}"] > 3 * real[f"fid_{n}"]

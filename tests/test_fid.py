@@ -49,6 +49,8 @@ def test_singular_covariances_against_the_exact_nuclear_norm():
     nuclear = np.linalg.svd(ax @ ay.T, compute_uv=False).sum()
     expected = np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2 * nuclear
     assert frechet_distance(mx, sx, my, sy) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(mx, sx, my, sy, samples1=x) == pytest.approx(expected, rel=1e-6)  # low-rank path
+    assert abs(frechet_distance(mx, sx, mx, sx, samples1=x)) < 1e-6
 
 
 def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():

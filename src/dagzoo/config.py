@@ -222,3 +222,15 @@ def experiment_specs(cfg: dict) -> list[dict]:
                 spec["config_hash"] = stable_hash(spec)
                 specs.append(spec)
     return specs
+
+
+def load_run_spec(spec_path, family: str) -> tuple[dict, type, Any]:
+    """A run's spec.json -> (spec, model class, validated params); the family must match."""
+    from dagzoo.io import read_json
+
+    spec = read_json(spec_path)
+    if spec.get("family") != family:
+        raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec.get('family')!r})")
+    where = f"{family}.experiments.{spec['experiment']}"
+    cls = registry.get_model(family, spec["model"], where=f"{where}.model")
+    return spec, cls, registry.validate_params(cls.Params, spec["params"], where)

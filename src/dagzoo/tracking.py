@@ -237,3 +237,8 @@ def sync_results(results_dir: Path, uri: str, prefix: str | None = None) -> list
         status = "FINISHED" if (run_dir / "train.json").exists() else None
         ids.append(sync_run_dir(run_dir, uri, status=status, prefix=prefix))
     return ids
+
+
+def live_sync(run_dir: Path, results: Path) -> "LiveSync":
+    """The LiveSync of a job's run directory, logging to the DAG's tracking store."""
+    return LiveSync(run_dir, resolve_uri(results))

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from dagzoo import distributed
 from dagzoo.errors import CheckpointError, TrainingError
 from dagzoo.io import append_jsonl, read_jsonl
+from dagzoo.progress import progress
 from dagzoo.registry import param
 
 
@@ -279,9 +280,7 @@ class Trainer:
                     else contextlib.nullcontext())
         if self.step == 0:
             self._evaluate()
-        # in a log file (not a terminal) the bar is a plain line every 30 s
-        bar = tqdm(total=p.steps, initial=self.step, desc=self.desc, dynamic_ncols=True,
-                   mininterval=2.0 if sys.stderr.isatty() else 30.0, disable=not self.is_main)
+        bar = progress(total=p.steps, initial=self.step, desc=self.desc, disable=not self.is_main)
         try:
             while self.step < p.steps:
                 t0 = time.perf_counter()

@@ -14,6 +14,9 @@ if "image" in CFG:
     MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
                        for name, exp in IMAGE["experiments"].items()}
     REAL_N = IEV["real_samples"] or IEV["samples"]
+    # sampling and feature jobs are many and short: on a CPU one thread each lets two run side by
+    # side (their start-up overlaps); on a GPU node the device does the work either way
+    EVAL_THREADS = 1
     FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
 
     # samples/untrained is the baseline (the config schema forbids a sampler of that name)
@@ -73,7 +76,7 @@ if "image" in CFG:
             kid=f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']}",
         log:
             f"{R}/logs/image_real_vs_real.log",
-        threads: CFG["threads"]
+        threads: EVAL_THREADS
         resources:
             mem_mb=8000,
             runtime=60,
@@ -124,7 +127,7 @@ if "image" in CFG:
             f"{R}/logs/image_sample/{{exp}}-{{seed}}-{{sampler}}.log",
         benchmark:
             f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
-        threads: CFG["threads"]
+        threads: EVAL_THREADS
         resources:
             mem_mb=8000,
             runtime=240,
@@ -148,7 +151,7 @@ if "image" in CFG:
             grid=IEV["grid"],
         log:
             f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
-        threads: CFG["threads"]
+        threads: EVAL_THREADS
         resources:
             mem_mb=8000,
             runtime=240,
@@ -170,7 +173,7 @@ if "image" in CFG:
             f"{R}/logs/image_fid/{{exp}}-{{seed}}-{{name}}.log",
         benchmark:
             f"{R}/benchmarks/image_fid/{{exp}}-{{seed}}-{{name}}.tsv"
-        threads: CFG["threads"]
+        threads: EVAL_THREADS
         resources:
             mem_mb=8000,
             runtime=240,
@@ -193,7 +196,7 @@ if "image" in CFG:
             main=lambda w: MAIN_SAMPLER_OF[w.exp],
         log:
             f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
-        threads: CFG["threads"]
+        threads: EVAL_THREADS
         resources:
             mem_mb=8000,
             runtime=60,

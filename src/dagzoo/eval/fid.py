@@ -8,7 +8,8 @@
   coordinate = destination x in/out) of the uint8 image to 299 x 299, in float; grayscale is
   repeated to 3 channels.
 - Statistics in float64; Frechet distance with scipy's sqrtm, whose imaginary part must be
-  negligible (else, for singular covariances, the exact symmetric-eigenvalue form); KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
+  negligible; with fewer samples than 2,048 features (singular covariances) the exact low-rank
+  form, an n x n eigenvalue problem; KID (Binkowski et al. 2018): unbiased MMD^2 with the cubic polynomial kernel
   k(x, y) = (x.y / d + 1)^3, averaged over random subsets, with its standard deviation.
 - Names carry the sample count (fid_<N>, kid_<N>): a 2k-sample FID is not a 50k one.
 """
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from dagzoo.progress import progress
 from dagzoo.errors import DataError
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -114,7 +115,7 @@ class InceptionFeatures:
         if images.dtype != torch.uint8:
             raise DataError("FID features are computed from uint8 images (what a saved PNG holds)")
         out = []
-        for start in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=None):
+        for start in progress(range(0, len(images), batch), desc=desc, leave=False):
             x = inception_input(images[start:start + batch].to(self.device))
             out.append(self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, 2048))
@@ -137,24 +138,40 @@ def _trace_sqrt_product_sym(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(lam, 0, None)).sum())
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+def _trace_sqrt_product_low_rank(samples: np.ndarray, s2: np.ndarray) -> float:
+    """tr((S1 S2)^(1/2)) where S1 is the covariance of `samples` (n x d, n <= d): S1 = A A^T with
+    A = centred samples^T / sqrt(n - 1), and the nonzero eigenvalues of S1 S2 are those of the
+    symmetric n x n matrix A^T S2 A, so the trace is exact and costs O(n d^2), not O(d^3)."""
+    x = np.asarray(samples, dtype=np.float64)
+    a = (x - x.mean(axis=0)).T / np.sqrt(len(x) - 1)
+    inner = a.T @ s2 @ a
+    lam = np.linalg.eigvalsh((inner + inner.T) / 2)
+    return float(np.sqrt(np.clip(lam, 0, None)).sum())
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, samples1: np.ndarray | None = None) -> float:
     """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) in float64.
 
     The trace of the square root comes from scipy's sqrtm when its result is real up to a small
-    imaginary part (the TF-FID procedure); with singular covariances (N <= 2048 samples) sqrtm
-    of the product is unreliable, and the exact symmetric form is used instead."""
+    imaginary part (the TF-FID procedure). With fewer samples than feature dimensions the
+    covariances are singular and sqrtm of the product is unreliable (and slow at d = 2048): given
+    the samples behind sigma1 (n <= d), the exact low-rank form is used; else the exact symmetric
+    form tr((S1^1/2 S2 S1^1/2)^1/2)."""
     from scipy import linalg
 
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     s1, s2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
-    covmean = linalg.sqrtm(s1 @ s2)
     tr_covmean = None
-    if np.isfinite(covmean).all():
-        scale = max(1.0, float(np.max(np.abs(covmean.real))))
-        if not np.iscomplexobj(covmean) or np.max(np.abs(covmean.imag)) <= 1e-3 * scale:
-            tr_covmean = float(np.trace(covmean.real))
-    if tr_covmean is None:
-        tr_covmean = _trace_sqrt_product_sym(s1, s2)
+    if samples1 is not None and len(samples1) <= s1.shape[0]:
+        tr_covmean = _trace_sqrt_product_low_rank(samples1, s2)
+    else:
+        covmean = linalg.sqrtm(s1 @ s2)
+        if np.isfinite(covmean).all():
+            scale = max(1.0, float(np.max(np.abs(covmean.real))))
+            if not np.iscomplexobj(covmean) or np.max(np.abs(covmean.imag)) <= 1e-3 * scale:
+                tr_covmean = float(np.trace(covmean.real))
+        if tr_covmean is None:
+            tr_covmean = _trace_sqrt_product_sym(s1, s2)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
@@ -187,5 +204,5 @@ def fid_kid(features: np.ndarray, reference: dict, subsets: int = 100, subset_si
     n = len(features)
     mu, sigma = feature_stats(features)
     kid, kid_std = kernel_inception_distance(features, reference["features"], subsets, subset_size, seed)
-    return {f"fid_{n}": frechet_distance(mu, sigma, reference["mu"], reference["sigma"]),
+    return {f"fid_{n}": frechet_distance(mu, sigma, reference["mu"], reference["sigma"], samples1=features),
             f"kid_{n}": kid, f"kid_{n}_std": kid_std, "n": n}

@@ -128,8 +128,7 @@ class ImageModel:
         net.load_state_dict(trainer.final_state_dict())
         if distributed.state().is_main:
             torch.save({"state_dict": net.state_dict(), "shape": list(self.shape)}, ctx.run_dir / "model.pt")
-        summary.update(params=sum(q.numel() for q in net.parameters()), flops_per_image=fpi, images=summary["tokens"],
-                       **self.extra_summary())
+        summary.update(params=sum(q.numel() for q in net.parameters()), flops_per_image=fpi, images=summary["tokens"])
         return summary
 
     @classmethod

@@ -23,29 +23,24 @@ import numpy as np
 import torch
 
 from dagzoo import distributed
+from dagzoo.config import load_run_spec
 from dagzoo.data.images import ImageData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
 from dagzoo.image.base import ImageModel, ImageRunContext
 from dagzoo.image.samplers import parse_sampler
-from dagzoo.io import atomic_save_npy, atomic_write_json, read_json
+from dagzoo.io import atomic_save_npy, atomic_write_json, read_json, read_jsonl
 from dagzoo.provenance import write_provenance
-from dagzoo.registry import get_model, validate_params
-from dagzoo.tracking import LiveSync, resolve_uri
+from dagzoo.tracking import LiveSync, live_sync
 from dagzoo.train import default_device
 
 
 def _load_spec(spec_path: Path):
-    spec = read_json(spec_path)
-    if spec.get("family") != "image":
-        raise ConfigError(f"{spec_path}: not an image experiment (family {spec.get('family')!r})")
-    cls = get_model("image", spec["model"], where=f"image.experiments.{spec['experiment']}.model")
-    params = validate_params(cls.Params, spec["params"], f"image.experiments.{spec['experiment']}")
-    return spec, cls, params
+    return load_run_spec(spec_path, "image")
 
 
 def _sync(run_dir: Path, results: Path) -> LiveSync:
-    return LiveSync(run_dir, resolve_uri(results))
+    return live_sync(run_dir, results)
 
 
 # ---------------------------------------------------------------------------------- reference
@@ -110,8 +105,8 @@ def _train(spec, cls, params, data: ImageData, run_dir: Path, results: Path, rul
     if summary.get("flops") is not None:
         metrics["train/flops"] = summary["flops"]
         metrics["train/flop_per_s"] = summary["flops"] / max(summary["train_time_s"], 1e-9)
-    from dagzoo.io import read_jsonl
-
+    for key, value in model.extra_summary().items():  # e.g. the U-Net's receptive field
+        metrics[f"model/{key}"] = float(value)
     losses = [r["train/loss"] for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
     if losses:
         metrics["train/loss"] = losses[-1]

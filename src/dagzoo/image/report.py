@@ -143,7 +143,7 @@ def _plot_grids(t: pd.DataFrame, path: Path) -> None:
         ax.axis("off")
     for ax, (title, p) in zip(axes.flat, panels):
         with Image.open(p) as im:
-            ax.imshow(np.asarray(im), cmap="gray", interpolation="nearest")
+            ax.imshow(np.asarray(im), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from dagzoo.errors import ConfigError
 from dagzoo.image.diffusion import DDPM, Flow, Preconditioning, denoise
+from dagzoo.progress import progress
 from dagzoo.registry import param, validate_params
 
 
@@ -153,7 +153,7 @@ def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -
         T = pre.T
         ts = sorted(set(torch.linspace(0, T - 1, p.steps).round().long().tolist()), reverse=True)
         x = randn()
-        for i, k in enumerate(tqdm(ts, desc="ddim", leave=False, disable=None)):
+        for i, k in enumerate(progress(ts, desc="ddim", leave=False)):
             abar_t = float(pre.alphas_bar[k])
             abar_s = float(pre.alphas_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
             x = ddim_step(den, x, abar_t, abar_s, p.eta, float(pre.u[k]), randn() if p.eta > 0 else None,
@@ -168,7 +168,7 @@ def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -
             raise ConfigError("the flow sampler needs a flow network (model: flow)")
         ts = torch.linspace(1.0, 0.0, p.steps + 1, dtype=torch.float64).tolist()
         x = randn()
-        for t, t_next in tqdm(list(zip(ts[:-1], ts[1:])), desc="flow", leave=False, disable=None):
+        for t, t_next in progress(list(zip(ts[:-1], ts[1:])), desc="flow", leave=False):
             v = den.velocity(x, t)
             x_next = x + (t_next - t) * v
             if p.heun and t_next > 0:
@@ -181,7 +181,7 @@ def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -
 def _ddpm_ancestral(den: Denoiser, pre: DDPM, p: DDPMSampler, shape, randn) -> torch.Tensor:
     betas, abar = pre.betas, pre.alphas_bar
     x = randn()
-    for k in tqdm(range(pre.T - 1, -1, -1), desc="ddpm", leave=False, disable=None):
+    for k in progress(range(pre.T - 1, -1, -1), desc="ddpm", leave=False):
         abar_t, beta_t = float(abar[k]), float(betas[k])
         abar_prev = float(abar[k - 1]) if k > 0 else 1.0
         x0 = den(x / math.sqrt(abar_t), float(pre.u[k]))
@@ -206,7 +206,7 @@ def _edm(den: Denoiser, pre: Preconditioning, p: EDMSampler, shape, randn) -> to
     grid = edm_sigma_grid(p.steps, s_min, s_max, p.rho)
     grid = torch.cat([pre.round_sigma(grid[:-1]), grid[-1:]])
     x = randn() * grid[0]
-    for i in tqdm(range(p.steps), desc="edm", leave=False, disable=None):
+    for i in progress(range(p.steps), desc="edm", leave=False):
         s_cur, s_next = float(grid[i]), float(grid[i + 1])
         gamma = min(p.S_churn / p.steps, math.sqrt(2) - 1) if p.S_min <= s_cur <= p.S_max else 0.0
         s_hat = float(pre.round_sigma(torch.tensor(s_cur * (1 + gamma), dtype=torch.float64)))

@@ -15,28 +15,23 @@ import numpy as np
 import torch
 
 from dagzoo import distributed
+from dagzoo.config import load_run_spec
 from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.perplexity import likelihood_metrics
 from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from dagzoo.provenance import write_provenance
-from dagzoo.registry import get_model, validate_params
 from dagzoo.text.base import RunContext, TextModel
-from dagzoo.tracking import LiveSync, resolve_uri
+from dagzoo.tracking import LiveSync, live_sync
 from dagzoo.train import default_device
 
 
-def _load_spec(spec_path: Path) -> tuple[dict, type, object]:
-    spec = read_json(spec_path)
-    if spec.get("family") != "text":
-        raise ConfigError(f"{spec_path}: not a text experiment (family {spec.get('family')!r})")
-    cls = get_model("text", spec["model"], where=f"text.experiments.{spec['experiment']}.model")
-    params = validate_params(cls.Params, spec["params"], f"text.experiments.{spec['experiment']}")
-    return spec, cls, params
+def _load_spec(spec_path: Path):
+    return load_run_spec(spec_path, "text")
 
 
 def _sync(run_dir: Path, results: Path) -> LiveSync:
-    return LiveSync(run_dir, resolve_uri(results))
+    return live_sync(run_dir, results)
 
 
 def _val_subset(data: TokenData, n_tokens: int) -> tuple[np.ndarray, int]:
