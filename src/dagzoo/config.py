@@ -161,9 +161,6 @@ def _validate_image(image: dict, check_files: bool) -> None:
         raise ConfigError(f"image.data.source: {e}") from None
     if check_files and source.startswith("folder:") and not Path(source[7:]).is_dir():
         raise ConfigError(f"image.data.source: folder not found: {source[7:]}")
-    ev = image["eval"]
-    if ev["kid_subset_size"] < 2:
-        raise ConfigError("image.eval.kid_subset_size: must be >= 2")
     for name, exp in image["experiments"].items():
         where = f"image.experiments.{name}"
         cls = registry.get_model("image", exp["model"], where=f"{where}.model")

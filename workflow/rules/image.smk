@@ -14,8 +14,8 @@ if "image" in CFG:
     MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
                        for name, exp in IMAGE["experiments"].items()}
     REAL_N = IEV["real_samples"] or IEV["samples"]
-    # sampling and feature jobs are many and short: on a CPU one thread each lets two run side by
-    # side (their start-up overlaps); on a GPU node the device does the work either way
+    # feature jobs are many and short: on a CPU one thread each lets two run side by side (their
+    # start-up overlaps); on a GPU node the device does the work either way
     EVAL_THREADS = 1
     FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
 
@@ -127,7 +127,7 @@ if "image" in CFG:
             f"{R}/logs/image_sample/{{exp}}-{{seed}}-{{sampler}}.log",
         benchmark:
             f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
-        threads: EVAL_THREADS
+        threads: CFG["threads"]
         resources:
             mem_mb=8000,
             runtime=240,
@@ -151,7 +151,7 @@ if "image" in CFG:
             grid=IEV["grid"],
         log:
             f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
-        threads: EVAL_THREADS
+        threads: CFG["threads"]
         resources:
             mem_mb=8000,
             runtime=240,

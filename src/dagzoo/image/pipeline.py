@@ -220,12 +220,36 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, samp
         torch.manual_seed(spec["seed"])  # latent samples of the bound estimate
         metrics.update(model.test_nll_bits_per_dim(data.images("test")))
     _plot_fid_nfe(table, run_dir / "fid_nfe.png", spec)
+    _plot_loss(run_dir, spec)
     atomic_write_json(run_dir / "metrics.json", {
         "metrics": metrics, "samplers": table, "main_sampler": main_sampler, "experiment": spec["experiment"],
         "model": spec["model"], "seed": spec["seed"], "config_hash": spec["config_hash"],
         "step": train_info["step"], "timestamp_ms": int(time.time() * 1000)})
     _sync(run_dir, results)(force=True)
     return metrics
+
+
+def _plot_loss(run_dir: Path, spec: dict) -> None:
+    """curve.png: the training loss against images seen (an MLflow artifact)."""
+    points = [(r["tokens"], r["train/loss"]) for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    if len(points) < 2:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(*zip(*points))
+    ax.set_xlabel("training images")
+    ax.set_ylabel("loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss")
+    ax.set_yscale("log")
+    ax.set_title(f"{spec['experiment']} (seed {spec['seed']})")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = run_dir / ".curve.tmp.png"
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(run_dir / "curve.png")
 
 
 def _plot_fid_nfe(table: list[dict], path: Path, spec: dict) -> None:

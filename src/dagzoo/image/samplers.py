@@ -192,8 +192,8 @@ def _ddpm_ancestral(den: Denoiser, pre: DDPM, p: DDPMSampler, shape, randn) -> t
         if k > 0:
             if p.variance == "small":
                 var = (1 - abar_prev) / (1 - abar_t) * beta_t
-            else:  # DDPM code: beta_t, with beta-tilde_1 at the first step (beta-tilde_0 is 0)
-                var = beta_t if k > 1 else (1 - float(abar[0])) / (1 - float(abar[1])) * float(betas[1])
+            else:  # sigma_t^2 = beta_t (the last step, k = 0, adds no noise in either case)
+                var = beta_t
             x = mean + math.sqrt(var) * randn()
         else:
             x = mean
