@@ -51,7 +51,7 @@ class DenoisingModel(ImageModel):
         self.pre = self.preconditioning()
 
     def unet_config(self) -> UNetConfig:
-        p, (c, h, w) = self.params, self.shape
+        p, (c, h, _) = self.params, self.shape
         return UNetConfig(in_channels=c, out_channels=c, resolution=h, channels=p.channels,
                           channel_mult=list(p.channel_mult), num_res_blocks=p.num_res_blocks,
                           attn_resolutions=list(p.attn_resolutions), dropout=p.dropout, embedding=p.embedding,
