@@ -173,9 +173,10 @@ def fid(samples_dir: Path, reference_path: Path, out: Path | None = None, subset
     images = np.load(samples_dir / "images.npy")
     t0 = time.perf_counter()
     feats = InceptionFeatures()(images, batch=batch, desc=f"inception {samples_dir.name}")
-    result = fid_kid(feats, load_reference(reference_path), subsets, subset_size)
+    ref = load_reference(reference_path)
+    result = fid_kid(feats, ref, subsets, subset_size)
     result["feature_seconds"] = time.perf_counter() - t0
-    result["reference_n"] = load_reference(reference_path)["n"]
+    result["reference_n"] = ref["n"]
     atomic_write_json(Path(out) if out else samples_dir / "fid.json", result)
     return result
 
