@@ -23,10 +23,11 @@ def model_of(cls, **params):
     return cls(cls.Params(**params), data, torch.device("cpu"))
 
 
-def tiny_net(seed=0, time_conditioning=False, block_size=16):
+def tiny_net(seed=0, time_conditioning=False, block_size=16, positional="learned"):
     torch.manual_seed(seed)
     net = Transformer(TransformerConfig(vocab_in=V + 2, vocab_out=V, block_size=block_size, n_layer=2, n_head=2,
-                                        d_model=16, causal=False, time_conditioning=time_conditioning))
+                                        d_model=16, causal=False, time_conditioning=time_conditioning,
+                                        positional=positional))
     if time_conditioning:  # adaLN-Zero starts as identity; perturb so that t really matters
         for p in net.parameters():
             p.data += 0.05 * torch.randn_like(p)
@@ -102,10 +103,11 @@ def test_bd3_attention_mask_matches_the_paper_by_hand():
     assert torch.equal(bd3_attention_mask(4, 2), expected)
 
 
-def test_bd3lm_block1_t1_equals_autoregressive_nll():
+@pytest.mark.parametrize("positional", ["learned", "rotary"])
+def test_bd3lm_block1_t1_equals_autoregressive_nll(positional):
     """L' = 1 and t = 1: every x_t block is one MASK that sees the clean tokens before it, so the
     bound is the exact AR NLL of the same network, computed here position by position."""
-    net = tiny_net()
+    net = tiny_net(positional=positional)
     bd3 = model_of(BD3LM, block_length=1)
     x0 = torch.randint(0, V, (3, 10), generator=torch.Generator().manual_seed(2))
     nelbo = bd3.nelbo_sample(net, x0, torch.ones(3), torch.Generator())
@@ -118,12 +120,12 @@ def test_bd3lm_block1_t1_equals_autoregressive_nll():
     torch.testing.assert_close(nelbo, ar, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("time_conditioning", [False, True])
+@pytest.mark.parametrize("time_conditioning,positional", [(False, "learned"), (True, "learned"), (True, "rotary")])
 @pytest.mark.parametrize("length", [12, 10])
-def test_bd3lm_sampling_with_and_without_kv_cache_is_identical(time_conditioning, length):
+def test_bd3lm_sampling_with_and_without_kv_cache_is_identical(time_conditioning, positional, length):
     bd3 = model_of(BD3LM, block_length=4, sample_steps=3, time_conditioning=time_conditioning, n_layer=2,
-                   n_head=2, d_model=16)
-    bd3.net = tiny_net(time_conditioning=time_conditioning)
+                   n_head=2, d_model=16, positional=positional)
+    bd3.net = tiny_net(time_conditioning=time_conditioning, positional=positional)
     a, nfe_a = bd3.sample(3, length, torch.Generator().manual_seed(5), 1.0, None, kv_cache=True)
     b, nfe_b = bd3.sample(3, length, torch.Generator().manual_seed(5), 1.0, None, kv_cache=False)
     np.testing.assert_array_equal(a, b)

@@ -8,6 +8,10 @@ construction).
 - `causal=True` gives the autoregressive model; `causal=False` a bidirectional one.
 - `attn_mask` (boolean, True = may attend) gives any other pattern (block diffusion).
 - `positions` sets position ids explicitly (BD3-LM feeds x_t and x_0 with the same positions).
+- `positional="rotary"` rotates queries and keys by their positions (RoPE, Su et al. 2021; the
+  DiT backbones of MDLM, SEDD and BD3-LM use it), `"learned"` adds a learned absolute embedding
+  (GPT-2). With learned absolute positions a bidirectional denoiser must learn relative attention
+  from scratch before it can use any neighbour, which stalls small budgets at the unigram level.
 - `cond` (B, d) or (B, T, d) switches on adaLN-Zero time conditioning as in DiT: every block's
   layer norms are shifted/scaled and its residual branches gated by a projection of `cond`,
   initialised to zero so a conditioned block starts as the identity.
@@ -36,6 +40,13 @@ class TransformerConfig:
     dropout: float = 0.0
     causal: bool = True
     time_conditioning: bool = False
+    positional: str = "learned"  # "learned" absolute embeddings or "rotary" (RoPE)
+
+    def __post_init__(self):
+        if self.positional not in ("learned", "rotary"):
+            raise ValueError(f"positional must be 'learned' or 'rotary', got {self.positional!r}")
+        if self.positional == "rotary" and (self.d_model // self.n_head) % 2:
+            raise ValueError("rotary positions need an even head dimension (d_model / n_head)")
 
 
 class KVCache:
@@ -49,6 +60,19 @@ class KVCache:
         return 0 if self.k[0] is None else self.k[0].shape[2]
 
 
+def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10_000.0):
+    """cos and sin of angle position * base^(-2i/head_dim), i < head_dim/2: (*positions.shape, head_dim/2)."""
+    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    angles = positions.float()[..., None] * inv_freq
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the pairs (x_i, x_{i + d/2}) of x (B, H, T, d) by the angles of cos/sin (T, d/2) or (B, 1, T, d/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, c: TransformerConfig):
         super().__init__()
@@ -58,9 +82,11 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(c.d_model, c.d_model, bias=False)
 
     def forward(self, x, causal: bool, attn_mask, cache: KVCache | None = None, layer: int = 0,
-                store: bool = False):
+                store: bool = False, rope=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if rope is not None:  # cached keys were rotated at their own positions when stored
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None and cache.k[layer] is not None:
             k = torch.cat([cache.k[layer], k], dim=2)
             v = torch.cat([cache.v[layer], v], dim=2)
@@ -87,12 +113,12 @@ class Block(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.ada = nn.Linear(c.d_model, 6 * c.d_model) if c.time_conditioning else None
 
-    def forward(self, x, causal, attn_mask, cond=None, cache=None, layer=0, store=False):
+    def forward(self, x, causal, attn_mask, cond=None, cache=None, layer=0, store=False, rope=None):
         if self.ada is None or cond is None:
-            x = x + self.drop(self.attn(self.ln1(x), causal, attn_mask, cache, layer, store))
+            x = x + self.drop(self.attn(self.ln1(x), causal, attn_mask, cache, layer, store, rope))
             return x + self.drop(self.mlp(self.ln2(x)))
         s1, c1, g1, s2, c2, g2 = self.ada(cond).chunk(6, dim=-1)
-        h = self.attn(_modulate(self.ln1(x), s1, c1), causal, attn_mask, cache, layer, store)
+        h = self.attn(_modulate(self.ln1(x), s1, c1), causal, attn_mask, cache, layer, store, rope)
         x = x + g1 * self.drop(h)
         return x + g2 * self.drop(self.mlp(_modulate(self.ln2(x), s2, c2)))
 
@@ -117,7 +143,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = c
         self.tok_emb = nn.Embedding(c.vocab_in, c.d_model)
-        self.pos_emb = nn.Embedding(c.block_size, c.d_model)
+        self.pos_emb = nn.Embedding(c.block_size, c.d_model) if c.positional == "learned" else None
         self.drop = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(c.d_model)
@@ -152,7 +178,13 @@ class Transformer(nn.Module):
             positions = torch.arange(start, start + T, device=idx.device)
         if int(positions.max()) >= self.config.block_size:
             raise ValueError(f"position {int(positions.max())} exceeds block_size {self.config.block_size}")
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        rope = None
+        if self.pos_emb is not None:
+            x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+        else:
+            x = self.drop(self.tok_emb(idx))
+            cos, sin = rotary_tables(positions, self.config.d_model // self.config.n_head)
+            rope = (cos[:, None], sin[:, None]) if positions.dim() == 2 else (cos, sin)
         cond = None
         if self.time_emb is not None:
             if t is None:
@@ -161,7 +193,7 @@ class Transformer(nn.Module):
             if cond.dim() == 2:
                 cond = cond[:, None, :]
         for i, block in enumerate(self.blocks):
-            x = block(x, self.config.causal, attn_mask, cond, cache, i, store)
+            x = block(x, self.config.causal, attn_mask, cond, cache, i, store, rope)
         x = self.ln_f(x)
         if cond is not None:
             shift, scale = self.ada_f(cond).chunk(2, dim=-1)
@@ -171,7 +203,7 @@ class Transformer(nn.Module):
     def num_params(self, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         if not embeddings:
-            n -= self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+            n -= self.tok_emb.weight.numel() + (self.pos_emb.weight.numel() if self.pos_emb is not None else 0)
         return n
 
     def train_flops_per_token(self, context: int) -> float:

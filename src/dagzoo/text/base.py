@@ -26,6 +26,8 @@ class BackboneParams(TrainParams):
     n_head: int = param(4, "attention heads", min=1)
     d_model: int = param(128, "width", min=8)
     dropout: float = param(0.0, "dropout", min=0.0, max=1.0)
+    positional: str = param("rotary", "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) "
+                            "or learned absolute embeddings (GPT-2)", choices=("rotary", "learned"))
     eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
 
     def check(self, where: str) -> None:

@@ -40,7 +40,8 @@ class MaskedDiffusionLM(NeuralTextModel):
         p = self.params
         return TransformerConfig(vocab_in=self.data.vocab_size + 2, vocab_out=self.data.vocab_size,
                                  block_size=window, n_layer=p.n_layer, n_head=p.n_head, d_model=p.d_model,
-                                 dropout=p.dropout, causal=False, time_conditioning=p.time_conditioning)
+                                 dropout=p.dropout, positional=p.positional, causal=False,
+                                 time_conditioning=p.time_conditioning)
 
     def logits(self, net, x_t, t, **kw):
         return net(x_t, t=t if self.params.time_conditioning else None, **kw)

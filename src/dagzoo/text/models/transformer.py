@@ -30,7 +30,7 @@ class TransformerLM(NeuralTextModel):
         p = self.params
         return TransformerConfig(vocab_in=self.data.vocab_size + 1, vocab_out=self.data.vocab_size,
                                  block_size=window, n_layer=p.n_layer, n_head=p.n_head, d_model=p.d_model,
-                                 dropout=p.dropout, causal=True)
+                                 dropout=p.dropout, positional=p.positional, causal=True)
 
     def _inputs(self, targets: torch.Tensor) -> torch.Tensor:
         bos = torch.full((targets.shape[0], 1), self.data.bos_id, dtype=targets.dtype, device=targets.device)
