@@ -65,6 +65,7 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     report = (results / "report" / "report.md").read_text()
     assert "| kn3 | ngram | exact |" in report and "tiny" in report and "Findings" in report
     assert "| diff | bd3lm | ≤ (NELBO) |" in report
+    assert "Neural models from best to worst test BPC" in report and "the samples scored by tiny;" in report
     assert df["samples/gen_ppl"].gt(1).all() and df["samples/unigram_entropy"].gt(0).all()
     assert df.loc[df.experiment == "diff", "test/bpc_se"].gt(0).all()
     assert (results / "report" / "text_val_bpc.png").stat().st_size > 10_000

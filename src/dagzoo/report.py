@@ -12,7 +12,7 @@ import pandas as pd
 
 from dagzoo.io import atomic_write_text, read_json, read_jsonl
 
-ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "likelihood", "run_dir"]
+ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "likelihood", "run_dir", "genppl_evaluator"]
 
 
 def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
@@ -23,13 +23,16 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
             continue
         m = read_json(d / "metrics.json")
         spec = read_json(d / "spec.json")
+        evaluator = None
         if (d / "genppl.json").exists():
-            m["metrics"].update(read_json(d / "genppl.json")["metrics"])
+            gen = read_json(d / "genppl.json")
+            m["metrics"].update(gen["metrics"])
+            evaluator = gen.get("evaluator")
         likelihood = ("exact" if m.get("exact_likelihood", True) else "bound") if spec["family"] == "text" else \
             "bound" if "test/bits_per_dim" in m["metrics"] else "none"
         rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],
                      "seed": spec["seed"], "config_hash": spec["config_hash"], "likelihood": likelihood,
-                     "run_dir": str(d), **m["metrics"]})
+                     "run_dir": str(d), "genppl_evaluator": evaluator, **m["metrics"]})
         histories[str(d)] = read_jsonl(d / "history.jsonl")
     df = pd.DataFrame(rows)
     if df.empty:
@@ -100,8 +103,9 @@ def text_findings(df: pd.DataFrame, histories: dict) -> list[str]:
         if "train/flops" in group and not group["train/flops"].isna().all():
             cost.append(f"{_si(group['train/flops'].mean())}FLOP")
         cost.append(f"{group['train/time_s'].mean():.0f} s of training")
-        lines.append(f"**{exp}** ({group.model.iloc[0]}) {verdict} the best n-gram **{best_ng}** on test BPC: "
-                     f"{bpc:.4f} vs {best_ng_bpc:.4f} after {', '.join(cost)}.")
+        bound = " (an upper bound, its NELBO)" if group.likelihood.iloc[0] == "bound" else ""
+        lines.append(f"**{exp}** ({group.model.iloc[0]}) {verdict} the best n-gram **{best_ng}** on test BPC"
+                     f"{bound}: {bpc:.4f} vs {best_ng_bpc:.4f} after {', '.join(cost)}.")
         if best_ng_val is None:
             continue
         target, target_exp = best_ng_val
@@ -180,9 +184,17 @@ def _text_table(df: pd.DataFrame) -> list[str]:
     lines.append("FLOPs: 6N + 12LdT per training token (PaLM convention) for neural models; n-grams count, "
                  "they do no floating-point training (—). Times are this machine's training time. Diffusion "
                  "models report an upper bound on the NLL (NELBO) with the standard error of its estimate.")
+    neural = text[text.model != "ngram"]
+    if len(neural.experiment.unique()) > 1:
+        ranked = (neural.groupby("experiment").agg(bpc=("test/bpc", "mean"), lik=("likelihood", "first"))
+                  .sort_values("bpc"))
+        lines.append("Neural models from best to worst test BPC (≤: an upper bound): " + ", ".join(
+            f"{exp} {'≤ ' if r.lik == 'bound' else ''}{r.bpc:.3f}" for exp, r in ranked.iterrows()) + ".")
     if genppl:
-        lines.append("Generative perplexity: the samples scored by the evaluator model named in the config; "
-                     "always read it next to the samples' unigram entropy (repetitive samples score well).")
+        names = sorted(set(text["genppl_evaluator"].dropna())) if "genppl_evaluator" in text else []
+        lines.append("Generative perplexity: the samples scored by "
+                     f"{', '.join(names) or 'the evaluator named in the config'}; always read it next to the "
+                     "samples' unigram entropy (repetitive samples score well).")
     return lines
 
 
