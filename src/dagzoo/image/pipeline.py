@@ -30,6 +30,7 @@ from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
 from dagzoo.image.base import ImageModel, ImageRunContext
 from dagzoo.image.samplers import parse_sampler
 from dagzoo.io import atomic_save_npy, atomic_write_json, read_json, read_jsonl
+from dagzoo.plotting import write_run_curve
 from dagzoo.provenance import write_provenance
 from dagzoo.tracking import LiveSync, live_sync
 from dagzoo.train import default_device
@@ -233,24 +234,8 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, samp
 def _plot_loss(run_dir: Path, spec: dict) -> None:
     """curve.png: the training loss against images seen (an MLflow artifact)."""
     points = [(r["tokens"], r["train/loss"]) for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
-    if len(points) < 2:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(*zip(*points))
-    ax.set_xlabel("training images")
-    ax.set_ylabel("loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss")
-    ax.set_yscale("log")
-    ax.set_title(f"{spec['experiment']} (seed {spec['seed']})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = run_dir / ".curve.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(run_dir / "curve.png")
+    ylabel = "loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss"
+    write_run_curve(run_dir, spec, [(None, points, {})], "training images", ylabel, log_y=True)
 
 
 def _plot_fid_nfe(table: list[dict], path: Path, spec: dict) -> None:

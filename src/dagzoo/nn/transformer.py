@@ -178,13 +178,13 @@ class Transformer(nn.Module):
             positions = torch.arange(start, start + T, device=idx.device)
         if int(positions.max()) >= self.config.block_size:
             raise ValueError(f"position {int(positions.max())} exceeds block_size {self.config.block_size}")
-        rope = None
+        h, rope = self.tok_emb(idx), None
         if self.pos_emb is not None:
-            x = self.drop(self.tok_emb(idx) + self.pos_emb(positions))
+            h = h + self.pos_emb(positions)
         else:
-            x = self.drop(self.tok_emb(idx))
             cos, sin = rotary_tables(positions, self.config.d_model // self.config.n_head)
             rope = (cos[:, None], sin[:, None]) if positions.dim() == 2 else (cos, sin)
+        x = self.drop(h)
         cond = None
         if self.time_emb is not None:
             if t is None:

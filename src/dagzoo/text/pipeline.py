@@ -20,6 +20,7 @@ from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.perplexity import likelihood_metrics
 from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from dagzoo.plotting import write_run_curve
 from dagzoo.provenance import write_provenance
 from dagzoo.text.base import RunContext, TextModel
 from dagzoo.tracking import LiveSync, live_sync
@@ -185,26 +186,7 @@ def genppl(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
 
 def _plot_curve(run_dir: Path, spec: dict) -> None:
     rows = read_jsonl(run_dir / "history.jsonl")
+    loss = [(r["tokens"], r["train/loss"] / np.log(2)) for r in rows if "train/loss" in r]
     val = [(r["tokens"], r["val/bpc"]) for r in rows if "val/bpc" in r]
-    loss = [(r["tokens"], r["train/loss"]) for r in rows if "train/loss" in r]
-    if len(val) < 2 and len(loss) < 2:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if loss:
-        ax.plot(*zip(*[(t, lv / np.log(2)) for t, lv in loss]), label="train loss (bits/token)", alpha=0.6)
-    if val:
-        ax.plot(*zip(*val), marker="o", label="val BPC")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("bits")
-    ax.set_title(f"{spec['experiment']} (seed {spec['seed']})")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    tmp = run_dir / ".curve.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(run_dir / "curve.png")
+    write_run_curve(run_dir, spec, [("train loss (bits/token)", loss, {"alpha": 0.6}),
+                                    ("val BPC", val, {"marker": "o"})], "training tokens", "bits")
