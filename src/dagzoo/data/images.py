@@ -5,14 +5,18 @@ Sources:
   levels 0..16, mapped to 0..255). sklearn ships no train/test split, so the first 80% (1,437)
   is train and the last 20% (360) test, positionally.
 - ``fashion_mnist``: the 60k/10k split as published, from the Debian package
-  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) when present, else downloaded;
-  md5 checked either way before anything is decoded.
+  ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) when present, else downloaded.
+  Debian recompressed the .gz files, so what is pinned is the decompressed IDX data (size and
+  sha256), which both sources must match; a download's .gz must also have the published md5.
 - ``cifar10`` / ``cifar100``: the python pickles as published; the archive's md5 is checked
-  before it is extracted (safely) or anything is unpickled.
-- ``folder:<path>``: PNG files under ``<path>/train`` and ``<path>/test`` (recursively), one size.
+  before it is extracted (safely), the extracted files' sha256 on every later use, and the
+  batches are decoded by an unpickler that can build only dicts, lists, bytes and numpy arrays.
+- ``folder:<path>``: PNG files under ``<path>/train`` and ``<path>/test`` (recursively), one size
+  and channel count for both splits, at most PIL's ``Image.MAX_IMAGE_PIXELS`` pixels each.
 
 `prepare_images` writes ``{train,test}_{x,y}.npy`` and ``manifest.json`` (source, shapes, the
-resize and channel handling applied, sha256 of every array), the manifest last and atomically.
+resize and channel handling applied, sha256 of every array, size and sha256 of every file), the
+manifest last and atomically; `ImageData` refuses a file that no longer matches the manifest.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ import gzip
 import hashlib
 import pickle
 import time
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dagzoo.data.download import RemoteFile, fetch, safe_extract, verify
+from dagzoo.data.download import RemoteFile, fetch, fetch_extracted
+from dagzoo.data.integrity import check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_save_npy, atomic_write_json, read_json
+from dagzoo.io import atomic_save_npy, atomic_write_json
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST = {
@@ -38,11 +45,22 @@ FASHION_MNIST = {
     "test_x": RemoteFile(FASHION_MNIST_URL + "t10k-images-idx3-ubyte.gz", md5="bef4ecab320f06d8554ea6380940ec79"),
     "test_y": RemoteFile(FASHION_MNIST_URL + "t10k-labels-idx1-ubyte.gz", md5="bb300cfdad3c16e7a12a480ee83cd310"),
 }
+# The decompressed IDX files, as (bytes, sha256): the same whichever way the .gz was compressed.
+FASHION_MNIST_IDX = {
+    "train_x": (47_040_016, "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_y": (60_008, "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_x": (7_840_016, "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_y": (10_008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_FASHION_MNIST_ADVICE = ("the file belongs to the Debian package dataset-fashion-mnist: reinstall it "
+                               "(apt-get install --reinstall dataset-fashion-mnist)")
 CIFAR10 = RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
                      md5="c58f30108f718f92721af3b95e74349a", size=170498071)
 CIFAR100 = RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
                       md5="eb9058c3a382ffc7106e4002c42a8d85", size=169001437)
+# CIFAR-10's archive holds 8 files (CIFAR-100's 3) in one folder, 178 MiB unpacked
+CIFAR_LIMITS = {"max_members": 100, "max_total_bytes": 1 << 30}
 SOURCES = ("digits", "fashion_mnist", "cifar10", "cifar100")
 SPLITS = ("train", "test")
 
@@ -80,10 +98,28 @@ def _digits() -> dict[str, Split]:
     return {"train": Split(x[:n_train], y[:n_train]), "test": Split(x[n_train:], y[n_train:])}
 
 
-def _read_idx(path: Path, remote: RemoteFile) -> np.ndarray:
-    verify(path, remote, cached=True)
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+def _gunzip(path: Path, max_bytes: int, advice: str) -> bytes:
+    """The decompressed content of `path`, at most `max_bytes` of it (a gzip bomb stops there)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            return f.read(max_bytes)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} is not a readable gzip file ({e}); {advice}") from None
+
+
+def _read_fashion_idx(path: Path, key: str, advice: str) -> np.ndarray:
+    """Decode one Fashion-MNIST IDX file after checking its decompressed bytes against the pin."""
+    size, sha256 = FASHION_MNIST_IDX[key]
+    data = _gunzip(path, size + 1, advice)  # one byte more than expected shows a longer file
+    actual = hashlib.sha256(data).hexdigest()
+    if len(data) != size or actual != sha256:
+        shown = f"{len(data):,}" if len(data) <= size else f"over {size:,}"
+        raise DataError(f"checksum mismatch for {path}: it decompresses to {shown} bytes with sha256 {actual}, "
+                        f"but Fashion-MNIST's {key} is {size:,} bytes with sha256 {sha256}; {advice}")
+    return _parse_idx(path, data)
+
+
+def _parse_idx(path: Path, data: bytes) -> np.ndarray:
     magic = int.from_bytes(data[:4], "big")
     if magic >> 8 != 0x08:  # 0x08: unsigned byte
         raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {magic:#x})")
@@ -95,63 +131,141 @@ def _read_idx(path: Path, remote: RemoteFile) -> np.ndarray:
     return body.reshape(shape)
 
 
+def _fashion_mnist_file(key: str, cache: Path) -> tuple[Path, str]:
+    """The .gz for `key` and what to do if it is wrong: the Debian package's copy when installed
+    (recompressed, so its .gz md5 is not the published one), else the md5-verified download."""
+    remote = FASHION_MNIST[key]
+    debian = DEBIAN_FASHION_MNIST / remote.filename
+    if debian.exists():
+        return debian, DEBIAN_FASHION_MNIST_ADVICE
+    path = fetch(remote, cache)
+    return path, f"delete {path} and retry (it is downloaded again)"
+
+
 def _fashion_mnist(cache: Path) -> dict[str, Split]:
-    files = {}
-    for key, remote in FASHION_MNIST.items():
-        local = DEBIAN_FASHION_MNIST / remote.filename
-        files[key] = local if local.exists() else fetch(remote, cache)
-    out = {}
-    for split in SPLITS:
-        x = _read_idx(files[f"{split}_x"], FASHION_MNIST[f"{split}_x"])[:, None]
-        y = _read_idx(files[f"{split}_y"], FASHION_MNIST[f"{split}_y"]).astype(np.int64)
-        out[split] = Split(np.ascontiguousarray(x), y)
-    return out
+    arrays = {}
+    for key in FASHION_MNIST:
+        path, advice = _fashion_mnist_file(key, cache)
+        arrays[key] = _read_fashion_idx(path, key, advice)
+    return {split: Split(np.ascontiguousarray(arrays[f"{split}_x"][:, None]), arrays[f"{split}_y"].astype(np.int64))
+            for split in SPLITS}
+
+
+def _ndarray_reconstructor():
+    """numpy's array-unpickling function, whichever module (numpy.core / numpy._core) holds it."""
+    return np.ndarray.__reduce__(np.zeros(0))[0]
+
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1")
+    if encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Decodes a CIFAR python batch (a dict of bytes keys to bytes, lists and uint8 arrays) and
+    nothing else: the only callables a pickle may name are the ones rebuilding numpy arrays."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _ndarray_reconstructor(),
+        ("numpy._core.multiarray", "_reconstruct"): _ndarray_reconstructor(),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"{self.path} is not a CIFAR batch: its pickle names {module}.{name}, which is never "
+                            "loaded; allowed: dicts, lists, bytes and numpy arrays")
+        return self.ALLOWED[(module, name)]
+
+
+def _load_cifar_batch(path: Path, label_key: bytes) -> Split:
+    try:
+        with open(path, "rb") as f:
+            batch = _CifarUnpickler(f, path).load()
+    except DataError:
+        raise
+    except Exception as e:  # any failure to decode untrusted bytes means the same: not a batch
+        raise DataError(f"{path} is not a readable CIFAR batch ({type(e).__name__}: {e})") from None
+    expected = f"expected a dict of b'data' (uint8 array of N x 3072) and {label_key!r} (N integers)"
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        raise DataError(f"{path} is not a CIFAR batch: {expected}")
+    data, labels = batch[b"data"], batch[label_key]
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
+            and isinstance(labels, list) and len(labels) == len(data) and all(type(v) is int for v in labels)):
+        raise DataError(f"{path} is not a CIFAR batch: {expected}")
+    return Split(data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64))
 
 
 def _cifar(cache: Path, remote: RemoteFile, label_key: bytes) -> dict[str, Split]:
-    archive = fetch(remote, cache)  # md5 checked before anything below touches the file
-    root = cache / archive.name.replace(".tar.gz", "")
-    if not (root / "done").exists():
-        safe_extract(archive, root)
-        (root / "done").touch()
-    pickles = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "done")
+    # the archive's md5 and every extracted file's sha256 are checked before a batch is decoded
+    members = fetch_extracted(remote, cache, **CIFAR_LIMITS)
+    by_name = {Path(name).name: path for name, path in members.items()}
 
-    def load(names):
-        xs, ys = [], []
+    def load(names: list[str]) -> Split:
+        batches = []
         for name in names:
-            matches = [p for p in pickles if p.name == name]
-            if not matches:
-                raise DataError(f"{archive}: member {name!r} is missing from the extracted archive")
-            with open(matches[0], "rb") as f:
-                batch = pickle.load(f, encoding="bytes")  # safe: the archive's md5 matched
-            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[label_key], dtype=np.int64))
-        return Split(np.concatenate(xs), np.concatenate(ys))
+            if name not in by_name:
+                raise DataError(f"{remote.filename}: member {name!r} is missing from the extracted archive")
+            batches.append(_load_cifar_batch(by_name[name], label_key))
+        return Split(np.concatenate([b.x for b in batches]), np.concatenate([b.y for b in batches]))
 
     if label_key == b"labels":
         return {"train": load([f"data_batch_{i}" for i in range(1, 6)]), "test": load(["test_batch"])}
     return {"train": load(["train"]), "test": load(["test"])}
 
 
-def _folder(path: Path) -> dict[str, Split]:
+def _describe(shape: tuple[int, ...]) -> str:
+    c, h, w = shape
+    return f"{w}x{h} pixels, {c} channel{'s' if c > 1 else ''}"
+
+
+def _read_png(f: Path) -> np.ndarray:
+    """One image as uint8 (C, H, W), refusing one over PIL's pixel limit before it is decoded
+    (a few KB of PNG can declare 20,000 x 20,000 pixels)."""
     from PIL import Image
 
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between its limit and twice it; the error below replaces the warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(f)
+        with im:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and im.width * im.height > limit:
+                raise DataError(f"{f}: {im.width}x{im.height} pixels is more than the {limit:,} pixels allowed "
+                                "per image (PIL.Image.MAX_IMAGE_PIXELS); refusing to decode it")
+            arr = np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"))
+    except Image.DecompressionBombError as e:  # raised by Image.open itself, past twice the limit
+        raise DataError(f"{f}: refusing to decode it: {e}") from None
+    except (OSError, ValueError, SyntaxError) as e:  # PIL's ways of saying the file is broken
+        raise DataError(f"{f}: not a readable PNG ({e})") from None
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _folder(path: Path) -> dict[str, Split]:
     out = {}
+    first: tuple[Path, tuple[int, ...]] | None = None  # every image, train and test, must match it
     for split in SPLITS:
         files = sorted((path / split).rglob("*.png"))
         if not files:
             raise DataError(f"folder source {path}: no PNG files under {path / split} (expected train/ and test/)")
         images = []
         for f in files:
-            try:
-                with Image.open(f) as im:
-                    arr = np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"))
-            except OSError as e:
-                raise DataError(f"{f}: not a readable PNG ({e})") from None
-            arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-            if images and arr.shape != images[0].shape:
-                raise DataError(f"{f}: shape {arr.shape} differs from {files[0]} ({images[0].shape}); "
-                                "every image of a folder source must have one size and channel count")
+            arr = _read_png(f)
+            if first is None:
+                first = (f, arr.shape)
+            elif arr.shape != first[1]:
+                raise DataError(f"{f}: {_describe(arr.shape)} differs from {first[0]} ({_describe(first[1])}); "
+                                "every image of a folder source, train and test, must have one size and "
+                                "channel count")
             images.append(arr)
         out[split] = Split(np.stack(images).astype(np.uint8), np.full(len(images), -1, dtype=np.int64))
     return out
@@ -201,12 +315,14 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
                    cache: Path | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # a manifest from an earlier preparation must not vouch for arrays half replaced by this one
+    (out / "manifest.json").unlink(missing_ok=True)
     t0 = time.time()
     splits = load_source(source, Path(cache) if cache else out.parent / "downloads")
     manifest = {"source": source, "resize": resize, "channels": channels, "splits": {},
                 "split_rule": ("positional 80/20 (sklearn ships no split)" if source == "digits"
                                else "as published" if source in SOURCES else "train/ and test/ folders"),
-                "pixel_range": "uint8 0..255; models see x / 127.5 - 1 in [-1, 1]"}
+                "pixel_range": "uint8 0..255; models see x / 127.5 - 1 in [-1, 1]", "files": {}}
     for name, split in splits.items():
         x = split.x
         original = list(x.shape[1:])
@@ -214,8 +330,9 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
             x = resize_uint8(x, resize)
         if channels:
             x = set_channels(x, channels)
-        atomic_save_npy(out / f"{name}_x.npy", x)
-        atomic_save_npy(out / f"{name}_y.npy", split.y)
+        for filename, array in ((f"{name}_x.npy", x), (f"{name}_y.npy", split.y)):
+            atomic_save_npy(out / filename, array)
+            manifest["files"][filename] = file_record(out / filename)
         manifest["splits"][name] = {"n": int(len(x)), "shape": list(x.shape[1:]), "original_shape": original,
                                     "sha256_x": _sha256(x), "sha256_y": _sha256(split.y),
                                     "classes": int(split.y.max()) + 1 if (split.y >= 0).any() else 0}
@@ -225,26 +342,38 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
 
 
 class ImageData:
-    """A prepared image data set (see `prepare_images`)."""
+    """A prepared image data set (see `prepare_images`).
+
+    Every array is checked against the manifest (file size and sha256, hashed once per process)
+    before it is loaded: arrays edited after preparation are refused, not silently used.
+    """
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        try:
-            self.manifest = read_json(self.dir / "manifest.json")
-        except FileNotFoundError:
-            raise DataError(f"{self.dir} holds no prepared image data (no manifest.json); "
-                            "run `dagzoo prepare-images` (the image_prepare rule) first") from None
+        self.redo = f"delete {self.dir} and rerun `dagzoo prepare-images` (the image_prepare rule)"
+        self.manifest = read_manifest(self.dir / "manifest.json",
+                                      "run `dagzoo prepare-images` (the image_prepare rule) first")
 
-    def images(self, split: str) -> np.ndarray:
+    def _check_split(self, split: str) -> None:
         if split not in self.manifest["splits"]:
             raise DataError(f"{self.dir}: no {split!r} split; available: {', '.join(self.manifest['splits'])}")
-        x = np.load(self.dir / f"{split}_x.npy")
-        if list(x.shape[1:]) != self.manifest["splits"][split]["shape"]:
-            raise DataError(f"{self.dir / f'{split}_x.npy'} has shape {x.shape}, not the manifest's; prepare again")
+
+    def _load(self, filename: str, dtypes: tuple[type, ...]) -> np.ndarray:
+        path = self.dir / filename
+        # manifests written before files were recorded have no "files": their arrays are unchecked
+        check_prepared_file(path, self.manifest.get("files", {}).get(filename), self.redo)
+        return load_npy(path, dtypes, self.redo)
+
+    def images(self, split: str) -> np.ndarray:
+        self._check_split(split)
+        x = self._load(f"{split}_x.npy", (np.uint8,))
+        if x.ndim != 4 or list(x.shape[1:]) != self.manifest["splits"][split]["shape"]:
+            raise DataError(f"{self.dir / f'{split}_x.npy'} has shape {x.shape}, not the manifest's; {self.redo}")
         return x
 
     def labels(self, split: str) -> np.ndarray:
-        return np.load(self.dir / f"{split}_y.npy")
+        self._check_split(split)
+        return self._load(f"{split}_y.npy", (np.int64,))
 
     @property
     def shape(self) -> tuple[int, int, int]:

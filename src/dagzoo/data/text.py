@@ -2,7 +2,8 @@
 
 `prepare_corpus` writes ``train.txt``, ``val.txt``, ``test.txt`` and a ``manifest.json`` (sizes,
 sha256 of every split, source and split rule) into the corpus directory. The manifest is written
-last and atomically, so a directory without it is never mistaken for a finished preparation.
+last and atomically, so a directory without it is never mistaken for a finished preparation; the
+tokenize stage refuses a split file that no longer matches it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from dagzoo.data.download import RemoteFile, fetch, safe_extract
+from dagzoo.data.download import RemoteFile, fetch, fetch_extracted, require_member
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_write_json, atomic_write_text, sha256_text
 
@@ -30,6 +31,8 @@ WIKITEXT = {
                               sha256="91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
                               size=191984949),
 }
+# text8.zip holds one 100 MB file; the WikiText zips a folder of three (WikiText-103: 517 MiB)
+TEXT_ARCHIVE_LIMITS = {"max_members": 100, "max_total_bytes": 2 << 30}
 
 _VERSE_NUMBER = re.compile(r"\b\d+:\d+\s+")
 
@@ -71,11 +74,8 @@ def _tinyshakespeare(cache: Path) -> str:
 
 
 def _text8(cache: Path) -> tuple[str, str, str]:
-    archive = fetch(TEXT8, cache)
-    target = cache / "text8"
-    if not target.exists():
-        safe_extract(archive, cache)
-    text = _read_text(target)
+    members = fetch_extracted(TEXT8, cache, **TEXT_ARCHIVE_LIMITS)  # verified, not just once extracted
+    text = _read_text(require_member(members, "text8", TEXT8))
     # the standard split of the character-level literature: 90M / 5M / 5M characters
     return text[:90_000_000], text[90_000_000:95_000_000], text[95_000_000:]
 
@@ -83,11 +83,10 @@ def _text8(cache: Path) -> tuple[str, str, str]:
 def _wikitext(name: str) -> Callable[[Path], tuple[str, str, str]]:
     def load(cache: Path) -> tuple[str, str, str]:
         remote = WIKITEXT[name]
-        archive = fetch(remote, cache)
-        folder = cache / remote.filename.replace("-v1.zip", "")
-        if not (folder / "wiki.test.raw").exists():
-            safe_extract(archive, cache)
-        return tuple(_read_text(folder / f"wiki.{s}.raw") for s in ("train", "valid", "test"))
+        members = fetch_extracted(remote, cache, **TEXT_ARCHIVE_LIMITS)  # verified, not just once extracted
+        folder = remote.filename.replace("-v1.zip", "")
+        return tuple(_read_text(require_member(members, f"{folder}/wiki.{s}.raw", remote))
+                     for s in ("train", "valid", "test"))
     return load
 
 
@@ -155,6 +154,8 @@ def prepare_corpus(name: str, out_dir: Path, val: float = 0.05, test: float = 0.
             raise DataError(f"corpus {name!r}: the {split} split is empty (corpus of {sum(map(len, splits))} "
                             f"characters, split {rule}); use a larger corpus or other split fractions")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a manifest from an earlier preparation must not vouch for splits half replaced by this one
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     manifest = {"corpus": name, "split": rule, "files": {}}
     for split, text in zip(("train", "val", "test"), splits):
         atomic_write_text(out_dir / f"{split}.txt", text)

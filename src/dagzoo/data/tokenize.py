@@ -2,6 +2,9 @@
 
 Token ids 0..V-1 are the predicted vocabulary; the BOS id is V, an input-only symbol that starts
 every evaluation window (so the first token of a window is scored too) and is never predicted.
+
+Both ends are checked against manifests: the corpus splits against the size and sha256 that
+`prepare_corpus` recorded, the token streams and tokenizer against the ones recorded here.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dagzoo.data.integrity import check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
+
+SPLITS = ("train", "val", "test")
 
 UNK = "<unk>"
 
@@ -119,21 +125,40 @@ def prepare_tokens(corpus_dir: Path, out_dir: Path, spec: dict) -> dict:
     if kind not in TOKENIZERS:
         raise ConfigError(f"tokenizer.kind: unknown tokenizer {kind!r}; allowed: {', '.join(TOKENIZERS)}")
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
-    if not (corpus_dir / "manifest.json").exists():
-        raise DataError(f"{corpus_dir} has no manifest.json: prepare the corpus first")
-    texts = {s: (corpus_dir / f"{s}.txt").read_text(encoding="utf-8") for s in ("train", "val", "test")}
+    texts = read_corpus_splits(corpus_dir)
     tok = TOKENIZERS[kind].train(texts["train"], **{k: v for k, v in spec.items() if k != "kind"})
     out_dir.mkdir(parents=True, exist_ok=True)
+    # a manifest from an earlier run must not vouch for streams half replaced by this one
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     atomic_write_text(out_dir / "tokenizer.json", tok.to_json())
-    manifest = {"tokenizer": spec, "vocab_size": tok.vocab_size, "bos_id": tok.vocab_size, "splits": {}}
+    manifest = {"tokenizer": spec, "vocab_size": tok.vocab_size, "bos_id": tok.vocab_size, "splits": {},
+                "files": {"tokenizer.json": file_record(out_dir / "tokenizer.json")}}
     for split, text in texts.items():
         ids = tok.encode(text)
         if ids.size == 0:
             raise DataError(f"the {split} split encodes to zero tokens")
         atomic_save_npy(out_dir / f"{split}.npy", ids)
         manifest["splits"][split] = {"tokens": int(ids.size), "chars": len(text)}
+        manifest["files"][f"{split}.npy"] = file_record(out_dir / f"{split}.npy")
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def read_corpus_splits(corpus_dir: Path) -> dict[str, str]:
+    """The train/val/test texts of a prepared corpus, each checked against its manifest entry."""
+    redo = f"delete {corpus_dir} and rerun `dagzoo prepare-text` (the text_prepare rule)"
+    manifest = read_manifest(corpus_dir / "manifest.json", "prepare the corpus first")
+    texts = {}
+    for split in SPLITS:
+        path = corpus_dir / f"{split}.txt"
+        check_prepared_file(path, manifest.get("files", {}).get(split), redo)
+        try:
+            texts[split] = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError(f"{path} is missing; {redo}") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path} is not valid UTF-8 ({e.reason} at byte {e.start}); {redo}") from None
+    return texts
 
 
 class TokenData:
@@ -141,20 +166,26 @@ class TokenData:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        if not (self.dir / "manifest.json").exists():
-            raise DataError(f"{self.dir} has no manifest.json: run the tokenize stage first")
-        self.manifest = read_json(self.dir / "manifest.json")
+        self.manifest = read_manifest(self.dir / "manifest.json", "run the tokenize stage first")
         self.vocab_size = int(self.manifest["vocab_size"])
         self.bos_id = int(self.manifest["bos_id"])
+        self.redo = f"delete {self.dir} and rerun `dagzoo tokenize` (the tokenize stage)"
         self._cache: dict[str, np.ndarray] = {}
+
+    def _check(self, filename: str) -> Path:
+        """The prepared file, refused if it changed after the manifest recorded it (manifests
+        written before files were recorded have no "files": their files are unchecked)."""
+        path = self.dir / filename
+        check_prepared_file(path, self.manifest.get("files", {}).get(filename), self.redo)
+        return path
 
     def tokens(self, split: str) -> np.ndarray:
         if split not in self._cache:
-            self._cache[split] = np.load(self.dir / f"{split}.npy")
+            self._cache[split] = load_npy(self._check(f"{split}.npy"), (np.int32,), self.redo)
         return self._cache[split]
 
     def chars(self, split: str) -> int:
         return int(self.manifest["splits"][split]["chars"])
 
     def tokenizer(self):
-        return load_tokenizer(self.dir / "tokenizer.json")
+        return load_tokenizer(self._check("tokenizer.json"))
