@@ -1,18 +1,27 @@
 """The one place that talks to MLflow.
 
 Results on disk are the source of truth: a run directory holds ``spec.json``,
-``provenance-<stage>.json``, ``history.jsonl`` (curves with their own timestamps), ``train.json``,
-``metrics.json`` and artifacts. `sync_run_dir` copies all of it into one MLflow run per
-(family, experiment, seed, config hash), found again by its ``dagzoo.run_key`` tag. Metric points
-keep their on-disk step and timestamp, and MLflow's SQL store skips a point it already holds, so a
-sync can be repeated at any time (live during training, at the end of a job, or later with
-``dagzoo mlflow-sync``) without duplicating runs or points.
+``provenance-<stage>.json``, ``history.jsonl`` (curves with their own timestamps), JSON files with
+a ``"metrics"`` object (``train.json``, ``metrics.json``, whatever a family's stages write) and
+artifacts. `sync_run_dir` copies all of it into one MLflow run per (family, experiment, seed,
+config hash), found again by its ``dagzoo.run_key`` tag. Metric points keep their on-disk step and
+timestamp; a curve point whose step the run already holds is not logged again (see
+`_points_to_log`), so a sync can be repeated at any time (live during training, at the end of
+a job, after a kill and resume, or later with ``dagzoo mlflow-sync``) without duplicating runs or
+points.
+
+This module knows the layout of a run directory, never a family: which files exist is decided by
+the families, and everything here goes by file suffixes and by the spec's optional ``"dataset"``.
 
 SQLite (the default backend) takes one writer at a time: every client operation on a SQLite URI
 runs under an exclusive file lock next to the database, which also serialises the creation of a
 fresh database (concurrent creation crashes in MLflow's migrations). Remote servers are tried
 with few, short retries; when MLflow cannot be reached the job still succeeds, says so once, and
 the data waits on disk for ``dagzoo mlflow-sync``.
+
+A tracking URI may carry credentials (``http://user:password@host``); every URI this module
+prints or puts into an error message goes through `redact_uri` first, and MLflow's own exception
+text is scrubbed of the URI and its credentials.
 """
 
 from __future__ import annotations
@@ -24,21 +33,94 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import unquote, urlsplit
 
 from dagzoo.errors import TrackingError
 from dagzoo.io import read_json, read_jsonl
 
 RUN_KEY_TAG = "dagzoo.run_key"
-ARTIFACT_FILES = ("spec.json", "train.json", "metrics.json", "genppl.json", "samples.txt", "curve.png",
-                  "fid_nfe.png")
+# MLflow 3.x's UI picks an experiment's layout from this tag; without it a dagzoo experiment is
+# shown with the GenAI/tracing layout instead of the model-training one (runs, metrics, charts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Top-level files of a run directory that are logged as artifacts, by suffix (the families decide
+# which files exist). history.jsonl is logged as metrics, not as a file; names starting with "."
+# are hidden or temporary (dagzoo.io writes ".<name>.<random>.tmp" before the atomic rename).
+ARTIFACT_SUFFIXES = (".json", ".png", ".txt", ".md")
+NOT_ARTIFACTS = frozenset({"history.jsonl"})
+# Directories directly under results/ that are not families: data, job logs and timings, the
+# report, and MLflow's own stores (a SQLite store's artifacts live in results/mlartifacts/, where
+# copies of spec.json would otherwise look like run directories).
+NOT_FAMILIES = frozenset({"mlartifacts", "mlruns", "data", "logs", "benchmarks", "report"})
+# With fewer characters a password alone would match all over an error message; such a password
+# is still removed as part of the URI and of "user:password".
+_MIN_SECRET_LEN = 4
 
 
-def resolve_uri(results_dir: Path | str = "results", configured: str | None = None) -> str:
-    """DAGZOO_TRACKING_URI (set by the Snakefile) > MLFLOW_TRACKING_URI > config > SQLite default."""
-    for uri in (os.environ.get("DAGZOO_TRACKING_URI"), os.environ.get("MLFLOW_TRACKING_URI"), configured):
+def resolve_uri(results_dir: Path | str = "results", explicit: str | None = None) -> str:
+    """The tracking URI to use; the first of these that is set wins:
+
+    1. `explicit`: a choice made for this very call, i.e. ``dagzoo mlflow-sync --uri`` or the
+       config's ``mlflow.tracking_uri`` (which the Snakefile passes). A deliberate choice must not
+       be overridden by a variable that happens to be left in the shell's environment.
+    2. ``DAGZOO_TRACKING_URI``: the DAG's choice, exported by the Snakefile so that every job (also
+       one that SLURM starts on another node) logs to the same store as the DAG.
+    3. ``MLFLOW_TRACKING_URI``: MLflow's own convention.
+    4. A SQLite database in the results directory: ``sqlite:///<results_dir>/mlflow.db``.
+    """
+    for uri in (explicit, os.environ.get("DAGZOO_TRACKING_URI"), os.environ.get("MLFLOW_TRACKING_URI")):
         if uri:
             return uri
     return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def _userinfo(uri: str) -> str:
+    """The ``user:password`` part of a network URI ("" when there is none).
+
+    SQLite and file URIs name a local path, never credentials: an "@" in them is part of a file
+    name and stays.
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # not a URI at all (e.g. an unbalanced "[" in the host): nothing to find
+        return ""
+    if parts.scheme.lower() in ("sqlite", "file") or "@" not in parts.netloc:
+        return ""
+    return parts.netloc.rpartition("@")[0]
+
+
+def redact_uri(uri: str) -> str:
+    """`uri` with its credentials replaced by ``***``: ``http://u:pw@host:5000/p`` -> ``http://***@host:5000/p``.
+
+    Job logs and error messages are read by people who should not learn the password of the
+    tracking server; the host stays, so the message still says which server failed.
+    """
+    info = _userinfo(uri)
+    if not info:
+        return uri
+    start = uri.index("//") + 2  # the netloc, and so the userinfo, starts right after "scheme://"
+    return f"{uri[:start]}***@{uri[start + len(info) + 1:]}"
+
+
+def _redact_text(message: str, uri: str) -> str:
+    """`message` (e.g. an MLflow exception's) without the credentials of `uri`.
+
+    MLflow echoes the URI, or a request URL built from it, in its errors; the raw URI is replaced
+    by its redacted form, then any remaining copy of the userinfo (also percent-decoded) and of a
+    password long enough not to match by chance.
+    """
+    info = _userinfo(uri)
+    if not info:
+        return message
+    message = message.replace(uri, redact_uri(uri))
+    secrets = {info, unquote(info)}
+    password = info.partition(":")[2]
+    if len(password) >= _MIN_SECRET_LEN:
+        secrets |= {password, unquote(password)}
+    for secret in sorted(secrets, key=len, reverse=True):  # longest first: "u:pw" before "pw"
+        if secret:
+            message = message.replace(secret, "***")
+    return message
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -82,20 +164,27 @@ def _client(uri: str):
 
 
 def _experiment_id(client, name: str, uri: str) -> str:
+    """The id of experiment `name`, created if needed, and marked as a model-training experiment.
+
+    The kind tag is set on experiments found as well as created (those of older dagzoo versions,
+    or created by hand), and only when it differs, so a repeated sync writes nothing.
+    """
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    artifact_location = None
-    db = _sqlite_path(uri)
-    if db is not None:
-        artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except Exception:  # created concurrently by another job (remote server): use it
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        artifact_location = None
+        db = _sqlite_path(uri)
+        if db is not None:
+            artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except Exception:  # created concurrently by another job (remote server): use it
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
 
 
 def _flatten(prefix: str, obj, out: dict) -> dict:
@@ -116,7 +205,8 @@ def _tags(spec: dict, run_dir: Path) -> dict:
         RUN_KEY_TAG: run_key(spec), "dagzoo.family": spec["family"], "dagzoo.model": spec["model"],
         "dagzoo.experiment": spec["experiment"], "dagzoo.seed": str(spec["seed"]),
         "dagzoo.config_hash": spec["config_hash"], "dagzoo.run_dir": str(run_dir.resolve()),
-        "dagzoo.dataset": spec.get("data", {}).get("corpus") or spec.get("data", {}).get("source", ""),
+        # each family names its data set in the spec; where its data section keeps it is its business
+        "dagzoo.dataset": str(spec.get("dataset") or ""),
     }
     for prov in sorted(run_dir.glob("provenance-*.json")):
         p = read_json(prov)
@@ -127,28 +217,103 @@ def _tags(spec: dict, run_dir: Path) -> dict:
     return tags
 
 
-def _metric_points(run_dir: Path):
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _history_points(run_dir: Path) -> list:
+    """The curves of history.jsonl: every "<group>/<name>" number, plus the progress counters."""
     from mlflow.entities import Metric
 
-    points = []
+    metric_list = []
     for rec in read_jsonl(run_dir / "history.jsonl"):
         ts, step = int(rec["timestamp_ms"]), int(rec["step"])
         for k, v in rec.items():
-            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool):
-                points.append(Metric(k, float(v), ts, step))
-        for k in ("tokens", "flops", "train_time_s"):
-            if isinstance(rec.get(k), (int, float)):
-                points.append(Metric(f"progress/{k}", float(rec[k]), ts, step))
-    for name in ("train.json", "metrics.json", "genppl.json"):
-        path = run_dir / name
-        if path.exists():
+            if _is_number(v) and k not in ("step", "timestamp_ms"):
+                # plain keys are the progress counters: the family's unit, flops, train time
+                metric_list.append(Metric(k if "/" in k else f"progress/{k}", float(v), ts, step))
+    return metric_list
+
+
+def _metric_files(run_dir: Path) -> list[tuple[Path, dict]]:
+    """Every top-level ``*.json`` of the run directory that holds a "metrics" object, with its data."""
+    out = []
+    for path in sorted(run_dir.glob("*.json")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
             data = read_json(path)
-            ts = int(data.get("timestamp_ms", path.stat().st_mtime * 1000))
-            step = int(data.get("step", 0))
-            for k, v in data.get("metrics", {}).items():
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    points.append(Metric(k, float(v), ts, step))
-    return points
+        except (OSError, ValueError):  # not dagzoo's (dagzoo writes JSON atomically): not a metric file
+            continue
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            out.append((path, data))
+    return out
+
+
+def _file_points(run_dir: Path) -> list:
+    """The metrics of the run's metric files, each at its file's own "step" and "timestamp_ms"."""
+    from mlflow.entities import Metric
+
+    metric_list = []
+    for path, data in _metric_files(run_dir):
+        ts = int(data.get("timestamp_ms", path.stat().st_mtime * 1000))
+        step = int(data.get("step", 0))
+        for k, v in data["metrics"].items():
+            if _is_number(v):
+                metric_list.append(Metric(k, float(v), ts, step))
+    return metric_list
+
+
+def _points_to_log(client, run, history: list, files: list) -> list:
+    """The metric_list to log: per (metric, step), none that the run already holds, for history keys.
+
+    After a kill and resume, history.jsonl is cut back to the checkpoint and the metric_list between
+    the checkpoint and the kill are computed again, with new timestamps (and values that may
+    differ in the last digits). MLflow keeps every (timestamp, value) of a step, so logging them
+    would draw each of those steps twice; the first point logged for a step stays.
+
+    One get_metric_history per key of the history, and only for keys the run already has (a new
+    run costs none). The same rule drops a metric file's copy of a curve point (e.g. the final
+    train/loss in train.json); keys only metric files have are not looked up, so they cost no
+    request and a re-evaluation's new value still becomes the run's latest (MLflow's SQL store
+    skips an exact repeat of a point).
+    """
+    held_keys = run.data.metrics
+    held = {key: {m.step for m in client.get_metric_history(run.info.run_id, key)}
+            for key in sorted({p.key for p in history}) if key in held_keys}
+    held.update({key: set() for key in {p.key for p in history} if key not in held})
+    out = []
+    for p in history + files:
+        steps = held.get(p.key)
+        if steps is None:  # a key only metric files have
+            out.append(p)
+        elif p.step not in steps:
+            steps.add(p.step)  # also one point per step within what is logged now
+            out.append(p)
+    return out
+
+
+def _artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
+    """(file, artifact_path) of every artifact of a run directory.
+
+    Top-level files by suffix (see ARTIFACT_SUFFIXES), every ``*.png`` one level below (logged
+    under its folder's name), and every ``samples/<name>/grid.png`` (under ``samples/<name>``).
+    Hidden and temporary names (starting with ".") are skipped at every level.
+    """
+    out: list[tuple[Path, str | None]] = []
+    for path in sorted(run_dir.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_file():
+            if path.suffix in ARTIFACT_SUFFIXES and path.name not in NOT_ARTIFACTS:
+                out.append((path, None))
+        elif path.is_dir():
+            out += [(png, path.name) for png in sorted(path.glob("*.png"))
+                    if not png.name.startswith(".") and png.is_file()]
+    for grid in sorted(run_dir.glob("samples/*/grid.png")):  # one grid per sampler
+        if not grid.parent.name.startswith(".") and grid.is_file():
+            out.append((grid, f"samples/{grid.parent.name}"))
+    return out
 
 
 def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None) -> str:
@@ -172,19 +337,17 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
                 run_id = run.info.run_id
             params = _flatten("", {"model": spec["model"], "seed": spec["seed"], "params": spec["params"],
                                    "data": spec.get("data", {}), "eval": spec.get("eval", {})}, {})
-            existing = client.get_run(run_id).data.params
+            run = client.get_run(run_id)
+            existing = run.data.params
             new_params = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
             tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
             for i in range(0, max(len(new_params), 1), 100):
                 client.log_batch(run_id, params=new_params[i:i + 100], tags=tags if i == 0 else [])
-            points = _metric_points(run_dir)
-            for i in range(0, len(points), 1000):
-                client.log_batch(run_id, metrics=points[i:i + 1000])
-            for name in ARTIFACT_FILES:
-                if (run_dir / name).exists():
-                    client.log_artifact(run_id, str(run_dir / name))
-            for grid in sorted(run_dir.glob("samples/*/grid.png")):  # image family: one grid per sampler
-                client.log_artifact(run_id, str(grid), artifact_path=f"samples/{grid.parent.name}")
+            metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir))
+            for i in range(0, len(metric_list), 1000):
+                client.log_batch(run_id, metrics=metric_list[i:i + 1000])
+            for path, artifact_path in _artifacts(run_dir):
+                client.log_artifact(run_id, str(path), artifact_path=artifact_path)
             if status == "RUNNING":
                 client.update_run(run_id, status="RUNNING")
             elif status:
@@ -193,7 +356,12 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
         except TrackingError:
             raise
         except Exception as e:  # noqa: BLE001 - every MLflow failure is reported the same way
-            raise TrackingError(f"MLflow at {uri} failed: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}") from e
+            # redact before cutting the message short, or a cut could leave half a password behind
+            detail = _redact_text(str(e), uri).splitlines()
+            msg = f"MLflow at {redact_uri(uri)} failed: {type(e).__name__}: {detail[0][:300] if detail else ''}"
+            # MLflow's exception still holds the raw text: drop it from the chain when the URI has
+            # credentials, so that no traceback can print them
+            raise TrackingError(msg) from (None if _userinfo(uri) else e)
 
 
 class LiveSync:
@@ -220,14 +388,31 @@ class LiveSync:
             return True
         except TrackingError as e:
             self.failed = True
-            print(f"[dagzoo] warning: {e}. The job continues; its results are on disk in {self.run_dir}. "
-                  f"Run `dagzoo mlflow-sync` once MLflow is reachable.", file=sys.stderr)
+            # sync_run_dir's message is already redacted; scrubbing again costs nothing and keeps
+            # this warning safe whatever raised
+            print(f"[dagzoo] warning: {_redact_text(str(e), self.uri)}. The job continues; its results are on "
+                  f"disk in {self.run_dir}. Run `dagzoo mlflow-sync` once MLflow is reachable.", file=sys.stderr)
             return False
 
 
+def _is_run_dir(rel: Path) -> bool:
+    """Whether ``<results>/<rel>`` (rel = family/experiment/seed/spec.json) is a real run directory."""
+    family, experiment, seed, _ = rel.parts
+    return (family not in NOT_FAMILIES and seed.isdigit()
+            and not any(part.startswith(".") for part in (family, experiment, seed)))
+
+
 def find_run_dirs(results_dir: Path) -> list[Path]:
-    """Every run directory under results/ (a directory holding a spec.json)."""
-    return sorted(p.parent for p in Path(results_dir).glob("*/*/*/spec.json"))
+    """Every run directory under results/: ``<results>/<family>/<experiment>/<seed>/spec.json``.
+
+    Only real ones: the seed is all digits, and nothing under a hidden directory or under one of
+    results/'s own non-family directories (NOT_FAMILIES) counts. MLflow copies spec.json into its
+    artifact store (results/mlartifacts/<run id>/artifacts/spec.json, the same depth), which would
+    otherwise be synced and reported as further runs.
+    """
+    results_dir = Path(results_dir)
+    return sorted(p.parent for p in results_dir.glob("*/*/*/spec.json")
+                  if _is_run_dir(p.relative_to(results_dir)))
 
 
 def sync_results(results_dir: Path, uri: str, prefix: str | None = None) -> list[str]:
