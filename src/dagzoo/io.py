@@ -2,29 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+@functools.cache
+def _umask() -> int:
+    """The process umask. It can only be read by setting it, so set it to 0 and restore it at
+    once, a single time per process: another thread creating a file between the two calls would
+    get mode 0666, so the window is kept to one pair of syscalls for the process's lifetime."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain open() gives a new file (0666 & ~umask): what atomic writes must match."""
+    return 0o666 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` only once it is complete and on disk (fsync, rename);
+    on any error the temporary file is removed and `path` is untouched.
+
+    mkstemp creates its file 0600 (safe for /tmp, wrong for results shared with a group): the file
+    gets the mode a plain open() would give it, so outputs follow the user's umask like every
+    other file the pipeline writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            os.fchmod(f.fileno(), file_mode())
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_writer(path) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -52,10 +82,8 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with atomic_writer(path) as f:
+        np.save(f, array)
 
 
 def read_json(path: Path) -> Any:

@@ -17,8 +17,11 @@ so ||v_pred - (n - y)||^2 = lambda ||D - y||^2 and every sampler below sees one 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
+
+from dagzoo import distributed
 
 Coefs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -226,10 +229,23 @@ def denoise(net, pre: Preconditioning, x: torch.Tensor, sigma: torch.Tensor | fl
     return c_skip * x + c_out * F_x.to(x.dtype)
 
 
+def draw_sharded(draw: Callable[[int], torch.Tensor], rows: int) -> torch.Tensor:
+    """This rank's `rows` rows of `draw(n)`, random numbers for the whole global batch of a
+    data-parallel training step, cut like `distributed.shard` cuts the batch itself.
+
+    Every rank makes the same global draw from the same RNG state, so N ranks use exactly the
+    noise one process would on the whole batch (instead of N copies of the first shard's noise).
+    Outside a sharded training step it is just `draw(rows)`."""
+    st = distributed.state()
+    world = st.world if st.active and st.sharding else 1
+    return distributed.shard(draw(rows * world))
+
+
 def diffusion_loss(net, pre: Preconditioning, y: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """E[lambda(sigma) ||D(y + sigma n; sigma) - y||^2], mean over pixels (EDM's loss, eq. 2 / 8)."""
-    sigma = pre.sample_sigma(y.shape[0], generator).to(y.device).reshape(-1, 1, 1, 1)
-    noise = torch.randn(y.shape, generator=generator).to(y.device)
+    """E[lambda(sigma) ||D(y + sigma n; sigma) - y||^2], mean over pixels (EDM's loss, eq. 2 / 8).
+    In a data-parallel step, y is this rank's shard and sigma, n its shard of the global draws."""
+    sigma = draw_sharded(lambda n: pre.sample_sigma(n, generator), y.shape[0]).to(y.device).reshape(-1, 1, 1, 1)
+    noise = draw_sharded(lambda n: torch.randn((n, *y.shape[1:]), generator=generator), y.shape[0]).to(y.device)
     D = denoise(net, pre, y + sigma * noise, sigma.reshape(-1))
     return (pre.loss_weight(sigma) * (D - y) ** 2).mean()

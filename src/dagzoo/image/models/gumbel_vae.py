@@ -11,9 +11,20 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.image.gumbel import categorical_kl_uniform, gumbel_softmax
+from dagzoo.image.diffusion import draw_sharded
+from dagzoo.image.gumbel import categorical_kl_uniform, gumbel_noise
 from dagzoo.image.vae_base import VAEBase, VAEParams
 from dagzoo.registry import param, register
+
+
+def relaxed_one_hot(logits: torch.Tensor, g: torch.Tensor, tau: float, hard: bool) -> torch.Tensor:
+    """dagzoo.image.gumbel.gumbel_softmax with the Gumbel noise g given: training draws it for the
+    whole data-parallel batch and keeps this rank's shard (gumbel_softmax draws its own)."""
+    y = torch.softmax((logits + g) / tau, dim=-1)
+    if not hard:
+        return y
+    one_hot = torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
+    return one_hot + y - y.detach()
 
 
 @register("image", "gumbel_vae")
@@ -41,15 +52,20 @@ class GumbelVAE(VAEBase):
         rate = p.anneal_rate if p.anneal_rate is not None else math.log(p.tau0 / p.tau_min) / max(p.steps, 1)
         return max(p.tau_min, p.tau0 * math.exp(-rate * step))
 
-    def nelbo(self, net, x, step):
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return h.reshape(-1, self.params.n_latents, self.params.n_classes)
+
+    def sample_latent(self, h, step):
         p = self.params
-        logits = net["encoder"](x).reshape(-1, p.n_latents, p.n_classes)
+        logits = self.logits(h)
         if step is None:  # evaluation: exact categorical samples
             idx = torch.distributions.Categorical(logits=logits).sample()
-            z = torch.nn.functional.one_hot(idx, p.n_classes).to(logits.dtype)
-        else:
-            z = gumbel_softmax(logits, self.temperature(step), p.hard)
-        return -self.log_likelihood(net, x, z.flatten(1)) + categorical_kl_uniform(logits)
+            return torch.nn.functional.one_hot(idx, p.n_classes).to(logits.dtype).flatten(1)
+        g = draw_sharded(lambda n: gumbel_noise((n, p.n_latents, p.n_classes)), logits.shape[0])
+        return relaxed_one_hot(logits, g.to(logits), self.temperature(step), p.hard).flatten(1)
+
+    def kl(self, h):
+        return categorical_kl_uniform(self.logits(h))
 
     def prior_sample(self, n, generator):
         p = self.params

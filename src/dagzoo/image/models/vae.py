@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dagzoo.image.diffusion import draw_sharded
 from dagzoo.image.vae_base import VAEBase, VAEParams
 from dagzoo.registry import param, register
 
@@ -35,11 +36,20 @@ class VAE(VAEBase):
     def latent_size(self):
         return self.params.latent_dim
 
-    def nelbo(self, net, x, step):
-        mu, logvar = net["encoder"](x).chunk(2, dim=1)
-        logvar = logvar.clamp(-30, 20)
-        z = reparameterize(mu, logvar, torch.randn_like(mu))
-        return -self.log_likelihood(net, x, z) + gaussian_kl(mu, logvar)
+    @staticmethod
+    def posterior(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log sigma^2) of q(z | x) from the encoder output."""
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-30, 20)
+
+    def sample_latent(self, h, step):
+        mu, logvar = self.posterior(h)
+        # drawn in float32 whatever mu's dtype, so the noise stream does not depend on precision
+        eps = draw_sharded(lambda n: torch.randn(n, mu.shape[1]), mu.shape[0]).to(mu)
+        return reparameterize(mu, logvar, eps)
+
+    def kl(self, h):
+        return gaussian_kl(*self.posterior(h))
 
     def prior_sample(self, n, generator):
         return torch.randn(n, self.params.latent_dim, generator=generator)
