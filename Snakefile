@@ -16,17 +16,24 @@ min_version("9.0")
 if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
-from dagzoo.config import experiment_specs, validate_config
+from dagzoo.config import experiment_specs, load_config, validate_config
 from dagzoo.errors import DagzooError
+from dagzoo.family import families
 from dagzoo.tracking import resolve_uri
 
 try:
+    # snakemake's own YAML loader keeps the last of two equal keys (an experiment can vanish):
+    # re-read every config file it loaded (--configfile, or the default above) only to refuse those
+    for _configfile in workflow.configfiles:
+        load_config(_configfile)
     CFG = validate_config(config)
     SPECS = experiment_specs(CFG)
 except DagzooError as e:
     raise WorkflowError(f"dagzoo: invalid config: {e}") from None
 
 R = CFG["results"]
+# the config's families, each with its rules file (src/dagzoo/<family>/rules.smk)
+FAMILIES = {name: fam for name, fam in families().items() if name in CFG}
 # Jobs (also those SLURM starts elsewhere) inherit these: one id groups the MLflow runs of this
 # invocation, and every job logs to the same tracking store. Neither is a rule param, so
 # changing them never reruns a job.
@@ -39,14 +46,15 @@ wildcard_constraints:
     seed=r"\d+",
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/text.smk"
-include: "workflow/rules/image.smk"
+for _family in FAMILIES.values():
+    include: str(_family.rules_file())
 include: "workflow/rules/report.smk"
 
-# small, or needs the internet (login node)
-localrules: all, write_spec, report, text_prepare, image_prepare
+# small: run on the submitting node, never as cluster jobs
+localrules: all, report
 
 rule all:
     input:
         f"{R}/summary.parquet",
+        f"{R}/claims.json",
         f"{R}/report/report.md",

@@ -54,7 +54,8 @@ def bench_training(ms, batch: int, steps: int) -> None:
     for name, m in ms.items():
         if "sampler" in name.lower() or "Tweedie" in name:
             continue
-        net = m._build(W)
+        m.window = W
+        net = m.init_network(0)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
         g = torch.Generator().manual_seed(0)
         x0 = torch.randint(0, V, (batch, W), generator=g)
@@ -75,7 +76,8 @@ def bench_training(ms, batch: int, steps: int) -> None:
 def bench_sampling(ms, n: int, length: int) -> None:
     rows = []
     for name, m in ms.items():
-        m._build(W)
+        m.window = W
+        m.init_network(0)
         variants = [(name, {})]
         if name.startswith("BD3"):
             variants = [(f"{name}, KV cache", {"kv_cache": True}), (f"{name}, no cache", {"kv_cache": False})]

@@ -197,8 +197,8 @@ def test_diffusion_models_train_evaluate_and_sample_through_the_cli(tmp_path, mo
     run = runs["d"]
     common = ["--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results, "--threads", "1"]
     dagzoo("train", *common)
-    dagzoo("evaluate", *common)
-    dagzoo("sample", *common, "--samples", "2", "--length", "24")
+    dagzoo("text-evaluate", *common)
+    dagzoo("text-sample", *common, "--samples", "2", "--length", "24")
     m = read_json(run / "metrics.json")
     assert m["exact_likelihood"] is False
     assert m["metrics"]["test/nll_se"] > 0 and math.isfinite(m["metrics"]["test/bpc"])

@@ -37,8 +37,8 @@ def test_diverging_job_fails_alone_and_is_marked_failed(tmp_path):
                           "boom": {**tiny, "lr": 1.0e4, "grad_clip": None, "warmup_steps": 0, "steps": 200}})
     r = _snakemake(tmp_path, cfg, "--cores", "2", "--keep-going")
     out = r.stdout + r.stderr
-    assert r.returncode != 0 and "training diverged" in (tmp_path / "results" / "logs" / "text_train" /
-                                                           "boom-0.log").read_text()
+    assert r.returncode != 0 and "training diverged" in (tmp_path / "results" / "logs" / "train" /
+                                                           "text-boom-0.log").read_text()
     res = tmp_path / "results" / "text"
     for exp in ("kn3", "tiny"):  # the rest of the DAG finished
         assert (res / exp / "0" / "metrics.json").exists() and (res / exp / "0" / "samples.txt").exists(), out[-2000:]

@@ -174,7 +174,7 @@ def test_malformed_idx_file_is_reported(tmp_path, monkeypatch):
         f.write(bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big") * 3 + b"\x00" * 10)  # promises 125 values
     remote = RemoteFile("http://x/bad.gz", md5=file_digest(path, "md5"))
     with pytest.raises(DataError, match="promises shape"):
-        images._read_idx(path, remote)
+        images._parse_idx(path, gzip.decompress(path.read_bytes()))
 
 
 def test_folder_source_and_size_mismatch(tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image
 from test_pipeline import planned_jobs, snakemake
 
 
-def write_cfg(tmp_path, ddim_steps=3):
+def write_cfg(tmp_path, ddim_steps=3, elbo_samples=1):
     cfg = {
         "results": str(tmp_path / "results"), "seeds": [0], "threads": 1,
         "image": {
@@ -25,9 +25,13 @@ def write_cfg(tmp_path, ddim_steps=3):
                          "samplers": {"anc": {"kind": "ddpm"}, "ddim": {"kind": "ddim", "steps": ddim_steps},
                                       "heun": {"kind": "edm", "steps": 2}}},
                 "gvae": {"model": "gumbel_vae", "steps": 6, "batch_size": 8, "channels": 4, "hidden": 16,
-                         "n_latents": 4, "n_classes": 3, "log_every": 2},
+                         "n_latents": 4, "n_classes": 3, "log_every": 2, "elbo_samples": elbo_samples},
             },
         },
+        "claims": [{"name": "Heun-3 matches ancestral-20", "source": "Karras et al. 2022",
+                    "lhs": "image/ddpm/samplers/heun/kid_6", "op": "<=", "rhs": "image/ddpm/samplers/anc/kid_6"},
+                   {"name": "a typo'd metric is reported missing", "lhs": "image/ddpm/samplers/heun/kid_7",
+                    "op": "<", "rhs": 1.0}],
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -54,7 +58,12 @@ def test_image_dag_runs_reports_and_reruns_only_the_changed_sampler(tmp_path):
     real = json.loads((results / "image" / "real_vs_real.json").read_text())
     assert real["n"] == 6 and "kid_6" in real
     report = (results / "report" / "report.md").read_text()
-    assert "## Images" in report and "Real vs real" in report and "EDM's claim on ddpm" in report
+    assert "## Images" in report and "Real vs real" in report
+    # the declared claims: evaluated from the summary, a table at the top of the report
+    claims = json.loads((results / "claims.json").read_text())["claims"]
+    assert [c["verdict"] for c in claims][1] == "missing" and claims[0]["verdict"] in ("held", "failed")
+    assert claims[0]["lhs_value"] == ddpm["metrics"]["samplers/heun/kid_6"]
+    assert report.index("## Claims") < report.index("## Images") and "Heun-3 matches ancestral-20" in report
     for png in ("image_fid_nfe.png", "image_samples.png"):
         assert (results / "report" / png).stat().st_size > 5_000
     assert "## Text" not in report
@@ -67,3 +76,8 @@ def test_image_dag_runs_reports_and_reruns_only_the_changed_sampler(tmp_path):
     assert sorted(jobs) == sorted([("image_sample", "exp=ddpm, seed=0, sampler=ddim"),
                                    ("image_fid", "exp=ddpm, seed=0, name=ddim"),
                                    ("image_evaluate", "exp=ddpm, seed=0"), ("report", ""), ("all", "")]), jobs
+
+    # a hyper-parameter only evaluation reads (the VAE bound's latent samples) reruns that
+    # run's evaluation and the report only
+    jobs = planned_jobs(snakemake(tmp_path, write_cfg(tmp_path, elbo_samples=2), "-n").stdout)
+    assert sorted(jobs) == [("all", ""), ("image_evaluate", "exp=gvae, seed=0"), ("report", "")], jobs

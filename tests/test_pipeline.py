@@ -29,7 +29,7 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
     return jobs
 
 
-def write_cfg(tmp_path, lr=0.003, samples=2):
+def write_cfg(tmp_path, lr=0.003, samples=2, nelbo_samples=2, sample_steps=4):
     corpus = small_corpus(tmp_path / "corpus.txt", lines=600)
     cfg = {
         "results": str(tmp_path / "results"), "seeds": [0, 1], "threads": 1,
@@ -41,8 +41,8 @@ def write_cfg(tmp_path, lr=0.003, samples=2):
                      "tiny": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32, "steps": 30,
                               "batch_size": 8, "lr": lr, "warmup_steps": 5, "eval_every": 10, "log_every": 5},
                      "diff": {"model": "bd3lm", "block_length": 8, "n_layer": 1, "n_head": 2, "d_model": 32,
-                              "steps": 20, "batch_size": 8, "eval_every": 10, "nelbo_samples": 2,
-                              "sample_steps": 4}}},
+                              "steps": 20, "batch_size": 8, "eval_every": 10, "nelbo_samples": nelbo_samples,
+                              "sample_steps": sample_steps}}},
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -57,11 +57,15 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     df = pd.read_parquet(results / "summary.parquet")
     assert sorted(zip(df.experiment, df.seed)) == [("diff", 0), ("diff", 1), ("kn3", 0), ("kn3", 1), ("tiny", 0),
                                                    ("tiny", 1)]
-    for col in ("test/bpc", "test/nll", "test/ppl", "train/tokens", "train/time_s", "test/bpc_mean", "test/bpc_std"):
+    for col in ("test/bpc", "test/nll", "test/ppl", "train/tokens", "train/time_s"):
         assert df[col].notna().all(), col
+    assert not [c for c in df.columns if c.endswith(("_mean", "_std"))], "aggregates live in their own table"
     assert df.loc[df.experiment == "tiny", "train/flops"].gt(0).all()
+    agg = pd.read_parquet(results / "summary_by_experiment.parquet").set_index("experiment")
+    assert agg.loc["tiny", "n_seeds"] == 2 and agg.loc["tiny", "test/bpc_mean"] == df[df.experiment == "tiny"][
+        "test/bpc"].mean()
     # n-grams are deterministic: both seeds give the same BPC, so the std over seeds is 0
-    assert df.loc[df.experiment == "kn3", "test/bpc_std"].eq(0).all()
+    assert agg.loc["kn3", "test/bpc_std"] == 0
     report = (results / "report" / "report.md").read_text()
     assert "| kn3 | ngram | exact |" in report and "tiny" in report and "Findings" in report
     assert "| diff | bd3lm | ≤ (NELBO) |" in report
@@ -77,7 +81,7 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     kn3_mtime = (results / "text" / "kn3" / "0" / "metrics.json").stat().st_mtime
     cfg = write_cfg(tmp_path, lr=0.001)
     jobs = planned_jobs(snakemake(tmp_path, cfg, "-n").stdout)
-    assert ("text_train", "exp=tiny, seed=0") in jobs and ("report", "") in jobs
+    assert ("train", "family=text, exp=tiny, seed=0") in jobs and ("report", "") in jobs
     # only the changed experiment reruns, plus the samples' scoring by the changed evaluator
     others = [(r, w) for r, w in jobs if "exp=tiny" not in w and r not in ("report", "all", "text_genppl")]
     assert others == [], others
@@ -90,4 +94,14 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     # sampling settings rerun sampling (and the report), never training or evaluation
     cfg = write_cfg(tmp_path, lr=0.001, samples=3)
     rules = {r for r, _ in planned_jobs(snakemake(tmp_path, cfg, "-n").stdout)}
-    assert {"text_sample", "report"} <= rules and not rules & {"text_train", "text_evaluate"}
+    assert {"text_sample", "report"} <= rules and not rules & {"train", "text_evaluate"}
+
+    # a hyper-parameter only evaluation reads reruns that run's evaluation (and the report) only
+    jobs = planned_jobs(snakemake(tmp_path, write_cfg(tmp_path, lr=0.001, nelbo_samples=3), "-n").stdout)
+    assert sorted(jobs) == [("all", ""), ("report", ""), ("text_evaluate", "exp=diff, seed=0"),
+                            ("text_evaluate", "exp=diff, seed=1")], jobs
+    # ... and one only sampling reads: that run's samples and their scoring
+    jobs = planned_jobs(snakemake(tmp_path, write_cfg(tmp_path, lr=0.001, sample_steps=2), "-n").stdout)
+    assert sorted(jobs) == [("all", ""), ("report", ""), ("text_genppl", "exp=diff, seed=0"),
+                            ("text_genppl", "exp=diff, seed=1"), ("text_sample", "exp=diff, seed=0"),
+                            ("text_sample", "exp=diff, seed=1")], jobs

@@ -108,6 +108,7 @@ def test_nelbo_of_exact_scores_equals_entropy_on_iid_source(graph_name):
 def test_samplers_return_tokens(graph, sampler):
     m = SEDD(SEDD.Params(graph=graph, sampler=sampler, n_layer=1, n_head=2, d_model=16, sample_steps=6),
              SimpleNamespace(vocab_size=V), torch.device("cpu"))
-    m._build(12)
+    m.window = 12
+    m.init_network(0)
     out, nfe = m.sample(3, 12, torch.Generator().manual_seed(0), 1.0, None)
     assert out.shape == (3, 12) and (out >= 0).all() and (out < V).all() and nfe == 7

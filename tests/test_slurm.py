@@ -31,9 +31,10 @@ REASON = _cluster_ready()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 # a real cluster's profile asks for 8 CPUs and 16 GB per training job; this node is smaller
-SMALL_NODE = ["--set-threads", "text_train=1", "text_evaluate=1",
-              "--set-resources", "text_train:cpus_per_task=1", "text_evaluate:cpus_per_task=1",
-              "text_train:mem_mb=2000", "text_evaluate:mem_mb=2000",
+SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
+              "--set-resources", "train:cpus_per_task=1", "text_evaluate:cpus_per_task=1",
+              "train:mem_mb=2000", "text_evaluate:mem_mb=2000", "text_sample:mem_mb=2000",
+              "text_genppl:mem_mb=2000",
               "--default-resources", "mem_mb=1000", "runtime=10", "slurm_partition=debug",
               "--slurm-init-seconds-before-status-checks", "5"]
 

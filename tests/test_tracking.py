@@ -102,7 +102,7 @@ def test_unreachable_mlflow_does_not_lose_the_run(tmp_path, monkeypatch):
     r = dagzoo("train", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results)
     assert "MLflow at http://127.0.0.1:9 failed" in r.stderr and "dagzoo mlflow-sync" in r.stderr
     assert (run / "train.json").exists()
-    dagzoo("evaluate", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results)
+    dagzoo("text-evaluate", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results)
     assert (run / "metrics.json").exists()
 
     r = dagzoo("mlflow-sync", "--results", results, check=False)

@@ -82,7 +82,7 @@ def _toy_trainer(tmp_path, loss_at, steps=20, **kw):
     def loss_fn(m, step):
         return loss_at(step) * m(x).pow(2).mean()
 
-    return Trainer(model, params, tmp_path, seed=0, config_hash="h", loss_fn=loss_fn, tokens_per_step=32,
+    return Trainer(model, params, tmp_path, seed=0, config_hash="h", loss_fn=loss_fn, units_per_step=32,
                    device=torch.device("cpu"))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,42 +20,83 @@ import jsonschema
 import yaml
 
 from dagzoo import registry
+from dagzoo.claims import check_claims
 from dagzoo.errors import ConfigError
+from dagzoo.family import families
 from dagzoo.io import stable_hash
 
-DEFAULTS: dict[str, Any] = {
+# the core's defaults; each family adds its section's (dagzoo.family)
+CORE_DEFAULTS: dict[str, Any] = {
     "results": "results",
     "seeds": [0],
     "threads": 1,
     "processes": 1,
     "mlflow": {"tracking_uri": None, "experiment_prefix": "dagzoo-"},
-    "text": {
-        "split": {"val": 0.05, "test": 0.05},
-        "tokenizer": {"kind": "char"},
-        "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
-                 "temperature": 1.0, "top_k": None, "genppl_evaluator": None},
-    },
-    "image": {
-        "data": {"resize": None, "channels": None},
-        "eval": {"samples": 1000, "baseline_samples": 100, "real_samples": None, "reference_images": None,
-                 "kid_subsets": 100, "kid_subset_size": 1000, "feature_batch": 50, "grid": 64},
-    },
+    "claims": [],
 }
-# experiment keys that are not model hyper-parameters
-IMAGE_EXPERIMENT_KEYS = ("model", "samplers", "main_sampler")
+
+
+def defaults() -> dict:
+    return {**copy.deepcopy(CORE_DEFAULTS), **{name: copy.deepcopy(fam.defaults) for name, fam in families().items()}}
 
 
 def schema() -> dict:
-    return yaml.safe_load((resources.files("dagzoo") / "schema.yaml").read_text())
+    """The config's JSON schema: the core's, each family's section and the claims."""
+    from dagzoo.claims import CLAIM_SCHEMA
+
+    out = yaml.safe_load((resources.files("dagzoo") / "schema.yaml").read_text())
+    out["properties"]["claims"] = CLAIM_SCHEMA
+    for name, fam in families().items():
+        out["properties"][name] = fam.schema()
+    return out
+
+
+class _DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key_path: str, first_line: int, second_line: int):
+        super().__init__(f"{key_path}: duplicate key (lines {first_line} and {second_line})")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a key written twice in one mapping (plain YAML keeps the last,
+    so an experiment can silently vanish). Merge keys (``<<: *anchor``) still work, and a key that
+    overrides a merged one is not a duplicate: only the keys written in the mapping itself count.
+
+    The check walks the composed node tree before anything is constructed: the constructor
+    defers nested mappings and flattens merged ones in place, so by the time a mapping is built
+    neither its key path nor its own keys can be told apart any more."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._reject_duplicate_keys(node, (), set())
+        return super().construct_document(node)
+
+    def _reject_duplicate_keys(self, node: yaml.Node, path: tuple, seen: set[int]) -> None:
+        if id(node) in seen:  # an alias: its anchor was checked where it was written
+            return
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._reject_duplicate_keys(item, (*path, i), seen)
+        elif isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                if key in first_line:
+                    raise _DuplicateKeyError(".".join(map(str, (*path, key))), first_line[key], line)
+                first_line[key] = line
+                self._reject_duplicate_keys(value_node, (*path, key), seen)
 
 
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f)
+            cfg = yaml.load(f, Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except _DuplicateKeyError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path} is not valid YAML: {e}") from None
     return cfg or {}
@@ -86,148 +129,110 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     """Validate a raw config and return it merged with the defaults."""
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of keys to values")
+    fams = families()
+    _reject_non_finite(raw, (), experiment_sections=set(fams))
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid config: " + "; ".join(_format_schema_error(e) for e in errors[:5]))
-    cfg = _merge(DEFAULTS, raw)
-    families = [f for f in registry.FAMILIES if f in raw]
-    if not families:
-        raise ConfigError(f"the config declares no family; add at least one of: {', '.join(registry.FAMILIES)}")
-    validators = {"text": _validate_text, "image": _validate_image}
-    for family in registry.FAMILIES:
-        if family not in raw:
-            cfg.pop(family, None)  # defaults of an undeclared family are not a family
+    _check_results_root(raw.get("results", CORE_DEFAULTS["results"]))
+    cfg = _merge(defaults(), raw)
+    declared = [name for name in fams if name in raw]
+    if not declared:
+        raise ConfigError(f"the config declares no family; add at least one of: {', '.join(fams)}")
+    for name, fam in fams.items():
+        if name not in raw:
+            cfg.pop(name, None)  # defaults of an undeclared family are not a family
             continue
-        validators[family](cfg[family], check_files)
-        for name, exp in cfg[family]["experiments"].items():
+        section = cfg[name]
+        fam.validate(section, cfg, check_files)
+        for exp_name, exp in section["experiments"].items():
+            where = f"{name}.experiments.{exp_name}"
+            cls, params = _model_params(fam, exp, where)
+            fam.check_experiment(section, exp_name, exp, cls, params, where)
             batch = exp.get("batch_size")
             if batch is not None and batch % cfg["processes"]:
-                raise ConfigError(f"{family}.experiments.{name}.batch_size: {batch} is not divisible by processes "
+                raise ConfigError(f"{where}.batch_size: {batch} is not divisible by processes "
                                   f"({cfg['processes']}): every data-parallel process takes an equal shard")
+    check_claims(cfg["claims"], {name: set(cfg[name]["experiments"]) for name in declared})
     return cfg
 
 
-def _validate_text(text: dict, check_files: bool) -> None:
-    from dagzoo.data.text import check_corpus_name
+def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str]) -> None:
+    """Refuse NaN anywhere and +-inf outside the families' experiments, naming the key path.
 
-    try:
-        check_corpus_name(text["corpus"])
-    except Exception as e:
-        raise ConfigError(f"text.corpus: {e}") from None
-    if check_files and text["corpus"].startswith("file:") and not Path(text["corpus"][5:]).is_file():
-        raise ConfigError(f"text.corpus: corpus file not found: {text['corpus'][5:]}")
-    tok = text["tokenizer"]
-    if tok["kind"] == "char" and "vocab_size" in tok:
-        raise ConfigError("text.tokenizer.vocab_size: only the bpe tokenizer takes a vocab_size")
-    ev = text["eval"]
-    if ev["sample_length"] > ev["window"]:
-        raise ConfigError(f"text.eval.sample_length: must be <= text.eval.window ({ev['window']}): samples are "
-                          "generated inside one window, as the models are trained and evaluated")
-    evaluator = ev.get("genppl_evaluator")
-    if evaluator is not None:
-        if evaluator not in text["experiments"]:
-            raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} is not an experiment; allowed: "
-                              + ", ".join(sorted(text["experiments"])))
-        if not registry.get_model("text", text["experiments"][evaluator]["model"]).exact_likelihood:
-            raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive "
-                              "(exact-likelihood) model")
-    for name, exp in text["experiments"].items():
-        where = f"text.experiments.{name}"
-        cls = registry.get_model("text", exp["model"], where=f"{where}.model")
-        params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k != "model"}, where)
-        check = getattr(cls, "check_experiment", None)
-        if check:
-            check(params, text, where)
+    JSON schema's minimum / maximum let NaN through (it compares false with every bound) and an
+    exclusiveMinimum alone lets inf through. Inside ``<family>.experiments`` infinities are left
+    to `registry.validate_params`, where a hyper-parameter may allow them (``allow_inf``)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        in_experiments = len(path) >= 2 and path[0] in experiment_sections and path[1] == "experiments"
+        if math.isnan(node) or not in_experiments:
+            raise ConfigError(f"{'.'.join(map(str, path))}: must be a finite number, got {node!r}")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            _reject_non_finite(value, (*path, key), experiment_sections)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _reject_non_finite(value, (*path, i), experiment_sections)
 
 
-def image_samplers(cls, exp: dict) -> dict[str, dict]:
-    """The named samplers of an image experiment (the model's defaults when none are given)."""
-    return exp.get("samplers") or dict(getattr(cls, "default_samplers", {}))
+def _check_results_root(results: str) -> None:
+    """Every output lives under `results`: the filesystem root would scatter them over the disk."""
+    normalized = Path(os.path.normpath(results))
+    if normalized.is_absolute() and normalized == Path(normalized.anchor):
+        raise ConfigError(f"results: {results!r} is the filesystem root; allowed: a directory below it, "
+                          "e.g. results")
 
 
-def main_sampler(cls, exp: dict) -> str:
-    return exp.get("main_sampler") or next(iter(image_samplers(cls, exp)))
+def _model_params(fam, exp: dict, where: str) -> tuple[type, Any]:
+    """(model class, validated hyper-parameters) of one experiment: its keys minus the family's
+    experiment keys."""
+    cls = registry.get_model(fam.name, exp["model"], where=f"{where}.model")
+    hyper = {k: v for k, v in exp.items() if k not in fam.experiment_keys and k != "model"}
+    return cls, registry.validate_params(cls.Params, hyper, where)
 
 
-def _validate_image(image: dict, check_files: bool) -> None:
-    from dagzoo.data.images import check_source_name
-    from dagzoo.image.samplers import parse_sampler
+#: the stages after training that may read hyper-parameters of their own (a Params field's
+#: metadata `stage`: "evaluate", "sample" or both; unmarked fields belong to training)
+LATER_STAGES = ("evaluate", "sample")
 
-    source = image["data"]["source"]
-    try:
-        check_source_name(source)
-    except Exception as e:
-        raise ConfigError(f"image.data.source: {e}") from None
-    if check_files and source.startswith("folder:") and not Path(source[7:]).is_dir():
-        raise ConfigError(f"image.data.source: folder not found: {source[7:]}")
-    for name, exp in image["experiments"].items():
-        where = f"image.experiments.{name}"
-        cls = registry.get_model("image", exp["model"], where=f"{where}.model")
-        params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k not in IMAGE_EXPERIMENT_KEYS},
-                                          where)
-        samplers = image_samplers(cls, exp)
-        if not samplers:
-            raise ConfigError(f"{where}.samplers: {exp['model']} has no default sampler; name at least one "
-                              f"(kinds: {', '.join(cls.sampler_kinds)})")
-        for sname, sspec in samplers.items():
-            if sspec.get("kind") not in cls.sampler_kinds:
-                raise ConfigError(f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
-                                  f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}")
-            parse_sampler(sspec, f"{where}.samplers.{sname}")
-        main = main_sampler(cls, exp)
-        if main not in samplers:
-            raise ConfigError(f"{where}.main_sampler: {main!r} is not one of its samplers; allowed: "
-                              + ", ".join(samplers))
-        cls.check_experiment(params, image, where)
+
+def field_stages(field: dataclasses.Field) -> tuple[str, ...]:
+    stage = field.metadata.get("stage", "train")
+    return (stage,) if isinstance(stage, str) else tuple(stage)
 
 
 def experiment_specs(cfg: dict) -> list[dict]:
-    """One resolved spec per (family, experiment, seed): everything a job's result depends on."""
+    """One resolved spec per (family, experiment, seed). ``params`` holds the hyper-parameters
+    training reads, and ``config_hash`` hashes everything the trained run depends on; the
+    hyper-parameters only a later stage reads sit in ``stage_params[<stage>]``, outside the hash,
+    so changing them reruns that stage alone (see `stage_spec`)."""
     specs = []
-    if "text" in cfg:
-        text = cfg["text"]
-        for name, exp in text["experiments"].items():
-            cls = registry.get_model("text", exp["model"])
-            params = registry.validate_params(cls.Params, {k: v for k, v in exp.items() if k != "model"},
-                                              f"text.experiments.{name}")
+    for name, fam in families().items():
+        if name not in cfg:
+            continue
+        section = cfg[name]
+        fields, dataset = fam.spec_fields(section), fam.dataset(section)
+        for exp_name, exp in section["experiments"].items():
+            _, params = _model_params(fam, exp, f"{name}.experiments.{exp_name}")
+            values = dataclasses.asdict(params)
+            stages = {f.name: field_stages(f) for f in dataclasses.fields(params)}
+            train = {k: v for k, v in values.items() if "train" in stages[k]}
+            later = {stage: {k: v for k, v in values.items() if stage in stages[k]} for stage in LATER_STAGES}
             for seed in cfg["seeds"]:
-                spec = {
-                    "family": "text",
-                    "experiment": name,
-                    "model": exp["model"],
-                    "seed": seed,
-                    "params": dataclasses.asdict(params),
-                    "data": {"corpus": text["corpus"], "split": text["split"], "tokenizer": text["tokenizer"]},
-                    # only what the trained model depends on: sampling settings go to the sample
-                    # rule as params, so changing them reruns sampling, not training
-                    "eval": {k: text["eval"][k] for k in ("window", "val_tokens")},
-                }
+                spec = {"family": name, "experiment": exp_name, "model": exp["model"], "seed": seed,
+                        "params": copy.deepcopy(train), "dataset": dataset, **copy.deepcopy(fields)}
                 spec["config_hash"] = stable_hash(spec)
-                specs.append(spec)
-    if "image" in cfg:
-        image = cfg["image"]
-        for name, exp in image["experiments"].items():
-            cls = registry.get_model("image", exp["model"])
-            params = registry.validate_params(cls.Params,
-                                              {k: v for k, v in exp.items() if k not in IMAGE_EXPERIMENT_KEYS},
-                                              f"image.experiments.{name}")
-            for seed in cfg["seeds"]:
-                # samplers are not part of the spec: adding or changing one reruns sampling only
-                spec = {"family": "image", "experiment": name, "model": exp["model"], "seed": seed,
-                        "params": dataclasses.asdict(params), "data": dict(image["data"])}
-                spec["config_hash"] = stable_hash(spec)
+                spec["stage_params"] = copy.deepcopy(later)
                 specs.append(spec)
     return specs
 
 
-def load_run_spec(spec_path, family: str) -> tuple[dict, type, Any]:
-    """A run's spec.json -> (spec, model class, validated params); the family must match."""
-    from dagzoo.io import read_json
-
-    spec = read_json(spec_path)
-    if spec.get("family") != family:
-        raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec.get('family')!r})")
-    where = f"{family}.experiments.{spec['experiment']}"
-    cls = registry.get_model(family, spec["model"], where=f"{where}.model")
-    return spec, cls, registry.validate_params(cls.Params, spec["params"], where)
+def stage_spec(spec: dict, stage: str) -> dict:
+    """What one stage of a run reads: the training spec plus that stage's own hyper-parameters.
+    The DAG hands each stage exactly this (as a rule param), so a change reruns only the stages
+    whose part changed."""
+    out = {k: v for k, v in spec.items() if k != "stage_params"}
+    out["params"] = {**spec["params"], **spec.get("stage_params", {}).get(stage, {})}
+    out["stage"] = stage
+    return out

@@ -3,14 +3,17 @@
 Adding a model is one file in ``dagzoo/<family>/models/`` that registers itself; every module
 in that folder is imported when the family's registry is first asked for, so nothing else needs
 to know about the new file. Hyper-parameters are the fields of `Params`; their `metadata` may
-hold ``min``, ``max`` and ``choices``, which `validate_params` enforces with messages that name
-the key path and the allowed values.
+hold ``min``, ``max``, ``gt`` (exclusive minimum), ``choices`` and ``allow_inf``, which
+`validate_params` enforces with messages that name the key path and the allowed values. A float
+must be finite (NaN compares false with every bound, so it would pass them all) unless the field
+sets ``allow_inf=True``, which admits +-inf (never NaN; ``min`` / ``max`` still apply).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 import types
 import typing
@@ -18,7 +21,6 @@ from typing import Any, Literal, get_args, get_origin
 
 from dagzoo.errors import ConfigError
 
-FAMILIES = ("text", "image")
 _REGISTRY: dict[str, dict[str, type]] = {}
 _LOADED: set[str] = set()
 
@@ -79,6 +81,36 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or +-inf in `value` (a number or a list of them), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((bad for v in value if (bad := _non_finite(v)) is not None), None)
+    return None
+
+
+def _check_finite(value: Any, meta: Any, path: str) -> None:
+    """Refuse NaN always (it compares false with every bound, so `min` / `max` never catch it)
+    and +-inf unless the field declares ``allow_inf`` (e.g. an "unbounded" threshold)."""
+    bad = _non_finite(value)
+    if bad is None or (meta.get("allow_inf") and not math.isnan(bad)):
+        return
+    allowed = "a finite number or .inf / -.inf" if meta.get("allow_inf") else "a finite number"
+    raise ConfigError(f"{path}: must be {allowed}, got {bad!r}")
+
+
+def _check_constraints(value: Any, meta: Any, path: str) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, meta['choices']))}")
+    if "gt" in meta and not value > meta["gt"]:
+        raise ConfigError(f"{path}: must be > {meta['gt']}, got {value!r}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+
+
 def validate_params(params_cls: type, values: dict, where: str) -> Any:
     """Build `params_cls` from `values`, with errors naming the key path and what is allowed."""
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
@@ -91,15 +123,9 @@ def validate_params(params_cls: type, values: dict, where: str) -> Any:
         path = f"{where}.{name}"
         if not _type_ok(value, tp):
             raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
-        meta = f.metadata
-        if value is None:
-            continue
-        if "choices" in meta and value not in meta["choices"]:
-            raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, meta['choices']))}")
-        if "min" in meta and value < meta["min"]:
-            raise ConfigError(f"{path}: must be >= {meta['min']}, got {value!r}")
-        if "max" in meta and value > meta["max"]:
-            raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
+        if value is not None:
+            _check_finite(value, f.metadata, path)
+            _check_constraints(value, f.metadata, path)
     params = params_cls(**values)
     check = getattr(params, "check", None)
     if check:
@@ -108,7 +134,10 @@ def validate_params(params_cls: type, values: dict, where: str) -> Any:
 
 
 def param(default: Any, help: str = "", **constraints) -> Any:
-    """A dataclass field with a default, a help text and optional min / max / choices."""
+    """A dataclass field with a default, a help text and optional constraints: min / max (inclusive),
+    gt (exclusive minimum), choices, allow_inf (admit +-inf; a default is never validated); and
+    `stage`: "evaluate", "sample" or both for a hyper-parameter only that later stage reads
+    (changing it reruns that stage, not training; see dagzoo.config.stage_spec)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default),
                                  metadata={"help": help, **constraints})

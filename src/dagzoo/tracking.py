@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
+from dagzoo import timing
 from dagzoo.errors import TrackingError
 from dagzoo.io import read_json, read_jsonl
 
@@ -316,6 +317,20 @@ def _artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
     return out
 
 
+_SPEC_IDENTITY = ("family", "experiment", "config_hash", "stage", "stage_params")
+
+
+def _run_params(run_dir: Path, spec: dict) -> dict:
+    """The run's resolved config: the training spec, plus the hyper-parameters each later stage
+    ran with (spec-<stage>.json)."""
+    params = dict(spec["params"])
+    for path in sorted(run_dir.glob("spec-*.json")):
+        stage_spec = read_json(path)
+        if isinstance(stage_spec, dict) and isinstance(stage_spec.get("params"), dict):
+            params.update(stage_spec["params"])
+    return {**{k: v for k, v in spec.items() if k not in _SPEC_IDENTITY}, "params": params}
+
+
 def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None) -> str:
     """Idempotently mirror one run directory into MLflow; returns the MLflow run id."""
     from mlflow.entities import Param, RunTag
@@ -335,8 +350,7 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
                 run = client.create_run(exp_id, run_name=f"{spec['experiment']}/{spec['seed']}",
                                         tags={RUN_KEY_TAG: run_key(spec)})
                 run_id = run.info.run_id
-            params = _flatten("", {"model": spec["model"], "seed": spec["seed"], "params": spec["params"],
-                                   "data": spec.get("data", {}), "eval": spec.get("eval", {})}, {})
+            params = _flatten("", _run_params(run_dir, spec), {})
             run = client.get_run(run_id)
             existing = run.data.params
             new_params = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
@@ -383,6 +397,7 @@ class LiveSync:
         if not force and now - self.last < self.interval:
             return True
         self.last = now
+        started = time.perf_counter()
         try:
             sync_run_dir(self.run_dir, self.uri, status=status, prefix=self.prefix)
             return True
@@ -393,6 +408,8 @@ class LiveSync:
             print(f"[dagzoo] warning: {_redact_text(str(e), self.uri)}. The job continues; its results are on "
                   f"disk in {self.run_dir}. Run `dagzoo mlflow-sync` once MLflow is reachable.", file=sys.stderr)
             return False
+        finally:
+            timing.sync_seconds += time.perf_counter() - started
 
 
 def _is_run_dir(rel: Path) -> bool:

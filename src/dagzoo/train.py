@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import math
 import os
 import signal
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 
 from dagzoo import distributed
 from dagzoo.errors import CheckpointError, TrainingError
-from dagzoo.io import append_jsonl, read_jsonl
+from dagzoo.io import append_jsonl, atomic_writer, read_jsonl
 from dagzoo.progress import progress
 from dagzoo.registry import param
 
@@ -40,7 +41,7 @@ class TrainParams:
 
     steps: int = param(1000, "optimizer steps", min=1)
     batch_size: int = param(32, "sequences (or examples) per step", min=1)
-    lr: float = param(1e-3, "peak learning rate (AdamW)", min=0.0)
+    lr: float = param(1e-3, "peak learning rate (AdamW)", gt=0.0)
     min_lr_ratio: float = param(0.1, "final lr / peak lr of the cosine decay", min=0.0, max=1.0)
     warmup_steps: int = param(100, "linear warm-up steps", min=0)
     weight_decay: float = param(0.1, "AdamW weight decay on matrices", min=0.0)
@@ -51,6 +52,10 @@ class TrainParams:
     checkpoint_every: int = param(100, "steps between checkpoints", min=1)
     eval_every: int = param(100, "steps between validation evaluations", min=1)
     log_every: int = param(10, "steps between logged training losses", min=1)
+
+    def make_ema(self, model: torch.nn.Module) -> "EMA | None":
+        """The weight average to evaluate (None: off); a family's params may use another rule."""
+        return EMA(model, self.ema_decay) if self.ema_decay else None
 
 
 def lr_at(step: int, p: TrainParams) -> float:
@@ -107,20 +112,84 @@ class EMA:
         self.updates, self.shadow = state["updates"], state["shadow"]
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+#: key of the sha256 digest of the payload stored beside it in every checkpoint and model.pt
+DIGEST_KEY = "sha256"
+
+#: what to do about a corrupt checkpoint / model.pt (the end of the error message)
+RESTART_REMEDY = "Delete it to restart this run from step 0, or restore a backup."
+#: (for model.pt: Snakemake reruns the train job once train.json, its output, is gone, and the job
+#: rebuilds model.pt from the run's last checkpoint without training again)
+MODEL_REMEDY = "Delete it and the run's train.json, then rerun to rebuild it, or restore a backup."
+
+
+def payload_digest(obj) -> str:
+    """sha256 of a checkpoint's payload: the bytes, dtype and shape of every tensor and the value
+    of every other leaf, each with its path, walked in a fixed order (dict keys sorted, lists in
+    order) through nested dicts (model, optimizer and EMA state alike).
+
+    torch's zip format does not verify what it reads: bytes overwritten inside a tensor load
+    silently, and a resumed run would train on corrupt weights. The digest makes them an error."""
+    h = hashlib.sha256()
+    _digest_into(h, obj, "")
+    return h.hexdigest()
+
+
+def _digest_into(h, obj, where: str) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"{where}:tensor:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # raw bytes, whatever the dtype (bf16 too)
+    elif isinstance(obj, dict):  # OrderedDict and dict alike: the key order is not part of the payload
+        h.update(f"{where}:dict:{len(obj)}\n".encode())
+        for key in sorted(obj, key=repr):
+            _digest_into(h, obj[key], f"{where}/{key!r}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"{where}:seq:{len(obj)}\n".encode())
+        for i, item in enumerate(obj):
+            _digest_into(h, item, f"{where}/{i}")
+    else:  # numbers, strings, None: repr round-trips them exactly
+        h.update(f"{where}:{type(obj).__name__}:{obj!r}\n".encode())
+
+
+def save_torch_file(state: dict, path: Path) -> None:
+    """Write a checkpoint (or model.pt) atomically, with the digest of its payload that
+    `load_torch_file` verifies; the file gets the user's umask like every other output."""
+    if DIGEST_KEY in state:
+        raise ValueError(f"{DIGEST_KEY!r} is reserved for the payload digest")
+    with atomic_writer(path) as f:
+        torch.save({**state, DIGEST_KEY: payload_digest(state)}, f)
+
+
+def load_torch_file(path: Path, what: str = "checkpoint", remedy: str = RESTART_REMEDY) -> dict:
+    """A file written by `save_torch_file`, on the CPU, its digest verified (the digest key
+    removed). Unreadable or corrupt: a one-line CheckpointError that names the file (a `what`)
+    and ends with `remedy`. A missing file raises FileNotFoundError (the caller knows what that
+    means).
+
+    A file from before checkpoints carried a digest loads unchecked (with a note on stderr), so
+    runs in progress and trained models survive the upgrade."""
+    def corrupt(why: str) -> CheckpointError:
+        return CheckpointError(f"{what} {path} is corrupt{why}; nothing was overwritten. {remedy}")
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        raise corrupt(f" or unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    if not isinstance(state, dict):
+        raise corrupt(f": it holds a {type(state).__name__}, not a saved state")
+    stored = state.pop(DIGEST_KEY, None)
+    if stored is None:
+        log(f"{path} has no sha256 digest (written before dagzoo stored one): loaded without an integrity check")
+    elif payload_digest(state) != stored:
+        # NaN or garbage written into the file, not by training: not a divergence to tune away
+        raise corrupt(": its contents do not match the sha256 digest stored with them")
+    return state
 
 
 def load_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {str(e)[:200]}). "
-            f"Nothing was overwritten. Delete it to restart this run from step 0, or restore a backup."
-        ) from None
+    return load_torch_file(path, "checkpoint", RESTART_REMEDY)
 
 
 def default_device() -> torch.device:
@@ -132,12 +201,14 @@ def default_device() -> torch.device:
 class Trainer:
     """Runs `loss_fn(model, step) -> scalar loss` for `params.steps` AdamW steps.
 
+    Progress is counted in the family's own `unit` (tokens, images, clouds): `units_per_step`
+    of them per step, recorded under that name in the history and the summary.
     `eval_fn(model) -> dict` is called every `eval_every` steps and at the end (with the EMA
     weights when EMA is on). `on_progress()` is called after each log write (live tracking).
     """
 
     def __init__(self, model: torch.nn.Module, params: TrainParams, run_dir: Path, seed: int, config_hash: str,
-                 loss_fn: Callable[[torch.nn.Module, int], torch.Tensor], tokens_per_step: int,
+                 loss_fn: Callable[[torch.nn.Module, int], torch.Tensor], units_per_step: int, unit: str = "examples",
                  flops_per_step: float | None = None,
                  eval_fn: Callable[[torch.nn.Module], dict] | None = None,
                  on_progress: Callable[[], None] | None = None, device: torch.device | None = None,
@@ -148,7 +219,7 @@ class Trainer:
         self.ckpt_path = self.ckpt_dir / "last.pt"
         self.history_path = self.run_dir / "history.jsonl"
         self.loss_fn, self.eval_fn, self.on_progress = loss_fn, eval_fn, on_progress or (lambda: None)
-        self.tokens_per_step, self.flops_per_step = tokens_per_step, flops_per_step
+        self.unit, self.units_per_step, self.flops_per_step = unit, units_per_step, flops_per_step
         self.device = device or default_device()
         self.desc = desc
         self.dist = distributed.state()
@@ -164,10 +235,7 @@ class Trainer:
                                       {"params": no_decay, "weight_decay": 0.0}],
                                      lr=params.lr, betas=(params.beta1, params.beta2),
                                      fused=self.device.type == "cuda")
-        halflife = getattr(params, "ema_halflife_kimg", None)
-        self.ema = (EMA(model, params.ema_decay, halflife * 1000 if halflife else None,
-                        getattr(params, "ema_rampup_ratio", None), params.batch_size)
-                    if params.ema_decay or halflife else None)
+        self.ema = params.make_ema(model)
         self.step = 0
         self.train_time = 0.0  # seconds spent in optimizer steps (excludes evaluation)
         self.resumed_from: int | None = None
@@ -178,7 +246,7 @@ class Trainer:
         if not self.is_main:
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_torch_save({
+        save_torch_file({
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "step": self.step,
             "train_time": self.train_time, "config_hash": self.config_hash, "seed": self.seed,
@@ -236,7 +304,7 @@ class Trainer:
     def _record(self, **values) -> None:
         if not self.is_main:
             return
-        rec = {"step": self.step, "tokens": self.step * self.tokens_per_step, "train_time_s": self.train_time,
+        rec = {"step": self.step, self.unit: self.step * self.units_per_step, "train_time_s": self.train_time,
                "timestamp_ms": int(time.time() * 1000)}
         if self.flops_per_step is not None:
             rec["flops"] = self.step * self.flops_per_step
@@ -308,7 +376,8 @@ class Trainer:
                 bar.update(1)
                 if self.step % p.log_every == 0 or self.step == p.steps:
                     lv = distributed.mean_over_ranks(loss.item())
-                    bar.set_postfix(loss=f"{lv:.4f}", tok_s=f"{self.tokens_per_step / max(dt, 1e-9):,.0f}", refresh=False)
+                    rate = {f"{self.unit}_s": f"{self.units_per_step / max(dt, 1e-9):,.0f}"}
+                    bar.set_postfix(loss=f"{lv:.4f}", **rate, refresh=False)
                     self._record(**{"train/loss": lv, "train/lr": lr_at(self.step - 1, p)})
                 if self.step % p.eval_every == 0 or self.step == p.steps:
                     self._evaluate()
@@ -323,7 +392,7 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return {
-            "steps": self.step, "tokens": self.step * self.tokens_per_step,
+            "steps": self.step, "unit": self.unit, self.unit: self.step * self.units_per_step,
             "flops": None if self.flops_per_step is None else self.step * self.flops_per_step,
             "train_time_s": self.train_time, "resumed_from": self.resumed_from,
         }

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from dagzoo import distributed
-from dagzoo.data.images import ImageData, to_model_range, to_uint8
+from dagzoo.data.images import to_model_range, to_uint8
 from dagzoo.errors import ConfigError
+from dagzoo.lifecycle import NeuralModel
 from dagzoo.registry import param
-from dagzoo.train import Trainer, TrainParams, step_seed
+from dagzoo.train import EMA, TrainParams, step_seed
 
 
 @dataclass
 class ImageTrainParams(TrainParams):
     """Optimisation of every image model; EMA by EDM's half-life rule when ema_halflife_kimg is set."""
 
-    lr: float = param(2e-4, "peak learning rate (AdamW)", min=0.0)
+    lr: float = param(2e-4, "peak learning rate (AdamW)", gt=0.0)
     warmup_steps: int = param(200, "linear warm-up steps", min=0)
     min_lr_ratio: float = param(1.0, "final lr / peak lr of the cosine decay (1: constant, as DDPM/EDM)",
                                 min=0.0, max=1.0)
@@ -37,17 +37,13 @@ class ImageTrainParams(TrainParams):
                                             min=0.0)
     ema_rampup_ratio: float | None = param(0.05, "EDM EMA warm-up: half-life <= this x images seen", min=0.0)
     hflip: bool = param(False, "random horizontal flips (on the device); off for digits and text-like data")
-    eval_batch_size: int = param(256, "images per forward pass when evaluating or sampling", min=1)
+    eval_batch_size: int = param(256, "images per forward pass when evaluating or sampling", min=1,
+                                 stage=("sample", "evaluate"))
 
-
-@dataclass
-class ImageRunContext:
-    run_dir: Path
-    seed: int
-    config_hash: str
-    device: torch.device
-    on_progress: Callable[[], None]
-    desc: str = "train"
+    def make_ema(self, model):
+        if not self.ema_halflife_kimg:
+            return super().make_ema(model)
+        return EMA(model, self.ema_decay, self.ema_halflife_kimg * 1000, self.ema_rampup_ratio, self.batch_size)
 
 
 def random_batch(train: torch.Tensor, batch: int, seed: int, step: int, hflip: bool) -> torch.Tensor:
@@ -70,7 +66,7 @@ def forward_flops(net: nn.Module, example_args: tuple) -> int:
     return int(counter.get_total_flops())
 
 
-class ImageModel:
+class ImageModel(NeuralModel):
     Params: type
     #: sampler kinds this model accepts (see dagzoo.image.samplers); () -> samples from its prior
     sampler_kinds: tuple[str, ...] = ()
@@ -79,13 +75,11 @@ class ImageModel:
     #: True when the model reports a likelihood bound (bits/dim) on the test split
     has_likelihood = False
 
-    def __init__(self, params, shape: tuple[int, int, int], device: torch.device):
-        self.params, self.shape, self.device = params, tuple(shape), device
-        self.net: nn.Module | None = None
-
-    @classmethod
-    def check_experiment(cls, params, image_cfg: dict, where: str) -> None:
-        """Cross-checks between the model's params and the data (optional)."""
+    def __init__(self, params, data, device: torch.device):
+        """`data`: the prepared ImageData, or just the (C, H, W) shape of its images."""
+        super().__init__(params, data, device)
+        self.shape = tuple(getattr(data, "shape", data))
+        self._train: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ what a model defines
     def build(self) -> nn.Module:
@@ -102,48 +96,27 @@ class ImageModel:
         """Training FLOPs per image (forward + backward ~ 3 x forward)."""
         return None
 
-    def extra_summary(self) -> dict:
-        return {}
+    # ------------------------------------------------------------------ the lifecycle's hooks
+    def prepare(self, ctx) -> None:
+        self._train = torch.from_numpy(self.data.images("train")).to(self.device)
 
-    # ------------------------------------------------------------------ shared
-    def init_network(self, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        self.net = self.build().to(self.device)
-        return self.net
+    def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
+        x = distributed.shard(random_batch(self._train, self.params.batch_size, seed, step, self.params.hflip))
+        return self.loss(net, x, step)
 
-    def fit(self, ctx: ImageRunContext, data: ImageData) -> dict:
-        p = self.params
-        net = self.init_network(ctx.seed)
-        train = torch.from_numpy(data.images("train")).to(self.device)
+    def units_per_step(self) -> int:
+        return self.params.batch_size
 
-        def loss_fn(model, step):
-            x = distributed.shard(random_batch(train, p.batch_size, ctx.seed, step, p.hflip))
-            return self.loss(model, x, step)
-
+    def flops_per_step(self) -> float | None:
         fpi = self.flops_per_image()
-        trainer = Trainer(net, p, ctx.run_dir, ctx.seed, ctx.config_hash, loss_fn, tokens_per_step=p.batch_size,
-                          flops_per_step=None if fpi is None else fpi * p.batch_size,
-                          eval_fn=None, on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
-        summary = trainer.fit()
-        net.load_state_dict(trainer.final_state_dict())
-        if distributed.state().is_main:
-            torch.save({"state_dict": net.state_dict(), "shape": list(self.shape)}, ctx.run_dir / "model.pt")
-        summary.update(params=sum(q.numel() for q in net.parameters()), flops_per_image=fpi, images=summary["tokens"])
-        return summary
+        return None if fpi is None else fpi * self.params.batch_size
 
-    @classmethod
-    def load(cls, params, shape, run_dir: Path | None, device: torch.device, seed: int = 0) -> "ImageModel":
-        """The trained model of `run_dir` (EMA weights when EMA was on); run_dir None: the
-        untrained network of `seed` (the baseline every trained model must beat)."""
-        model = cls(params, shape, device)
-        net = model.init_network(seed)
-        if run_dir is not None:
-            state = torch.load(Path(run_dir) / "model.pt", map_location="cpu", weights_only=True)
-            if list(state["shape"]) != list(shape):
-                raise ConfigError(f"{run_dir}/model.pt was trained on images of shape {state['shape']}, not {list(shape)}")
-            net.load_state_dict(state["state_dict"])
-        net.eval()
-        return model
+    def save_meta(self) -> dict:
+        return {"shape": list(self.shape)}
+
+    def restore_meta(self, meta: dict, path: Path) -> None:
+        if list(meta.get("shape", [])) != list(self.shape):
+            raise ConfigError(f"{path} was trained on images of shape {meta.get('shape')}, not {list(self.shape)}")
 
     @torch.no_grad()
     def generate(self, n: int, sampler, generator: torch.Generator, batch: int | None = None) -> tuple[np.ndarray, int]:

@@ -1,8 +1,7 @@
-"""The image family's stages:
+"""The image family's stages (training is the shared train stage of dagzoo.stages):
 
 - `reference`: Inception features + statistics of a split (train: the FID reference, computed
   once per data set; test: the real-vs-real check);
-- `train`: one model, resumable, EMA weights saved;
 - `sample`: one trained (or, as the baseline, untrained) network with one named sampler ->
   uint8 images, a PNG grid, NFE and wall time;
 - `fid`: fid_<N> / kid_<N> of one sample set against the train reference;
@@ -22,26 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dagzoo import distributed
-from dagzoo.config import load_run_spec
 from dagzoo.data.images import ImageData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
-from dagzoo.image.base import ImageModel, ImageRunContext
 from dagzoo.image.samplers import parse_sampler
 from dagzoo.io import atomic_save_npy, atomic_write_json, read_json, read_jsonl
 from dagzoo.plotting import write_run_curve
-from dagzoo.provenance import write_provenance
-from dagzoo.tracking import LiveSync, live_sync
-from dagzoo.train import default_device
-
-
-def _load_spec(spec_path: Path):
-    return load_run_spec(spec_path, "image")
-
-
-def _sync(run_dir: Path, results: Path) -> LiveSync:
-    return live_sync(run_dir, results)
+from dagzoo.stages import load_trained, write_metrics
 
 
 # ---------------------------------------------------------------------------------- reference
@@ -71,69 +57,20 @@ def load_reference(path: Path) -> dict:
         return {"features": z["features"], "mu": z["mu"], "sigma": z["sigma"], "n": int(z["n"])}
 
 
-# ---------------------------------------------------------------------------------- train
-def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
-    spec, cls, params = _load_spec(spec_path)
-    distributed.init_from_env()
-    try:
-        return _train(spec, cls, params, ImageData(data_dir), Path(run_dir), results, rule)
-    finally:
-        distributed.shutdown()
-
-
-def _train(spec, cls, params, data: ImageData, run_dir: Path, results: Path, rule) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    main = distributed.state().is_main
-    if main:
-        write_provenance(run_dir, "train", rule)
-    sync = _sync(run_dir, results) if main else (lambda *a, **k: None)
-    sync(force=True, status="RUNNING")
-    device = distributed.device() or default_device()
-    ctx = ImageRunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
-                          on_progress=sync, desc=f"{spec['experiment']}/{spec['seed']}")
-    model: ImageModel = cls(params, data.shape, device)
-    t0 = time.time()
-    try:
-        summary = model.fit(ctx, data)
-    except BaseException:
-        sync(force=True, status="FAILED")
-        raise
-    if not main:
-        return summary
-    metrics = {"train/images": summary["images"], "train/time_s": summary["train_time_s"],
-               "train/job_wall_s": time.time() - t0, "train/params": summary["params"],
-               "train/images_per_s": summary["images"] / max(summary["train_time_s"], 1e-9)}
-    if summary.get("flops") is not None:
-        metrics["train/flops"] = summary["flops"]
-        metrics["train/flop_per_s"] = summary["flops"] / max(summary["train_time_s"], 1e-9)
-    for key, value in model.extra_summary().items():  # e.g. the U-Net's receptive field
-        metrics[f"model/{key}"] = float(value)
-    losses = [r["train/loss"] for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
-    if losses:
-        metrics["train/loss"] = losses[-1]
-    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
-                                               "timestamp_ms": int(time.time() * 1000)})
-    sync(force=True, status="FINISHED")
-    return metrics
-
-
 # ---------------------------------------------------------------------------------- sample
-def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, sampler_name: str, sampler: dict,
+def sample(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, sampler_name: str, sampler: dict,
            n: int, rule: str | None = None, untrained: bool = False, grid: int = 64) -> Path:
     """Writes <run>/samples/<sampler_name>/{images.npy, grid.png, samples.json}."""
     run_dir = Path(run_dir)
-    spec, cls, params = _load_spec(spec_path)
+    spec, _, cls, _, model = load_trained(spec_path, data_dir, run_dir, f"sample-{sampler_name}", rule, "image",
+                                          untrained=untrained)
     where = f"image.experiments.{spec['experiment']}.samplers.{sampler_name}"
     sp = parse_sampler(sampler, where)
     if sampler["kind"] not in cls.sampler_kinds:
         raise ConfigError(f"{where}.kind: {sampler['kind']!r} does not apply to {spec['model']}; allowed: "
                           f"{', '.join(cls.sampler_kinds)}")
-    data = ImageData(data_dir)
     out = run_dir / "samples" / sampler_name
     out.mkdir(parents=True, exist_ok=True)
-    write_provenance(run_dir, f"sample-{sampler_name}", rule)
-    device = default_device()
-    model = cls.load(params, data.shape, None if untrained else run_dir, device, seed=spec["seed"])
     # the samples depend on (seed, sampler) only; the untrained baseline on another stream
     generator = torch.Generator().manual_seed(spec["seed"] * 1_000_003 + (7 if untrained else 0))
     t0 = time.perf_counter()
@@ -191,14 +128,12 @@ def real_vs_real(test_reference: Path, train_reference: Path, out: Path, subsets
 
 
 # ---------------------------------------------------------------------------------- evaluate
-def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, samplers: list[str],
+def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, samplers: list[str],
              main_sampler: str, rule: str | None = None) -> dict:
     run_dir = Path(run_dir)
-    spec, cls, params = _load_spec(spec_path)
-    data = ImageData(data_dir)
-    write_provenance(run_dir, "evaluate", rule)
-    train_info = read_json(run_dir / "train.json")
-    metrics = dict(train_info["metrics"])
+    spec, _, cls, data, model = load_trained(spec_path, data_dir, run_dir, "evaluate", rule, "image",
+                                             with_model=lambda cls: cls.has_likelihood)
+    metrics = {}
     table = []
     for name in [*samplers, "untrained"]:
         d = run_dir / "samples" / name
@@ -218,22 +153,16 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, samp
             metrics.update({f"fid_{n}": row["fid"], f"kid_{n}": row["kid"], f"kid_{n}_std": row["kid_std"],
                             "nfe": row["nfe"]})
     if cls.has_likelihood:
-        model = cls.load(params, data.shape, run_dir, default_device(), seed=spec["seed"])
         torch.manual_seed(spec["seed"])  # latent samples of the bound estimate
         metrics.update(model.test_nll_bits_per_dim(data.images("test")))
     _plot_fid_nfe(table, run_dir / "fid_nfe.png", spec)
     _plot_loss(run_dir, spec)
-    atomic_write_json(run_dir / "metrics.json", {
-        "metrics": metrics, "samplers": table, "main_sampler": main_sampler, "experiment": spec["experiment"],
-        "model": spec["model"], "seed": spec["seed"], "config_hash": spec["config_hash"],
-        "step": train_info["step"], "timestamp_ms": int(time.time() * 1000)})
-    _sync(run_dir, results)(force=True)
-    return metrics
+    return write_metrics(run_dir, spec, metrics, results, samplers=table, main_sampler=main_sampler)
 
 
 def _plot_loss(run_dir: Path, spec: dict) -> None:
     """curve.png: the training loss against images seen (an MLflow artifact)."""
-    points = [(r["tokens"], r["train/loss"]) for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    points = [(r["images"], r["train/loss"]) for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
     ylabel = "loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss"
     write_run_curve(run_dir, spec, [(None, points, {})], "training images", ylabel, log_y=True)
 

@@ -81,18 +81,6 @@ def _findings(t: pd.DataFrame, real: dict | None) -> list[str]:
         word = "far below" if ratio >= 5 else "below" if ratio > 1 else "NOT below"
         out.append(f"{exp}: KID {m.kid:.4f} ({m.sampler}) is {word} the untrained network's {b.kid:.4f} "
                    f"({ratio:.1f}x); FID {_f(m.fid)} vs {_f(b.fid)}.")
-    for (exp, seed), g in trained.groupby(["experiment", "seed"]):
-        anc = g[(g.kind == "ddpm")]
-        heun = g[(g.kind == "edm") & (g.nfe <= 35)]
-        if anc.empty or heun.empty:
-            continue
-        a, h = anc.loc[anc.nfe.idxmax()], heun.loc[heun.fid.idxmin()]
-        same_n = a.n == h.n
-        ok = h.fid <= a.fid
-        out.append(f"EDM's claim on {exp} (seed {seed}): Heun `{h.sampler}` at {h.nfe} NFE reaches FID_{h.n} "
-                   f"{_f(h.fid)} vs DDPM ancestral `{a.sampler}` at {a.nfe} NFE {_f(a.fid)} — "
-                   + ("holds" if ok else "does NOT hold") + f" (KID {h.kid:.4f} ± {h.kid_std:.4f} vs "
-                   f"{a.kid:.4f} ± {a.kid_std:.4f})" + ("" if same_n else " [different N: not comparable]") + ".")
     return out
 
 

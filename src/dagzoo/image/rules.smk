@@ -1,206 +1,185 @@
-# Image family: source -> uint8 arrays -> {ddpm, edm, flow, vae, gumbel_vae} -> samples per named
-# sampler -> Inception FID/KID against the train split's reference statistics -> metrics.json.
-from dagzoo.config import image_samplers, main_sampler
+# Image family: source -> uint8 arrays -> {ddpm, edm, flow, vae, gumbel_vae} (the shared train
+# rule) -> samples per named sampler -> Inception FID/KID against the train split's reference
+# statistics -> metrics.json.
+from dagzoo.image.family import image_samplers, main_sampler
 from dagzoo.data.images import dataset_slug
 from dagzoo.registry import get_model
 
-if "image" in CFG:
-    IMAGE = CFG["image"]
-    IEV = IMAGE["eval"]
-    IDATA = f"{R}/data/images/{dataset_slug(IMAGE['data']['source'], IMAGE['data']['resize'], IMAGE['data']['channels'])}"
-    IRUN = f"{R}/image/{{exp}}/{{seed}}"
-    SAMPLERS_OF = {name: image_samplers(get_model("image", exp["model"]), exp)
+IMAGE = CFG["image"]
+IEV = IMAGE["eval"]
+IDATA = f"{R}/data/images/{dataset_slug(IMAGE['data']['source'], IMAGE['data']['resize'], IMAGE['data']['channels'])}"
+IRUN = family_run("image")
+DATA_OF["image"] = IDATA
+SAMPLERS_OF = {name: image_samplers(get_model("image", exp["model"]), exp)
+               for name, exp in IMAGE["experiments"].items()}
+MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
                    for name, exp in IMAGE["experiments"].items()}
-    MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
-                       for name, exp in IMAGE["experiments"].items()}
-    REAL_N = IEV["real_samples"] or IEV["samples"]
-    # feature jobs are many and short: on a CPU one thread each lets two run side by side (their
-    # start-up overlaps); on a GPU node the device does the work either way
-    EVAL_THREADS = 1
-    FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
+REAL_N = IEV["real_samples"] or IEV["samples"]
+# feature jobs are many and short: on a CPU one thread each lets two run side by side (their
+# start-up overlaps); on a GPU node the device does the work either way
+EVAL_THREADS = 1
+FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
 
-    # samples/untrained is the baseline (the config schema forbids a sampler of that name)
-    ruleorder: image_sample_untrained > image_sample
+# samples/untrained is the baseline (the config schema forbids a sampler of that name)
+ruleorder: image_sample_untrained > image_sample
+localrules: image_prepare  # small, or needs the internet (a login node has it)
+REPORT_INPUTS.append(f"{R}/image/real_vs_real.json")
+REPORT_FIGURES["image_fid_nfe"] = report(f"{R}/report/image_fid_nfe.png", caption="../report/image_fid_nfe.rst",
+                                         category="Images")
+REPORT_FIGURES["image_samples"] = report(f"{R}/report/image_samples.png", caption="../report/image_samples.rst",
+                                         category="Images")
 
-    rule image_prepare:
-        output:
-            f"{IDATA}/manifest.json",
-        params:
-            source=IMAGE["data"]["source"],
-            out=IDATA,
-            opts=" ".join(([f"--resize {IMAGE['data']['resize']}"] if IMAGE["data"]["resize"] else [])
-                          + ([f"--channels {IMAGE['data']['channels']}"] if IMAGE["data"]["channels"] else [])),
-        log:
-            f"{R}/logs/image_prepare.log",
-        benchmark:
-            f"{R}/benchmarks/image_prepare.tsv"
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        shell:
-            "dagzoo prepare-images --source {params.source:q} --out {params.out:q} {params.opts} > {log:q} 2>&1"
+rule image_prepare:
+    output:
+        f"{IDATA}/manifest.json",
+    params:
+        source=IMAGE["data"]["source"],
+        out=IDATA,
+        opts=" ".join(([f"--resize {IMAGE['data']['resize']}"] if IMAGE["data"]["resize"] else [])
+                      + ([f"--channels {IMAGE['data']['channels']}"] if IMAGE["data"]["channels"] else [])),
+    log:
+        f"{R}/logs/image_prepare.log",
+    benchmark:
+        f"{R}/benchmarks/image_prepare.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "dagzoo prepare-images --source {params.source:q} --out {params.out:q} {params.opts} > {log:q} 2>&1"
 
-    rule image_reference:
-        # Inception statistics of the train split: computed once per data set, shared by every run
-        input:
-            f"{IDATA}/manifest.json",
-        output:
-            f"{IDATA}/fid/train.npz",
-        params:
-            data=IDATA,
-            n=f"--n {IEV['reference_images']}" if IEV["reference_images"] else "",
-            batch=IEV["feature_batch"],
-        log:
-            f"{R}/logs/image_reference.log",
-        benchmark:
-            f"{R}/benchmarks/image_reference.tsv"
-        threads: CFG["threads"]
-        resources:
-            mem_mb=8000,
-            runtime=240,
-        shell:
-            "dagzoo image-reference --data {params.data:q} --split train {params.n} --batch {params.batch} "
-            "--out {output:q} --threads {threads} > {log:q} 2>&1"
+rule image_reference:
+    # Inception statistics of the train split: computed once per data set, shared by every run
+    input:
+        f"{IDATA}/manifest.json",
+    output:
+        f"{IDATA}/fid/train.npz",
+    params:
+        data=IDATA,
+        n=f"--n {IEV['reference_images']}" if IEV["reference_images"] else "",
+        batch=IEV["feature_batch"],
+    log:
+        f"{R}/logs/image_reference.log",
+    benchmark:
+        f"{R}/benchmarks/image_reference.tsv"
+    threads: CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "dagzoo image-reference --data {params.data:q} --split train {params.n} --batch {params.batch} "
+        "--out {output:q} --threads {threads} > {log:q} 2>&1"
 
-    rule image_real_vs_real:
-        # the test split (REAL_N images) against the train reference: what "as good as data" scores
-        input:
-            manifest=f"{IDATA}/manifest.json",
-            train=f"{IDATA}/fid/train.npz",
-        output:
-            test=f"{IDATA}/fid/test-{REAL_N}.npz",
-            result=f"{R}/image/real_vs_real.json",
-        params:
-            data=IDATA,
-            batch=IEV["feature_batch"],
-            kid=f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']}",
-        log:
-            f"{R}/logs/image_real_vs_real.log",
-        threads: EVAL_THREADS
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        shell:
-            "(dagzoo image-reference --data {params.data:q} --split test --n {REAL_N} --batch {params.batch} "
-            "--out {output.test:q} --threads {threads} && dagzoo real-vs-real --test {output.test:q} "
-            "--train {input.train:q} --out {output.result:q} {params.kid}) > {log:q} 2>&1"
+rule image_real_vs_real:
+    # the test split (REAL_N images) against the train reference: what "as good as data" scores
+    input:
+        manifest=f"{IDATA}/manifest.json",
+        train=f"{IDATA}/fid/train.npz",
+    output:
+        test=f"{IDATA}/fid/test-{REAL_N}.npz",
+        result=f"{R}/image/real_vs_real.json",
+    params:
+        data=IDATA,
+        batch=IEV["feature_batch"],
+        kid=f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']}",
+    log:
+        f"{R}/logs/image_real_vs_real.log",
+    threads: EVAL_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "(dagzoo image-reference --data {params.data:q} --split test --n {REAL_N} --batch {params.batch} "
+        "--out {output.test:q} --threads {threads} && dagzoo real-vs-real --test {output.test:q} "
+        "--train {input.train:q} --out {output.result:q} {params.kid}) > {log:q} 2>&1"
 
-    rule image_train:
-        input:
-            spec=f"{IRUN}/spec.json",
-            data=f"{IDATA}/manifest.json",
-        output:
-            f"{IRUN}/train.json",
-        params:
-            data=IDATA,
-            run_dir=IRUN,
-        log:
-            f"{R}/logs/image_train/{{exp}}-{{seed}}.log",
-        benchmark:
-            f"{R}/benchmarks/image_train/{{exp}}-{{seed}}.tsv"
-        threads: CFG["threads"]
-        resources:
-            mem_mb=8000,
-            runtime=480,
-            gpu=0,
-        shell:
-            ("dagzoo" if CFG["processes"] == 1 else
-             f"torchrun --standalone --nproc_per_node {CFG['processes']} \"$(command -v dagzoo)\"")
-            + " train --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-            "--results {R:q} --threads {threads} --rule {rule} > {log:q} 2>&1"
+rule image_sample:
+    # one trained network, one named sampler (sampler settings are params: changing them
+    # reruns this sampler only)
+    input:
+        train=f"{IRUN}/train.json",
+    output:
+        f"{IRUN}/samples/{{sampler}}/samples.json",
+    params:
+        spec=spec_param("image", "sample"),
+        data=IDATA,
+        run_dir=IRUN,
+        sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][w.sampler], sort_keys=True),
+        n=IEV["samples"],
+        grid=IEV["grid"],
+    log:
+        f"{R}/logs/image_sample/{{exp}}-{{seed}}-{{sampler}}.log",
+    benchmark:
+        f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
+    threads: CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        stage_shell("image-sample", "--name {wildcards.sampler:q} --sampler {params.sampler:q} --n {params.n} "
+                    "--grid {params.grid}")
 
-    rule image_sample:
-        # one trained network, one named sampler (sampler settings are params: changing them
-        # reruns this sampler only)
-        input:
-            spec=f"{IRUN}/spec.json",
-            train=f"{IRUN}/train.json",
-        output:
-            f"{IRUN}/samples/{{sampler}}/samples.json",
-        params:
-            data=IDATA,
-            run_dir=IRUN,
-            sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][w.sampler], sort_keys=True),
-            n=IEV["samples"],
-            grid=IEV["grid"],
-        log:
-            f"{R}/logs/image_sample/{{exp}}-{{seed}}-{{sampler}}.log",
-        benchmark:
-            f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
-        threads: CFG["threads"]
-        resources:
-            mem_mb=8000,
-            runtime=240,
-        shell:
-            "dagzoo image-sample --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-            "--results {R:q} --name {wildcards.sampler} --sampler {params.sampler:q} --n {params.n} "
-            "--grid {params.grid} --threads {threads} --rule {rule} > {log:q} 2>&1"
+rule image_sample_untrained:
+    # the baseline: the same network and main sampler, untrained (the run's seed's init)
+    input:
+        data=f"{IDATA}/manifest.json",
+    output:
+        f"{IRUN}/samples/untrained/samples.json",
+    params:
+        spec=spec_param("image", "sample"),
+        data=IDATA,
+        run_dir=IRUN,
+        sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][MAIN_SAMPLER_OF[w.exp]], sort_keys=True),
+        n=IEV["baseline_samples"],
+        grid=IEV["grid"],
+    log:
+        f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
+    threads: CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        stage_shell("image-sample", "--name untrained --sampler {params.sampler:q} --n {params.n} --untrained "
+                    "--grid {params.grid}")
 
-    rule image_sample_untrained:
-        # the baseline: the same network and main sampler, untrained (the run's seed's init)
-        input:
-            spec=f"{IRUN}/spec.json",
-            data=f"{IDATA}/manifest.json",
-        output:
-            f"{IRUN}/samples/untrained/samples.json",
-        params:
-            data=IDATA,
-            run_dir=IRUN,
-            sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][MAIN_SAMPLER_OF[w.exp]], sort_keys=True),
-            n=IEV["baseline_samples"],
-            grid=IEV["grid"],
-        log:
-            f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
-        threads: CFG["threads"]
-        resources:
-            mem_mb=8000,
-            runtime=240,
-        shell:
-            "dagzoo image-sample --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-            "--results {R:q} --name untrained --sampler {params.sampler:q} --n {params.n} --untrained "
-            "--grid {params.grid} --threads {threads} --rule {rule} > {log:q} 2>&1"
+rule image_fid:
+    input:
+        samples=f"{IRUN}/samples/{{name}}/samples.json",
+        reference=f"{IDATA}/fid/train.npz",
+    output:
+        f"{IRUN}/samples/{{name}}/fid.json",
+    params:
+        folder=f"{IRUN}/samples/{{name}}",
+        args=FID_ARGS,
+    log:
+        f"{R}/logs/image_fid/{{exp}}-{{seed}}-{{name}}.log",
+    benchmark:
+        f"{R}/benchmarks/image_fid/{{exp}}-{{seed}}-{{name}}.tsv"
+    threads: EVAL_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    shell:
+        "dagzoo image-fid --samples {params.folder:q} --reference {input.reference:q} {params.args} "
+        "--threads {threads} > {log:q} 2>&1"
 
-    rule image_fid:
-        input:
-            samples=f"{IRUN}/samples/{{name}}/samples.json",
-            reference=f"{IDATA}/fid/train.npz",
-        output:
-            f"{IRUN}/samples/{{name}}/fid.json",
-        params:
-            folder=f"{IRUN}/samples/{{name}}",
-            args=FID_ARGS,
-        log:
-            f"{R}/logs/image_fid/{{exp}}-{{seed}}-{{name}}.log",
-        benchmark:
-            f"{R}/benchmarks/image_fid/{{exp}}-{{seed}}-{{name}}.tsv"
-        threads: EVAL_THREADS
-        resources:
-            mem_mb=8000,
-            runtime=240,
-        shell:
-            "dagzoo image-fid --samples {params.folder:q} --reference {input.reference:q} {params.args} "
-            "--threads {threads} > {log:q} 2>&1"
-
-    rule image_evaluate:
-        input:
-            spec=f"{IRUN}/spec.json",
-            train=f"{IRUN}/train.json",
-            fid=lambda w: [f"{R}/image/{w.exp}/{w.seed}/samples/{s}/fid.json"
-                           for s in [*SAMPLERS_OF[w.exp], "untrained"]],
-        output:
-            f"{IRUN}/metrics.json",
-        params:
-            data=IDATA,
-            run_dir=IRUN,
-            samplers=lambda w: " ".join(SAMPLERS_OF[w.exp]),
-            main=lambda w: MAIN_SAMPLER_OF[w.exp],
-        log:
-            f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
-        threads: EVAL_THREADS
-        resources:
-            mem_mb=8000,
-            runtime=60,
-        shell:
-            "dagzoo image-evaluate --spec {input.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-            "--results {R:q} --samplers {params.samplers} --main-sampler {params.main} --threads {threads} "
-            "--rule {rule} > {log:q} 2>&1"
+rule image_evaluate:
+    input:
+        train=f"{IRUN}/train.json",
+        fid=lambda w: [f"{R}/image/{w.exp}/{w.seed}/samples/{s}/fid.json"
+                       for s in [*SAMPLERS_OF[w.exp], "untrained"]],
+    output:
+        f"{IRUN}/metrics.json",
+    params:
+        spec=spec_param("image", "evaluate"),
+        data=IDATA,
+        run_dir=IRUN,
+        samplers=lambda w: list(SAMPLERS_OF[w.exp]),
+        main=lambda w: MAIN_SAMPLER_OF[w.exp],
+    log:
+        f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
+    threads: EVAL_THREADS
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        stage_shell("image-evaluate", "--samplers {params.samplers:q} --main-sampler {params.main:q}")

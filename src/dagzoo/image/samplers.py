@@ -103,7 +103,7 @@ class EDMSampler:
     sigma_max: float | None = param(None, "largest level (null: 80, lowered to the network's)", min=0.0)
     S_churn: float = param(0.0, "stochasticity (0: deterministic)", min=0.0)
     S_min: float = param(0.0, "churn only for sigma >= S_min", min=0.0)
-    S_max: float = param(float("inf"), "churn only for sigma <= S_max", min=0.0)
+    S_max: float = param(float("inf"), "churn only for sigma <= S_max", min=0.0, allow_inf=True)
     S_noise: float = param(1.0, "noise inflation of the churn", min=0.0)
 
 
@@ -121,64 +121,52 @@ class PriorSampler:
                                 choices=("mean", "sample"))
 
 
-SAMPLERS: dict[str, type] = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "edm": EDMSampler, "flow": FlowSampler,
-                             "prior": PriorSampler}
-
-
 def parse_sampler(spec: dict, where: str):
     """{"kind": ..., **params} -> params dataclass (errors name the key and allowed values)."""
     if "kind" not in spec:
         raise ConfigError(f"{where}.kind: missing; allowed: {', '.join(SAMPLERS)}")
     if spec["kind"] not in SAMPLERS:
         raise ConfigError(f"{where}.kind: {spec['kind']!r} is not a sampler; allowed: {', '.join(SAMPLERS)}")
-    return validate_params(SAMPLERS[spec["kind"]], {k: v for k, v in spec.items() if k != "kind"}, where)
+    return validate_params(SAMPLERS[spec["kind"]][0], {k: v for k, v in spec.items() if k != "kind"}, where)
 
 
 # ---------------------------------------------------------------------------------- samplers
-@torch.no_grad()
-def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -> torch.Tensor:
-    """Samples in [-1, 1]-ish data space, float64 on `device`."""
+# Each sampler is one function (denoiser, its params, shape, randn) -> samples in [-1, 1]-ish
+# data space, float64; `randn()` draws standard normal noise of the sample shape.
+def _require(pre: Preconditioning, kind: type, message: str) -> None:
+    if not isinstance(pre, kind):
+        raise ConfigError(message)
 
-    def randn(s=shape):
-        return torch.randn(s, generator=generator, dtype=torch.float64).to(device)
 
+def _ddim(den: Denoiser, p: "DDIMSampler", shape, randn) -> torch.Tensor:
     pre = den.pre
-    if isinstance(p, DDPMSampler):
-        if not isinstance(pre, DDPM):
-            raise ConfigError("the ddpm sampler needs a network trained with the DDPM schedule (model: ddpm)")
-        return _ddpm_ancestral(den, pre, p, shape, randn)
-    if isinstance(p, DDIMSampler):
-        if not isinstance(pre, DDPM):
-            raise ConfigError("the ddim sampler needs a network trained with the DDPM schedule (model: ddpm)")
-        T = pre.T
-        ts = sorted(set(torch.linspace(0, T - 1, p.steps).round().long().tolist()), reverse=True)
-        x = randn()
-        for i, k in enumerate(progress(ts, desc="ddim", leave=False)):
-            abar_t = float(pre.alphas_bar[k])
-            abar_s = float(pre.alphas_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-            x = ddim_step(den, x, abar_t, abar_s, p.eta, float(pre.u[k]), randn() if p.eta > 0 else None,
-                          p.clip_denoised)
-        return x
-    if isinstance(p, EDMSampler):
-        if isinstance(pre, Flow):
-            raise ConfigError("use the flow sampler for flow networks (sigma = t/(1-t) is unbounded at t = 1)")
-        return _edm(den, pre, p, shape, randn)
-    if isinstance(p, FlowSampler):
-        if not isinstance(pre, Flow):
-            raise ConfigError("the flow sampler needs a flow network (model: flow)")
-        ts = torch.linspace(1.0, 0.0, p.steps + 1, dtype=torch.float64).tolist()
-        x = randn()
-        for t, t_next in progress(list(zip(ts[:-1], ts[1:])), desc="flow", leave=False):
-            v = den.velocity(x, t)
-            x_next = x + (t_next - t) * v
-            if p.heun and t_next > 0:
-                x_next = x + (t_next - t) * 0.5 * (v + den.velocity(x_next, t_next))
-            x = x_next
-        return x
-    raise ConfigError(f"unknown sampler {type(p).__name__}")
+    _require(pre, DDPM, "the ddim sampler needs a network trained with the DDPM schedule (model: ddpm)")
+    ts = sorted(set(torch.linspace(0, pre.T - 1, p.steps).round().long().tolist()), reverse=True)
+    x = randn()
+    for i, k in enumerate(progress(ts, desc="ddim", leave=False)):
+        abar_t = float(pre.alphas_bar[k])
+        abar_s = float(pre.alphas_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
+        x = ddim_step(den, x, abar_t, abar_s, p.eta, float(pre.u[k]), randn() if p.eta > 0 else None,
+                      p.clip_denoised)
+    return x
 
 
-def _ddpm_ancestral(den: Denoiser, pre: DDPM, p: DDPMSampler, shape, randn) -> torch.Tensor:
+def _flow(den: Denoiser, p: "FlowSampler", shape, randn) -> torch.Tensor:
+    _require(den.pre, Flow, "the flow sampler needs a flow network (model: flow)")
+    ts = torch.linspace(1.0, 0.0, p.steps + 1, dtype=torch.float64).tolist()
+    x = randn()
+    for t, t_next in progress(list(zip(ts[:-1], ts[1:])), desc="flow", leave=False):
+        v = den.velocity(x, t)
+        x_next = x + (t_next - t) * v
+        if p.heun and t_next > 0:
+            x_next = x + (t_next - t) * 0.5 * (v + den.velocity(x_next, t_next))
+        x = x_next
+    return x
+
+
+def _ddpm_ancestral(den: Denoiser, p: DDPMSampler, shape, randn) -> torch.Tensor:
+    pre = den.pre
+    _require(pre, DDPM, "the ddpm sampler needs a network trained with the DDPM schedule (model: ddpm)")
     betas, abar = pre.betas, pre.alphas_bar
     x = randn()
     for k in progress(range(pre.T - 1, -1, -1), desc="ddpm", leave=False):
@@ -200,7 +188,10 @@ def _ddpm_ancestral(den: Denoiser, pre: DDPM, p: DDPMSampler, shape, randn) -> t
     return x
 
 
-def _edm(den: Denoiser, pre: Preconditioning, p: EDMSampler, shape, randn) -> torch.Tensor:
+def _edm(den: Denoiser, p: EDMSampler, shape, randn) -> torch.Tensor:
+    pre = den.pre
+    if isinstance(pre, Flow):
+        raise ConfigError("use the flow sampler for flow networks (sigma = t/(1-t) is unbounded at t = 1)")
     s_min = max(p.sigma_min if p.sigma_min is not None else 0.002, pre.sigma_min)
     s_max = min(p.sigma_max if p.sigma_max is not None else 80.0, pre.sigma_max)
     grid = edm_sigma_grid(p.steps, s_min, s_max, p.rho)
@@ -218,3 +209,23 @@ def _edm(den: Denoiser, pre: Preconditioning, p: EDMSampler, shape, randn) -> to
             x_next = x_hat + (s_next - s_hat) * (0.5 * d + 0.5 * d_next)
         x = x_next
     return x
+
+
+# kind -> (its parameters, its function); the prior sampler of the VAEs has no denoiser and is
+# the model's own (see dagzoo.image.vae_base)
+SAMPLERS: dict[str, tuple[type, Callable | None]] = {
+    "ddpm": (DDPMSampler, _ddpm_ancestral), "ddim": (DDIMSampler, _ddim), "edm": (EDMSampler, _edm),
+    "flow": (FlowSampler, _flow), "prior": (PriorSampler, None)}
+_FUNCTION_OF_PARAMS = {params: fn for params, fn in SAMPLERS.values()}
+
+
+@torch.no_grad()
+def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -> torch.Tensor:
+    """Samples of the sampler whose params are `p`, in [-1, 1]-ish data space, float64 on `device`."""
+    fn = _FUNCTION_OF_PARAMS.get(type(p))
+    if fn is None:
+        raise ConfigError(f"{type(p).__name__} does not sample a denoiser")
+
+    def randn(s=shape):
+        return torch.randn(s, generator=generator, dtype=torch.float64).to(device)
+    return fn(den, p, shape, randn)

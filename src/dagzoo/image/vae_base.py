@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -19,11 +20,11 @@ from dagzoo.registry import param
 
 @dataclass
 class VAEParams(ImageTrainParams):
-    lr: float = param(1e-3, "peak learning rate (AdamW)", min=0.0)
+    lr: float = param(1e-3, "peak learning rate (AdamW)", gt=0.0)
     warmup_steps: int = param(100, "linear warm-up steps", min=0)
     channels: int = param(32, "width of the first conv layer (x2 after each stride-2 layer)", min=4)
     hidden: int = param(256, "width of the dense layer between the conv stack and the latent", min=8)
-    elbo_samples: int = param(1, "latent samples per test image in the NELBO estimate", min=1)
+    elbo_samples: int = param(1, "latent samples per test image in the NELBO estimate", min=1, stage="evaluate")
 
 
 def _encoder(c: int, ch: int, h: int, w: int, hidden: int, out: int) -> nn.Module:
@@ -52,6 +53,22 @@ class _Decoder(nn.Module):
         return out[:, :self.c], out[:, self.c:]
 
 
+class VAENet(nn.ModuleDict):
+    """The encoder and decoder, with the whole training pass as `forward`: the loss must call the
+    network it is handed (a DistributedDataParallel wrapper in data-parallel training, which
+    all-reduces the gradients of what runs in its forward, and cannot be indexed), never its
+    parts. Still indexable (`net["decoder"]`) for sampling; same state_dict keys as a ModuleDict."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__({"encoder": encoder, "decoder": decoder})
+
+    def forward(self, x: torch.Tensor, latent: Callable[[torch.Tensor], torch.Tensor]):
+        """-> (encoder output h, decoder mean, decoder log_scale) at z = latent(h)."""
+        h = self["encoder"](x)
+        mean, log_scale = self["decoder"](latent(h))
+        return h, mean, log_scale
+
+
 class VAEBase(ImageModel):
     sampler_kinds = ("prior",)
     default_samplers = {"prior": {"kind": "prior"}}
@@ -71,8 +88,14 @@ class VAEBase(ImageModel):
     def latent_size(self) -> int:
         raise NotImplementedError
 
-    def nelbo(self, net, x: torch.Tensor, step: int | None) -> torch.Tensor:
-        """-ELBO per image in nats; step None: evaluation (exact discrete latents where relevant)."""
+    def sample_latent(self, h: torch.Tensor, step: int | None) -> torch.Tensor:
+        """z ~ q(z | x) (flat, `latent_size()` wide) from the encoder output h; step None:
+        evaluation (exact discrete latents where relevant). Training noise must come from
+        `draw_sharded`, so data-parallel ranks draw their own shard of the step's noise."""
+        raise NotImplementedError
+
+    def kl(self, h: torch.Tensor) -> torch.Tensor:
+        """KL(q(z | x) || p(z)) per image, nats."""
         raise NotImplementedError
 
     def prior_sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -82,12 +105,13 @@ class VAEBase(ImageModel):
     def build(self):
         c, h, w = self.shape
         p = self.params
-        return nn.ModuleDict({"encoder": _encoder(c, p.channels, h, w, p.hidden, self.encoder_outputs()),
-                              "decoder": _Decoder(c, p.channels, h, w, p.hidden, self.latent_size())})
+        return VAENet(_encoder(c, p.channels, h, w, p.hidden, self.encoder_outputs()),
+                      _Decoder(c, p.channels, h, w, p.hidden, self.latent_size()))
 
-    def log_likelihood(self, net, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        mean, log_scale = net["decoder"](z)
-        return discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1)
+    def nelbo(self, net, x: torch.Tensor, step: int | None) -> torch.Tensor:
+        """-ELBO per image in nats: -log p(x | z) + KL, z one sample of q(z | x)."""
+        h, mean, log_scale = net(x, lambda enc: self.sample_latent(enc, step))
+        return -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1) + self.kl(h)
 
     def loss(self, net, x, step):
         # per dimension, so the learning rate does not depend on the image size

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 
 from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError, DataError
+from dagzoo.lifecycle import Model
 from dagzoo.registry import param
 from dagzoo.train import TrainParams, step_seed
 
@@ -44,41 +44,27 @@ def random_windows(train: torch.Tensor, batch: int, window: int, seed: int, step
     return train[starts[:, None] + torch.arange(window)]
 
 
-@dataclass
-class RunContext:
-    run_dir: Path
-    seed: int
-    config_hash: str
-    device: torch.device
-    window: int
-    # val_metrics(window_nll_fn) -> {"val/bpc": ..., ...} on the fixed validation subset
-    val_metrics: Callable[[WindowNLL], dict]
-    on_progress: Callable[[], None]
-    desc: str = "train"
+def val_metrics_fn(data: TokenData, spec: dict) -> Callable[[WindowNLL], dict]:
+    """window_nll_fn -> {"val/bpc": ..., ...} on the run's fixed validation subset (the first
+    `text.eval.val_tokens` tokens of the val split, scored in the run's windows)."""
+    from dagzoo.eval.perplexity import likelihood_metrics
+
+    window = spec["eval"]["window"]
+    val = data.tokens("val")[: spec["eval"]["val_tokens"]]
+    chars = len(data.tokenizer().decode(val))
+
+    def metrics(window_nll_fn: WindowNLL) -> dict:
+        nll, var = window_nll_fn(val, window)
+        return likelihood_metrics(nll, var, len(val), chars, "val")
+    return metrics
 
 
-class TextModel:
+class TextModel(Model):
     """Base class. A model trains on `data` (train split), saves itself into the run directory,
     scores streams under the window protocol and samples windows that start after a BOS."""
 
-    Params: type
     #: True when log_probs is the exact likelihood; False when it is an upper bound on the NLL.
     exact_likelihood = True
-
-    def __init__(self, params, data: TokenData, device: torch.device):
-        self.params, self.data, self.device = params, data, device
-
-    @classmethod
-    def check_experiment(cls, params, text_cfg: dict, where: str) -> None:
-        """Cross-checks between the model's params and the family config (optional)."""
-
-    def fit(self, ctx: RunContext) -> dict:
-        """Train, save into ctx.run_dir, return a summary (tokens, flops, params, ...)."""
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, params, data: TokenData, run_dir: Path, device: torch.device) -> "TextModel":
-        raise NotImplementedError
 
     def log_probs(self, stream: np.ndarray, window: int) -> np.ndarray:
         """Natural-log probability of every token of `stream` (histories cut at window starts)."""

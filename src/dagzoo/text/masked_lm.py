@@ -24,9 +24,10 @@ from dagzoo.train import step_seed
 class MaskedDiffusionParams(BackboneParams):
     time_conditioning: bool = param(False, "condition the network on t (adaLN); MDLM shows it is not needed")
     eps: float = param(1e-3, "smallest t of training and of the bound estimate", min=0.0, max=0.5)
-    nelbo_samples: int = param(8, "K: stratified t-samples per test window for the NELBO", min=1)
+    nelbo_samples: int = param(8, "K: stratified t-samples per test window for the NELBO", min=1,
+                               stage="evaluate")
     val_nelbo_samples: int = param(2, "K for the validation curve", min=1)
-    sample_steps: int = param(128, "denoising steps of the sampler", min=1)
+    sample_steps: int = param(128, "denoising steps of the sampler", min=1, stage="sample")
 
 
 class MaskedDiffusionLM(NeuralTextModel):

@@ -1,5 +1,6 @@
-"""What every neural text model shares: one transformer backbone, the shared training loop on
-random windows of the train stream (sharded over data-parallel ranks), saving and loading."""
+"""What every neural text model shares: one transformer backbone trained by the shared lifecycle
+(dagzoo.lifecycle.NeuralModel) on random windows of the train stream (sharded over data-parallel
+ranks), validated on the run's fixed validation subset."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import numpy as np
 import torch
 
 from dagzoo import distributed
+from dagzoo.errors import CheckpointError
+from dagzoo.lifecycle import NeuralModel, RunContext
 from dagzoo.nn.transformer import Transformer, TransformerConfig
-from dagzoo.text.base import RunContext, TextModel, random_windows
-from dagzoo.train import Trainer
+from dagzoo.text.base import TextModel, random_windows, val_metrics_fn
 
 
-class NeuralTextModel(TextModel):
-    distributed_training = True
-
+class NeuralTextModel(NeuralModel, TextModel):
     def __init__(self, params, data, device):
         super().__init__(params, data, device)
-        self.net: Transformer | None = None
         self.window: int | None = None
+        self._train: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ what a model defines
     def network_config(self, window: int) -> TransformerConfig:
@@ -37,41 +37,44 @@ class NeuralTextModel(TextModel):
         """Tokens the network attends over per training window (FLOPs)."""
         return window
 
-    # ------------------------------------------------------------------ shared
-    def _build(self, window: int) -> Transformer:
-        self.window = window
-        self.net = Transformer(self.network_config(window)).to(self.device)
-        return self.net
+    # ------------------------------------------------------------------ the lifecycle's hooks
+    def build(self) -> Transformer:
+        return Transformer(self.network_config(self.window))
 
-    def fit(self, ctx: RunContext) -> dict:
-        p, W = self.params, ctx.window
-        net = self._build(W)
-        train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
+    def prepare(self, ctx: RunContext) -> None:
+        self.window = ctx.spec["eval"]["window"]
+        self._train = torch.from_numpy(self.data.tokens("train").astype(np.int64))
 
-        def loss_fn(model, step):
-            x0 = distributed.shard(random_windows(train, p.batch_size, W, ctx.seed, step)).to(self.device)
-            return self.batch_loss(model, x0, step, ctx.seed)
+    def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
+        p = self.params
+        x0 = distributed.shard(random_windows(self._train, p.batch_size, self.window, seed, step)).to(self.device)
+        return self.batch_loss(net, x0, step, seed)
 
-        def eval_fn(model):
-            return ctx.val_metrics(lambda s, w: self.val_window_nll(s, w, ctx.seed))
+    def units_per_step(self) -> int:
+        return self.params.batch_size * self.window
 
-        ctx_len = self.context_length(W)
-        flops_per_token = ctx_len / W * net.train_flops_per_token(ctx_len)
-        trainer = Trainer(net, p, ctx.run_dir, ctx.seed, ctx.config_hash, loss_fn,
-                          tokens_per_step=p.batch_size * W, flops_per_step=p.batch_size * W * flops_per_token,
-                          eval_fn=eval_fn, on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
-        summary = trainer.fit()
-        net.load_state_dict(trainer.final_state_dict())
-        if distributed.state().is_main:
-            torch.save({"state_dict": net.state_dict(), "window": W}, ctx.run_dir / "model.pt")
-        summary.update(params=net.num_params(), non_embedding_params=net.num_params(embeddings=False),
-                       flops_per_token=flops_per_token)
-        return summary
+    def eval_fn(self, ctx: RunContext):
+        metrics = val_metrics_fn(self.data, ctx.spec)
+        return lambda model: metrics(lambda s, w: self.val_window_nll(s, w, ctx.seed))
 
-    @classmethod
-    def load(cls, params, data, run_dir: Path, device):
-        state = torch.load(Path(run_dir) / "model.pt", map_location="cpu", weights_only=True)
-        model = cls(params, data, device)
-        model._build(int(state["window"])).load_state_dict(state["state_dict"])
-        model.net.eval()
-        return model
+    def _flops_per_token(self) -> float:
+        ctx_len = self.context_length(self.window)
+        return ctx_len / self.window * self.net.train_flops_per_token(ctx_len)
+
+    def flops_per_step(self) -> float:
+        return self.units_per_step() * self._flops_per_token()
+
+    def save_meta(self) -> dict:
+        return {"window": self.window}
+
+    def restore_meta(self, meta: dict, path: Path) -> None:
+        if "window" not in meta:
+            raise CheckpointError(f"{path} holds no training window: retrain this run")
+        self.window = int(meta["window"])
+
+    def summary_extras(self) -> dict:
+        return {"non_embedding_params": self.net.num_params(embeddings=False),
+                "flops_per_token": self._flops_per_token()}
+
+    def num_params(self) -> int:
+        return self.net.num_params()

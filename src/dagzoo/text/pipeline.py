@@ -1,5 +1,6 @@
-"""The text family's stages: train; evaluate (test likelihood, or its bound, over the full test
-split); sample; genppl (samples scored by an autoregressive evaluator).
+"""The text family's stages after the shared train stage (dagzoo.stages): evaluate (test
+likelihood, or its bound, over the full test split); sample; genppl (samples scored by an
+autoregressive evaluator).
 
 Each stage reads the run's ``spec.json`` and the prepared token data, writes its outputs
 atomically into the run directory (the file Snakemake waits for is written last) and mirrors
@@ -14,97 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dagzoo import distributed
-from dagzoo.config import load_run_spec
 from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.perplexity import likelihood_metrics
 from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from dagzoo.plotting import write_run_curve
 from dagzoo.provenance import write_provenance
-from dagzoo.text.base import RunContext, TextModel
-from dagzoo.tracking import LiveSync, live_sync
+from dagzoo.stages import live_sync, load_run_spec, load_trained, write_metrics
 from dagzoo.train import default_device
 
 
-def _load_spec(spec_path: Path):
-    return load_run_spec(spec_path, "text")
-
-
-def _sync(run_dir: Path, results: Path) -> LiveSync:
-    return live_sync(run_dir, results)
-
-
-def _val_subset(data: TokenData, n_tokens: int) -> tuple[np.ndarray, int]:
-    val = data.tokens("val")[:n_tokens]
-    return val, len(data.tokenizer().decode(val))
-
-
-def train(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
-    spec, cls, params = _load_spec(spec_path)
-    dist = distributed.init_from_env()
-    try:
-        if dist.is_main or getattr(cls, "distributed_training", False):
-            return _train(spec, cls, params, data_dir, Path(run_dir), results, rule, dist)
-        return {}
-    finally:
-        distributed.shutdown()
-
-
-def _train(spec, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = TokenData(data_dir)
-    main = dist.is_main
-    if main:
-        write_provenance(run_dir, "train", rule)
-    sync = _sync(run_dir, results) if main else (lambda *a, **k: None)
-    sync(force=True, status="RUNNING")
-    window = spec["eval"]["window"]
-    val, val_chars = _val_subset(data, spec["eval"]["val_tokens"])
-
-    def val_metrics(window_nll_fn) -> dict:
-        nll, var = window_nll_fn(val, window)
-        return likelihood_metrics(nll, var, len(val), val_chars, "val")
-
-    device = distributed.device() or default_device()
-    ctx = RunContext(run_dir=run_dir, seed=spec["seed"], config_hash=spec["config_hash"], device=device,
-                     window=window, val_metrics=val_metrics, on_progress=sync,
-                     desc=f"{spec['experiment']}/{spec['seed']}")
-    torch.manual_seed(spec["seed"])
-    model: TextModel = cls(params, data, device)
-    t0 = time.time()
-    try:
-        summary = model.fit(ctx)
-    except BaseException:
-        sync(force=True, status="FAILED")
-        raise
-    if not main:
-        return summary
-    metrics = {"train/tokens": summary["tokens"], "train/time_s": summary["train_time_s"],
-               "train/job_wall_s": time.time() - t0}
-    if summary.get("flops") is not None:
-        metrics["train/flops"] = summary["flops"]
-    if summary.get("params") is not None:
-        metrics["train/params"] = summary["params"]
-    history = [r for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
-    if history:
-        metrics["train/loss"] = history[-1]["train/loss"]
-    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
-                                               "timestamp_ms": int(time.time() * 1000)})
-    sync(force=True, status="FINISHED")
-    return metrics
-
-
-def _load_trained(spec_path: Path, data_dir: Path, run_dir: Path, stage: str, rule: str | None):
-    spec, cls, params = _load_spec(spec_path)
-    data = TokenData(data_dir)
-    write_provenance(run_dir, stage, rule)
-    return spec, cls, data, cls.load(params, data, run_dir, default_device())
-
-
-def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
     run_dir = Path(run_dir)
-    spec, cls, data, model = _load_trained(spec_path, data_dir, run_dir, "evaluate", rule)
+    spec, _, cls, data, model = load_trained(spec_path, data_dir, run_dir, "evaluate", rule, "text")
     window = spec["eval"]["window"]
     t0 = time.perf_counter()
     test = data.tokens("test")
@@ -112,21 +35,14 @@ def evaluate(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule
     nll, var = model.window_nll(test, window)
     metrics = likelihood_metrics(nll, var, len(test), data.chars("test"), "test")
     metrics["test/eval_time_s"] = time.perf_counter() - t0
-    train = read_json(run_dir / "train.json")
-    metrics.update(train["metrics"])
     _plot_curve(run_dir, spec)
-    atomic_write_json(run_dir / "metrics.json", {
-        "metrics": metrics, "exact_likelihood": cls.exact_likelihood, "window": window,
-        "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
-        "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000)})
-    _sync(run_dir, results)(force=True)
-    return metrics
+    return write_metrics(run_dir, spec, metrics, results, exact_likelihood=cls.exact_likelihood, window=window)
 
 
-def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
+def sample(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
            samples: int = 4, length: int = 256, temperature: float = 1.0, top_k: int | None = None) -> Path:
     run_dir = Path(run_dir)
-    spec, _, data, model = _load_trained(spec_path, data_dir, run_dir, "sample", rule)
+    spec, _, _, data, model = load_trained(spec_path, data_dir, run_dir, "sample", rule, "text")
     if length > spec["eval"]["window"]:
         raise ConfigError(f"text.eval.sample_length: must be <= the window ({spec['eval']['window']}), got {length}")
     ev = {"samples": samples, "sample_length": length, "temperature": temperature, "top_k": top_k}
@@ -142,7 +58,7 @@ def sample(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
     body = "".join(f"\n----- sample {i} -----\n{t}\n" for i, t in enumerate(texts))
     atomic_write_json(run_dir / "samples.json", {"tokens": ids, "seconds": elapsed, "nfe": nfe, **ev})
     atomic_write_text(run_dir / "samples.txt", header + body)
-    _sync(run_dir, results)(force=True)
+    live_sync(run_dir, results)(force=True)
     return run_dir / "samples.txt"
 
 
@@ -157,13 +73,13 @@ def unigram_entropy(tokens: np.ndarray) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
-def genppl(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
+def genppl(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None,
            evaluator: Path | None = None) -> dict:
     """Generative perplexity of a run's samples under a fixed autoregressive evaluator run, with the
     samples' unigram entropy next to it."""
     run_dir = Path(run_dir)
-    spec, _, _ = _load_spec(spec_path)
-    ev_spec, ev_cls, ev_params = _load_spec(Path(evaluator) / "spec.json")
+    load_run_spec(spec_path, "text")
+    ev_spec, _, ev_cls, ev_params = load_run_spec(Path(evaluator) / "spec.json", "text")
     if not ev_cls.exact_likelihood:
         raise ConfigError(f"text.eval.genppl_evaluator: {ev_spec['experiment']!r} is not an exact-likelihood "
                           "(autoregressive) model")
@@ -180,7 +96,7 @@ def genppl(spec_path: Path, data_dir: Path, run_dir: Path, results: Path, rule: 
     atomic_write_json(run_dir / "genppl.json", {"metrics": metrics, "evaluator": ev_spec["experiment"],
                                                 "evaluator_config_hash": ev_spec["config_hash"],
                                                 "timestamp_ms": int(time.time() * 1000), "step": 0})
-    _sync(run_dir, results)(force=True)
+    live_sync(run_dir, results)(force=True)
     return metrics
 
 

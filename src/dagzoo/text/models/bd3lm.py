@@ -43,8 +43,8 @@ class BD3LM(MaskedDiffusionLM):
         block_length: int = param(4, "L': tokens per diffusion block", min=1)
         beta: float = param(0.3, "training noise schedule clipped to U[beta, omega]", min=0.0, max=1.0)
         omega: float = param(0.8, "training noise schedule clipped to U[beta, omega]", min=0.0, max=1.0)
-        sample_steps: int = param(16, "denoising steps per block", min=1)
-        kv_cache: bool = param(True, "sample with a KV cache of finished blocks")
+        sample_steps: int = param(16, "denoising steps per block", min=1, stage="sample")
+        kv_cache: bool = param(True, "sample with a KV cache of finished blocks", stage="sample")
 
         def check(self, where: str) -> None:
             super().check(where)

@@ -23,10 +23,10 @@ class MDLM(MaskedDiffusionLM):
     @dataclass
     class Params(MaskedDiffusionParams):
         sampler: str = param("ancestral", "ancestral (MDLM) or llada (semi-AR low-confidence remasking)",
-                             choices=("ancestral", "llada"))
-        llada_block_length: int = param(32, "LLaDA: tokens per semi-autoregressive block", min=1)
+                             choices=("ancestral", "llada"), stage="sample")
+        llada_block_length: int = param(32, "LLaDA: tokens per semi-autoregressive block", min=1, stage="sample")
         remasking: str = param("low_confidence", "LLaDA: which predictions to keep each step",
-                               choices=("low_confidence", "random"))
+                               choices=("low_confidence", "random"), stage="sample")
 
     def nelbo_sample(self, net, x0, t, generator):
         t_tok = (t if t.dim() == 2 else t[:, None]).to(x0.device).expand_as(x0).float()

@@ -12,7 +12,8 @@ import torch
 from dagzoo.eval.perplexity import window_history
 from dagzoo.io import append_jsonl
 from dagzoo.registry import param, register
-from dagzoo.text.base import RunContext, TextModel, sample_from_logits
+from dagzoo.lifecycle import RunContext
+from dagzoo.text.base import TextModel, sample_from_logits, val_metrics_fn
 from dagzoo.text.kneser_ney import KneserNeyLM
 
 
@@ -39,14 +40,14 @@ class NGram(TextModel):
             self.lm.write_arpa(ctx.run_dir / "model.arpa", self.data.tokenizer().token_names())
         # one point on the validation curve: the finished model after all its training tokens
         rec = {"step": 1, "tokens": int(train.size), "train_time_s": train_time,
-               "timestamp_ms": int(time.time() * 1000), **ctx.val_metrics(self.window_nll)}
+               "timestamp_ms": int(time.time() * 1000), **val_metrics_fn(self.data, ctx.spec)(self.window_nll)}
         append_jsonl(ctx.run_dir / "history.jsonl", rec)
         return {"steps": 1, "tokens": int(train.size), "flops": None, "train_time_s": train_time,
                 "ngrams": self.lm.num_ngrams(),
                 "discounts": [list(level.discounts) for level in self.lm.raw]}
 
     @classmethod
-    def load(cls, params, data, run_dir: Path, device):
+    def load(cls, params, data, run_dir: Path, device, seed: int = 0):
         model = cls(params, data, device)
         model.lm = KneserNeyLM.load(Path(run_dir) / "model.npz")
         return model

@@ -27,7 +27,7 @@ class SEDD(MaskedDiffusionLM):
         graph: str = param("absorbing", "forward graph", choices=tuple(GRAPHS))
         noise: str = param("loglinear", "noise schedule", choices=tuple(NOISES))
         sampler: str = param("tweedie", "euler or tweedie (tau-leaping); both end with a denoising step",
-                             choices=("euler", "tweedie"))
+                             choices=("euler", "tweedie"), stage="sample")
 
     def __init__(self, params, data, device):
         super().__init__(params, data, device)

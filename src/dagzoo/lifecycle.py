@@ -1,0 +1,158 @@
+"""What every registered model shares, whatever its family: the context a training job hands it,
+and for neural models one lifecycle, build -> Trainer (checkpoints, resume, EMA, DDP) -> save
+-> load.
+
+A model is constructed as ``cls(params, data, device)`` (data: what the family's `open_data`
+returns), trains with ``fit(ctx) -> summary`` and is restored with ``cls.load(params, data,
+run_dir, device, seed)``; ``run_dir=None`` gives the untrained network of `seed` (a baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from dagzoo.errors import CheckpointError
+
+
+@dataclass
+class RunContext:
+    """What a training job hands a model."""
+
+    run_dir: Path
+    spec: dict
+    device: torch.device
+    unit: str  # what the Trainer counts (the family's unit)
+    on_progress: Callable[..., Any]
+    desc: str = "train"
+
+    @property
+    def seed(self) -> int:
+        return int(self.spec["seed"])
+
+    @property
+    def config_hash(self) -> str:
+        return self.spec["config_hash"]
+
+
+class Model:
+    """Base of every registered model."""
+
+    Params: type
+    #: True when every data-parallel rank runs `fit` (neural models); False: rank 0 alone
+    distributed_training = False
+
+    def __init__(self, params, data, device: torch.device):
+        self.params, self.data, self.device = params, data, device
+
+    @classmethod
+    def check_experiment(cls, params, section: dict, where: str) -> None:
+        """Cross-checks between the model's params and its family's config section (optional)."""
+
+    def fit(self, ctx: RunContext) -> dict:
+        """Train, save into ctx.run_dir, return a summary (steps, <unit>, flops, params, ...)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "Model":
+        raise NotImplementedError
+
+    def extra_summary(self) -> dict:
+        """Numbers about the trained model (e.g. a receptive field), reported as model/<key>."""
+        return {}
+
+
+class NeuralModel(Model):
+    """A network trained by the shared Trainer. A model defines `build()`, `step_loss(net, step,
+    seed)` (the loss of its batch of `step`, drawn from (seed, step) alone) and
+    `units_per_step()`; optionally `prepare(ctx)`, `eval_fn(ctx)`, `flops_per_step()` and the
+    metadata it stores beside its weights (`save_meta` / `restore_meta`)."""
+
+    distributed_training = True
+
+    def __init__(self, params, data, device: torch.device):
+        super().__init__(params, data, device)
+        self.net: torch.nn.Module | None = None
+
+    # ------------------------------------------------------------------ what a model defines
+    def build(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def step_loss(self, net: torch.nn.Module, step: int, seed: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def units_per_step(self) -> int:
+        raise NotImplementedError
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Before the network is built: read what training needs (its data on the device, ...)."""
+
+    def eval_fn(self, ctx: RunContext) -> Callable[[torch.nn.Module], dict] | None:
+        return None
+
+    def flops_per_step(self) -> float | None:
+        return None
+
+    def save_meta(self) -> dict:
+        """Stored beside the weights in model.pt and handed to `restore_meta` at load."""
+        return {}
+
+    def restore_meta(self, meta: dict, path: Path) -> None:
+        """Check (or adopt) the metadata of a saved model before the network is built."""
+
+    def summary_extras(self) -> dict:
+        return {}
+
+    # ------------------------------------------------------------------ shared
+    def init_network(self, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        self.net = self.build().to(self.device)
+        return self.net
+
+    def num_params(self) -> int:
+        return sum(q.numel() for q in self.net.parameters())
+
+    def fit(self, ctx: RunContext) -> dict:
+        from dagzoo import distributed
+        from dagzoo.train import Trainer, save_torch_file
+
+        self.prepare(ctx)
+        net = self.init_network(ctx.seed)
+        trainer = Trainer(net, self.params, ctx.run_dir, ctx.seed, ctx.config_hash,
+                          lambda model, step: self.step_loss(model, step, ctx.seed),
+                          units_per_step=self.units_per_step(), unit=ctx.unit, flops_per_step=self.flops_per_step(),
+                          eval_fn=self.eval_fn(ctx), on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
+        summary = trainer.fit()
+        net.load_state_dict(trainer.final_state_dict())
+        if distributed.state().is_main:
+            save_torch_file({"state_dict": net.state_dict(), "meta": self.save_meta()}, ctx.run_dir / "model.pt")
+        summary.update(params=self.num_params(), **self.summary_extras())
+        return summary
+
+    @classmethod
+    def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "NeuralModel":
+        """The trained model of `run_dir` (EMA weights when EMA was on); run_dir None: the
+        untrained network of `seed` (the baseline every trained model must beat)."""
+        from dagzoo.train import MODEL_REMEDY, load_torch_file
+
+        model = cls(params, data, device)
+        state = None
+        if run_dir is not None:
+            path = Path(run_dir) / "model.pt"
+            try:
+                state = load_torch_file(path, "trained model", MODEL_REMEDY)
+            except FileNotFoundError:
+                raise CheckpointError(f"{path} does not exist: train this run first") from None
+            model.restore_meta(state.get("meta", {}), path)
+        net = model.init_network(seed)
+        if state is not None:
+            try:
+                net.load_state_dict(state["state_dict"])
+            except (RuntimeError, KeyError) as e:
+                raise CheckpointError(f"{Path(run_dir) / 'model.pt'} does not fit this model "
+                                      f"({str(e).splitlines()[0][:200]}); retrain this run") from None
+        net.eval()
+        return model

@@ -1,0 +1,157 @@
+"""The stages every family shares: the one train stage, the metrics envelope a run's evaluation
+writes, and loading a trained run for a later stage.
+
+A run directory holds ``spec.json`` (written by the DAG), ``provenance-<stage>.json``,
+``history.jsonl`` (the Trainer's curves), ``train.json`` (the train stage's envelope) and
+``metrics.json`` (the evaluation's envelope, train metrics included): the file Snakemake waits
+for is always written last and atomically, and the run is mirrored into MLflow from there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from dagzoo.errors import ConfigError
+from dagzoo.io import atomic_write_json, read_json, read_jsonl
+
+
+def read_spec(spec: str | Path) -> tuple[dict, str]:
+    """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
+    given = str(spec)
+    if given.lstrip().startswith("{"):
+        try:
+            return json.loads(given), "--spec"
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--spec: not valid JSON ({e})") from None
+    return read_json(spec), given
+
+
+def record_spec(run_dir: Path, spec: dict) -> None:
+    """Keep the spec a stage ran with beside its outputs: spec.json (training; the report and
+    MLflow read it) or spec-<stage>.json (a later stage's own hyper-parameters)."""
+    stage = spec.get("stage", "train")
+    atomic_write_json(Path(run_dir) / ("spec.json" if stage == "train" else f"spec-{stage}.json"), spec)
+
+
+def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dict, Any, type, Any]:
+    """A run's spec (a JSON string or a file) -> (spec, family, model class, validated params);
+    `family`, when given, must match the spec's."""
+    from dagzoo.family import get_family
+    from dagzoo.registry import get_model, validate_params
+
+    spec, spec_path = read_spec(spec_path)
+    if not isinstance(spec, dict) or not {"family", "experiment", "model", "seed", "params"} <= set(spec):
+        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and params)")
+    if family is not None and spec["family"] != family:
+        raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec['family']!r})")
+    fam = get_family(spec["family"], where=f"{spec_path}: family")
+    where = f"{spec['family']}.experiments.{spec['experiment']}"
+    cls = get_model(spec["family"], spec["model"], where=f"{where}.model")
+    return spec, fam, cls, validate_params(cls.Params, spec["params"], where)
+
+
+def live_sync(run_dir: Path, results: Path):
+    from dagzoo.tracking import LiveSync, resolve_uri
+
+    return LiveSync(run_dir, resolve_uri(results))
+
+
+def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
+    """Train one run (resuming from its checkpoint) -> train.json, for every family."""
+    from dagzoo import distributed
+
+    spec, fam, cls, params = load_run_spec(spec_path)
+    dist = distributed.init_from_env()
+    try:
+        if dist.is_main or cls.distributed_training:
+            return _train(spec, fam, cls, params, Path(data_dir), Path(run_dir), Path(results), rule, dist)
+        return {}
+    finally:
+        distributed.shutdown()
+
+
+def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
+    import torch
+
+    from dagzoo import distributed
+    from dagzoo.lifecycle import RunContext
+    from dagzoo.provenance import write_provenance
+    from dagzoo.train import default_device
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    main = dist.is_main
+    if main:
+        record_spec(run_dir, spec)
+        write_provenance(run_dir, "train", rule)
+    sync = live_sync(run_dir, results) if main else (lambda *a, **k: None)
+    sync(force=True, status="RUNNING")
+    device = distributed.device() or default_device()
+    ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit, on_progress=sync,
+                     desc=f"{spec['experiment']}/{spec['seed']}")
+    torch.manual_seed(spec["seed"])
+    model = cls(params, fam.open_data(data_dir), device)
+    t0 = time.time()
+    try:
+        summary = model.fit(ctx)
+    except BaseException:
+        sync(force=True, status="FAILED")
+        raise
+    if not main:
+        return summary
+    metrics = train_metrics(fam.unit, summary, model, run_dir, t0)
+    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
+                                               "timestamp_ms": int(time.time() * 1000)})
+    sync(force=True, status="FINISHED")
+    return metrics
+
+
+def train_metrics(unit: str, summary: dict, model, run_dir: Path, t0: float) -> dict:
+    """The train stage's metrics, the same names in every family (train/<unit> in its unit)."""
+    seconds = summary["train_time_s"]
+    metrics = {f"train/{unit}": summary[unit], "train/time_s": seconds, "train/job_wall_s": time.time() - t0,
+               f"train/{unit}_per_s": summary[unit] / max(seconds, 1e-9)}
+    if summary.get("flops") is not None:
+        metrics["train/flops"] = summary["flops"]
+        metrics["train/flop_per_s"] = summary["flops"] / max(seconds, 1e-9)
+    if summary.get("params") is not None:
+        metrics["train/params"] = summary["params"]
+    for key, value in model.extra_summary().items():  # e.g. a receptive field
+        metrics[f"model/{key}"] = float(value)
+    losses = [r["train/loss"] for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    if losses:
+        metrics["train/loss"] = losses[-1]
+    return metrics
+
+
+def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: str, rule: str | None,
+                 family: str | None = None, untrained: bool = False, with_model=True):
+    """(spec, family, model class, data, the run's trained model) for a stage after training;
+    `untrained`: the network of the run's seed before training (a baseline); `with_model`
+    (a bool, or a predicate of the model class) False: the model is not loaded (None), for
+    stages that only read the run's files."""
+    from dagzoo.provenance import write_provenance
+    from dagzoo.train import default_device
+
+    spec, fam, cls, params = load_run_spec(spec_path, family)
+    data = fam.open_data(Path(data_dir))
+    record_spec(run_dir, spec)
+    write_provenance(Path(run_dir), stage, rule)
+    model = (cls.load(params, data, None if untrained else Path(run_dir), default_device(), seed=spec["seed"])
+             if (with_model(cls) if callable(with_model) else with_model) else None)
+    return spec, fam, cls, data, model
+
+
+def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **extra) -> dict:
+    """metrics.json: the run's evaluation metrics after its train metrics, in one envelope that
+    every family shares (the report and MLflow read nothing else); then the MLflow mirror."""
+    train = read_json(run_dir / "train.json")
+    merged = {**metrics, **train["metrics"]}
+    atomic_write_json(run_dir / "metrics.json", {
+        "metrics": merged, "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
+        "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000),
+        **extra})
+    live_sync(run_dir, results)(force=True)
+    return merged
