@@ -42,10 +42,12 @@ os.environ.setdefault("DAGZOO_TRACKING_URI", resolve_uri(R, CFG["mlflow"]["track
 os.environ.setdefault("DAGZOO_MLFLOW_PREFIX", CFG["mlflow"]["experiment_prefix"])
 
 wildcard_constraints:
+    family="|".join(FAMILIES) or "-",
     exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed=r"\d+",
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
 for _family in FAMILIES.values():
     include: str(_family.rules_file())
 include: "workflow/rules/report.smk"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dagzoo.image.base import forward_flops
-from dagzoo.image.diffusion import DDPM, EDM, Flow
+from dagzoo.diffusion import DDPM, EDM, Flow
 from dagzoo.image.samplers import (DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, sample)
 from dagzoo.nn.unet import UNet, UNetConfig
 

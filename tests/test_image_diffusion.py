@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dagzoo.image.diffusion import DDPM, EDM, IDDPM, VE, VP, Flow, denoise, diffusion_loss
+from dagzoo.diffusion import DDPM, EDM, IDDPM, VE, VP, Flow, denoise, diffusion_loss
 from dagzoo.image.samplers import (DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, ddim_step,
                                    edm_sigma_grid, euler_step, flow_euler_step, sample)
 from dagzoo.nn.unet import UNet, UNetConfig

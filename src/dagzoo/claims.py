@@ -28,13 +28,13 @@ import math
 import operator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from dagzoo.errors import ConfigError
 from dagzoo.io import atomic_write_json
+
+if TYPE_CHECKING:  # pandas is imported by the report, not by config validation (which imports this)
+    import pandas as pd
 
 ADDRESS_PATTERN = r"^[^/]+/[^/]+/.+$"
 
@@ -265,6 +265,8 @@ def _plain_json_value(x):
     """numpy scalars -> Python numbers, non-finite floats -> None: strict JSON has no NaN/inf."""
     if isinstance(x, bool) or x is None or isinstance(x, str):
         return x
+    import numpy as np
+
     if isinstance(x, np.generic):
         x = x.item()
     if isinstance(x, float):

@@ -155,17 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "threads"):  # a stage
             _start_stage(args.threads)
             ready = time.time()
-        return args.fn(args)
+        status = args.fn(args)
     except DagzooError as e:
         print(f"dagzoo: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("dagzoo: interrupted", file=sys.stderr)
         return 130
-    finally:
+    if status == 0:  # a finished job's last line: where its time went (bench/bench_overhead.py)
         print(timing.timing_line(args.command, ready, time.time()), file=sys.stderr)
-
-
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

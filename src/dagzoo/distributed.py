@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -118,3 +119,15 @@ def barrier() -> None:
 def shutdown() -> None:
     if _STATE.active and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def draw_sharded(draw: Callable[[int], torch.Tensor], rows: int) -> torch.Tensor:
+    """This rank's `rows` rows of `draw(n)`, random numbers for the whole global batch of a
+    data-parallel training step, cut like `distributed.shard` cuts the batch itself.
+
+    Every rank makes the same global draw from the same RNG state, so N ranks use exactly the
+    noise one process would on the whole batch (instead of N copies of the first shard's noise).
+    Outside a sharded training step it is just `draw(rows)`."""
+    st = state()
+    world = st.world if st.active and st.sharding else 1
+    return shard(draw(rows * world))

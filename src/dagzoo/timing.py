@@ -24,6 +24,13 @@ def process_start() -> float:
 
 
 def timing_line(command: str, ready: float, end: float) -> str:
+    """One line: the command, when its process started and ended, its start-up (until `ready`:
+    interpreter, imports), useful work and MLflow seconds, and the threads its work used."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else 1
     start = process_start()
-    return (f"[dagzoo] timing: command={command} start={start:.2f} end={end:.2f} startup_s={ready - start:.2f} "
-            f"useful_s={max(end - ready - sync_seconds, 0.0):.2f} sync_s={sync_seconds:.2f}")
+    return (f"[dagzoo] timing: command={command} start={start:.2f} end={end:.2f} threads={threads} "
+            f"startup_s={ready - start:.2f} useful_s={max(end - ready - sync_seconds, 0.0):.2f} "
+            f"sync_s={sync_seconds:.2f}")

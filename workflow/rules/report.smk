@@ -17,11 +17,12 @@ rule report:
         table=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
         **REPORT_FIGURES,
     params:
-        out=f"{R}/report",
+        out=lambda w, output: os.path.dirname(output.markdown),
+        results=results_root,
         runs=ALL_RUN_DIRS,
         claims=json.dumps(CFG["claims"], sort_keys=True),
     log:
         f"{R}/logs/report.log",
     shell:
-        "dagzoo report --results {R:q} --out {params.out:q} --claims {params.claims:q} --runs {params.runs:q} "
+        "dagzoo report --results {params.results:q} --out {params.out:q} --claims {params.claims:q} --runs {params.runs:q} "
         "> {log:q} 2>&1"

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from dagzoo import distributed
+from dagzoo.augment import random_flip, random_rows, step_generator
 from dagzoo.data.images import to_model_range, to_uint8
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import NeuralModel
 from dagzoo.registry import param
-from dagzoo.train import EMA, TrainParams, step_seed
+from dagzoo.train import EMA, TrainParams
 
 
 @dataclass
@@ -48,13 +49,9 @@ class ImageTrainParams(TrainParams):
 
 def random_batch(train: torch.Tensor, batch: int, seed: int, step: int, hflip: bool) -> torch.Tensor:
     """Images of step `step` (a function of (seed, step) only), in [-1, 1], optionally flipped."""
-    g = torch.Generator().manual_seed(step_seed(seed, step) ^ 0x1A6E)
-    idx = torch.randint(0, train.shape[0], (batch,), generator=g)
-    flip = torch.rand(batch, generator=g) < 0.5 if hflip else None
-    x = to_model_range(train[idx.to(train.device)])
-    if flip is not None:
-        x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
-    return x
+    g = step_generator(seed, step, 0x1A6E)
+    x = to_model_range(random_rows(train, batch, g))
+    return random_flip(x, g) if hflip else x
 
 
 def forward_flops(net: nn.Module, example_args: tuple) -> int:

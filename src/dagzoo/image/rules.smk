@@ -34,7 +34,7 @@ rule image_prepare:
         f"{IDATA}/manifest.json",
     params:
         source=IMAGE["data"]["source"],
-        out=IDATA,
+        out=output_dir(),
         opts=" ".join(([f"--resize {IMAGE['data']['resize']}"] if IMAGE["data"]["resize"] else [])
                       + ([f"--channels {IMAGE['data']['channels']}"] if IMAGE["data"]["channels"] else [])),
     log:
@@ -50,11 +50,11 @@ rule image_prepare:
 rule image_reference:
     # Inception statistics of the train split: computed once per data set, shared by every run
     input:
-        f"{IDATA}/manifest.json",
+        manifest=f"{IDATA}/manifest.json",
     output:
         f"{IDATA}/fid/train.npz",
     params:
-        data=IDATA,
+        data=input_dir("manifest"),
         n=f"--n {IEV['reference_images']}" if IEV["reference_images"] else "",
         batch=IEV["feature_batch"],
     log:
@@ -78,7 +78,8 @@ rule image_real_vs_real:
         test=f"{IDATA}/fid/test-{REAL_N}.npz",
         result=f"{R}/image/real_vs_real.json",
     params:
-        data=IDATA,
+        data=input_dir("manifest"),
+        n=REAL_N,
         batch=IEV["feature_batch"],
         kid=f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']}",
     log:
@@ -88,7 +89,7 @@ rule image_real_vs_real:
         mem_mb=8000,
         runtime=60,
     shell:
-        "(dagzoo image-reference --data {params.data:q} --split test --n {REAL_N} --batch {params.batch} "
+        "(dagzoo image-reference --data {params.data:q} --split test --n {params.n} --batch {params.batch} "
         "--out {output.test:q} --threads {threads} && dagzoo real-vs-real --test {output.test:q} "
         "--train {input.train:q} --out {output.result:q} {params.kid}) > {log:q} 2>&1"
 
@@ -97,12 +98,14 @@ rule image_sample:
     # reruns this sampler only)
     input:
         train=f"{IRUN}/train.json",
+        data=f"{IDATA}/manifest.json",
     output:
         f"{IRUN}/samples/{{sampler}}/samples.json",
     params:
         spec=spec_param("image", "sample"),
-        data=IDATA,
-        run_dir=IRUN,
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
         sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][w.sampler], sort_keys=True),
         n=IEV["samples"],
         grid=IEV["grid"],
@@ -126,8 +129,9 @@ rule image_sample_untrained:
         f"{IRUN}/samples/untrained/samples.json",
     params:
         spec=spec_param("image", "sample"),
-        data=IDATA,
-        run_dir=IRUN,
+        data=input_dir("data"),
+        run_dir=output_dir(levels=3),
+        results=results_root,
         sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][MAIN_SAMPLER_OF[w.exp]], sort_keys=True),
         n=IEV["baseline_samples"],
         grid=IEV["grid"],
@@ -148,7 +152,7 @@ rule image_fid:
     output:
         f"{IRUN}/samples/{{name}}/fid.json",
     params:
-        folder=f"{IRUN}/samples/{{name}}",
+        folder=input_dir("samples"),
         args=FID_ARGS,
     log:
         f"{R}/logs/image_fid/{{exp}}-{{seed}}-{{name}}.log",
@@ -165,14 +169,16 @@ rule image_fid:
 rule image_evaluate:
     input:
         train=f"{IRUN}/train.json",
+        data=f"{IDATA}/manifest.json",
         fid=lambda w: [f"{R}/image/{w.exp}/{w.seed}/samples/{s}/fid.json"
                        for s in [*SAMPLERS_OF[w.exp], "untrained"]],
     output:
         f"{IRUN}/metrics.json",
     params:
         spec=spec_param("image", "evaluate"),
-        data=IDATA,
-        run_dir=IRUN,
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
         samplers=lambda w: list(SAMPLERS_OF[w.exp]),
         main=lambda w: MAIN_SAMPLER_OF[w.exp],
     log:

@@ -24,7 +24,7 @@ rule text_prepare:
         corpus=TEXT["corpus"],
         val=TEXT["split"]["val"],
         test=TEXT["split"]["test"],
-        out=TEXT_DATA,
+        out=output_dir(),
     log:
         f"{R}/logs/text_prepare.log",
     benchmark:
@@ -39,13 +39,13 @@ rule text_prepare:
 
 rule text_tokenize:
     input:
-        f"{TEXT_DATA}/manifest.json",
+        corpus=f"{TEXT_DATA}/manifest.json",
     output:
         f"{TEXT_TOKENS}/manifest.json",
     params:
         tokenizer=json.dumps(TEXT["tokenizer"], sort_keys=True),
-        corpus_dir=TEXT_DATA,
-        out=TEXT_TOKENS,
+        corpus_dir=input_dir("corpus"),
+        out=output_dir(),
     log:
         f"{R}/logs/text_tokenize.log",
     benchmark:
@@ -61,12 +61,14 @@ rule text_tokenize:
 rule text_evaluate:
     input:
         train=f"{TEXT_RUN}/train.json",
+        data=f"{TEXT_TOKENS}/manifest.json",
     output:
         f"{TEXT_RUN}/metrics.json",
     params:
         spec=spec_param("text", "evaluate"),
-        data=TEXT_TOKENS,
-        run_dir=TEXT_RUN,
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
     log:
         f"{R}/logs/text_evaluate/{{exp}}-{{seed}}.log",
     benchmark:
@@ -82,12 +84,14 @@ rule text_evaluate:
 rule text_sample:
     input:
         train=f"{TEXT_RUN}/train.json",
+        data=f"{TEXT_TOKENS}/manifest.json",
     output:
         f"{TEXT_RUN}/samples.txt",
     params:
         spec=spec_param("text", "sample"),
-        data=TEXT_TOKENS,
-        run_dir=TEXT_RUN,
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
         samples=TEXT["eval"]["samples"],
         length=TEXT["eval"]["sample_length"],
         temperature=TEXT["eval"]["temperature"],
@@ -110,13 +114,15 @@ if GENPPL_EVALUATOR:
         input:
             samples=f"{TEXT_RUN}/samples.txt",
             evaluator=f"{EVALUATOR_RUN}/train.json",
+            data=f"{TEXT_TOKENS}/manifest.json",
         output:
             f"{TEXT_RUN}/genppl.json",
         params:
             spec=spec_param("text", "sample"),
-            data=TEXT_TOKENS,
-            run_dir=TEXT_RUN,
-            evaluator=EVALUATOR_RUN,
+            data=input_dir("data"),
+            run_dir=input_dir("samples"),
+            results=results_root,
+            evaluator=input_dir("evaluator"),
         log:
             f"{R}/logs/text_genppl/{{exp}}-{{seed}}.log",
         threads: 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagzoo.image.denoising import DenoisingModel, UNetParams
-from dagzoo.image.diffusion import DDPM
+from dagzoo.diffusion import DDPM
 from dagzoo.registry import param, register
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagzoo.image.denoising import DenoisingModel, UNetParams
-from dagzoo.image.diffusion import Flow
+from dagzoo.diffusion import Flow
 from dagzoo.registry import param, register
 
 

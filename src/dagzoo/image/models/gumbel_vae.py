@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.image.diffusion import draw_sharded
+from dagzoo.distributed import draw_sharded
 from dagzoo.image.gumbel import categorical_kl_uniform, gumbel_noise
 from dagzoo.image.vae_base import VAEBase, VAEParams
 from dagzoo.registry import param, register

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.image.diffusion import draw_sharded
+from dagzoo.distributed import draw_sharded
 from dagzoo.image.vae_base import VAEBase, VAEParams
 from dagzoo.registry import param, register
 

@@ -12,16 +12,18 @@ prediction on a discrete linear or cosine beta schedule, L_simple); rectified fl
     c_skip = c_in = 1 / (1 + sigma), c_out = -sigma / (1 + sigma), c_noise = t, lambda = 1 / t^2,
 
 so ||v_pred - (n - y)||^2 = lambda ||D - y||^2 and every sampler below sees one interface.
+
+Shared by every family: nothing here assumes images; a datum is any tensor whose first axis is
+the batch (per-example coefficients broadcast over the other axes).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 
-from dagzoo import distributed
+from dagzoo.distributed import draw_sharded
 
 Coefs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -218,34 +220,27 @@ PRECONDITIONINGS = {"vp": VP, "ve": VE, "iddpm": IDDPM, "edm": EDM}
 
 
 # ---------------------------------------------------------------------------------- the denoiser
+def per_example(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-example coefficient (batch,) shaped to broadcast over x's other axes."""
+    return c.reshape(-1, *([1] * (x.dim() - 1)))
+
+
 def denoise(net, pre: Preconditioning, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
     """D(x; sigma) in the dtype of x (float64 when a sampler asks for it); the network runs in
     float32 (or under the caller's autocast)."""
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
     if sigma.numel() == 1:
         sigma = sigma.expand(x.shape[0])
-    c_skip, c_out, c_in, c_noise = (c.reshape(-1, 1, 1, 1) for c in pre.coefs(sigma))
+    c_skip, c_out, c_in, c_noise = (per_example(c, x) for c in pre.coefs(sigma))
     F_x = net((c_in * x).float(), c_noise.reshape(-1).float())
     return c_skip * x + c_out * F_x.to(x.dtype)
 
 
-def draw_sharded(draw: Callable[[int], torch.Tensor], rows: int) -> torch.Tensor:
-    """This rank's `rows` rows of `draw(n)`, random numbers for the whole global batch of a
-    data-parallel training step, cut like `distributed.shard` cuts the batch itself.
-
-    Every rank makes the same global draw from the same RNG state, so N ranks use exactly the
-    noise one process would on the whole batch (instead of N copies of the first shard's noise).
-    Outside a sharded training step it is just `draw(rows)`."""
-    st = distributed.state()
-    world = st.world if st.active and st.sharding else 1
-    return distributed.shard(draw(rows * world))
-
-
 def diffusion_loss(net, pre: Preconditioning, y: torch.Tensor,
                    generator: torch.Generator | None = None) -> torch.Tensor:
-    """E[lambda(sigma) ||D(y + sigma n; sigma) - y||^2], mean over pixels (EDM's loss, eq. 2 / 8).
+    """E[lambda(sigma) ||D(y + sigma n; sigma) - y||^2], mean over dimensions (EDM's loss, eq. 2 / 8).
     In a data-parallel step, y is this rank's shard and sigma, n its shard of the global draws."""
-    sigma = draw_sharded(lambda n: pre.sample_sigma(n, generator), y.shape[0]).to(y.device).reshape(-1, 1, 1, 1)
+    sigma = per_example(draw_sharded(lambda n: pre.sample_sigma(n, generator), y.shape[0]).to(y.device), y)
     noise = draw_sharded(lambda n: torch.randn((n, *y.shape[1:]), generator=generator), y.shape[0]).to(y.device)
     D = denoise(net, pre, y + sigma * noise, sigma.reshape(-1))
     return (pre.loss_weight(sigma) * (D - y) ** 2).mean()

@@ -1,0 +1,34 @@
+"""Hostile values in user-supplied config strings never reach a shell unquoted: every rule's
+command, rendered with them, splits back into the intended words."""
+
+import shlex
+import subprocess
+
+import yaml
+
+from conftest import BIN, ROOT
+
+HOSTILE = "we'ird $(touch PWNED) `touch PWNED2` dir; echo x"
+
+
+def test_every_shell_command_quotes_user_strings(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    results = tmp_path / HOSTILE
+    cfg["results"] = str(results)
+    cfg["mlflow"]["experiment_prefix"] = HOSTILE
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                        "--configfile", str(path), "--cores", "1", "-n", "-p"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [line.removeprefix("Shell command: ").strip() for line in (r.stdout + r.stderr).splitlines()]
+    commands = [line for line in lines if line.startswith(("dagzoo ", "(dagzoo ", "torchrun "))]
+    rules = {line.split()[1].rstrip(":") for line in lines if line.startswith("rule ")}
+    assert len(commands) >= 40 and {"train", "text_evaluate", "image_sample", "report"} <= rules
+    for command in commands:
+        words = shlex.split(command)
+        # the results root survives as the start of whole words, never split or expanded
+        pieces = [w for w in words if "we'ird" in w]
+        assert pieces and all(w.startswith(str(results)) for w in pieces), command
+        assert "PWNED" not in " ".join(w for w in words if not w.startswith(str(results))), command
+    assert not list(tmp_path.rglob("PWNED*"))

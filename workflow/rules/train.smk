@@ -1,0 +1,28 @@
+# The one train rule of every family: `dagzoo train` (dagzoo.stages.train) on one run.
+
+rule train:
+    # every family's models train through the one train stage (dagzoo.stages.train)
+    input:
+        data=lambda w: f"{DATA_OF[w.family]}/manifest.json",
+    output:
+        f"{RUN}/train.json",
+    params:
+        spec=spec_param(None, "train"),
+        data=input_dir("data"),
+        run_dir=output_dir(),
+        results=results_root,
+        # processes > 1: torchrun starts one data-parallel rank per process (e.g. per GPU)
+        launcher="dagzoo" if CFG["processes"] == 1 else
+            f"torchrun --standalone --nproc_per_node {CFG['processes']} \"$(command -v dagzoo)\"",
+    log:
+        f"{R}/logs/train/{{family}}-{{exp}}-{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{family}}-{{exp}}-{{seed}}.tsv"
+    threads: CFG["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=480,
+        gpu=0,
+    shell:
+        "{params.launcher} train --spec {params.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
+        "--results {params.results:q} --threads {threads} > {log:q} 2>&1"
