@@ -61,9 +61,16 @@ def cmd_models(a) -> int:
 def cmd_report(a) -> int:
     from dagzoo.report import write_report
 
-    runs = [Path(r) for r in a.runs] if a.runs is not None else None
+    from dagzoo.tracking import find_run_dirs, live_sync
+
+    runs = [Path(r) for r in a.runs] if a.runs is not None else find_run_dirs(Path(a.results))
     claims = _claims_arg(a.claims)
     paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims)
+    # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
+    # best effort: an unreachable store costs one warning, the data wait on disk
+    for run in runs:
+        if not live_sync(run, Path(a.results))(force=True):
+            break
     for p in paths:
         print(p)
     return 0

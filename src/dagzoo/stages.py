@@ -53,12 +53,6 @@ def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     return spec, fam, cls, validate_params(cls.Params, spec["params"], where)
 
 
-def live_sync(run_dir: Path, results: Path):
-    from dagzoo.tracking import LiveSync, resolve_uri
-
-    return LiveSync(run_dir, resolve_uri(results))
-
-
 def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
     """Train one run (resuming from its checkpoint) -> train.json, for every family."""
     from dagzoo import distributed
@@ -77,6 +71,7 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     import torch
 
     from dagzoo import distributed
+    from dagzoo.tracking import live_sync
     from dagzoo.lifecycle import RunContext
     from dagzoo.provenance import write_provenance
     from dagzoo.train import default_device
@@ -153,5 +148,7 @@ def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **ext
         "metrics": merged, "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
         "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000),
         **extra})
+    from dagzoo.tracking import live_sync
+
     live_sync(run_dir, results)(force=True)
     return merged
