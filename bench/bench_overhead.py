@@ -47,7 +47,7 @@ def main() -> None:
         for key in ("startup", "useful", "sync"):
             row[key] += j[key]
         row["wall"] += j["end"] - j["start"]
-    print(f"| command | jobs | job wall s | start-up s | useful s | MLflow s | overhead share |")
+    print("| command | jobs | job wall s | start-up s | useful s | MLflow s | overhead share |")
     print("|---|---|---|---|---|---|---|")
     for command, r in sorted(by_command.items(), key=lambda kv: -kv[1]["wall"]):
         print(f"| {command} | {r['jobs']:.0f} | {r['wall']:.1f} | {r['startup']:.1f} | {r['useful']:.1f} | "

@@ -1,5 +1,10 @@
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -54,9 +59,77 @@ def prepare_text_runs(tmp_path: Path, experiments: dict, window: int = 32, seeds
 
 
 def dagzoo(*args, check=True, **kw):
-    import subprocess
-
     r = subprocess.run([str(BIN / "dagzoo"), *map(str, args)], capture_output=True, text=True, **kw)
     if check and r.returncode != 0:
         raise AssertionError(f"dagzoo {' '.join(map(str, args))} failed:\n{r.stdout}\n{r.stderr}")
     return r
+
+
+# ---------------------------------------------------------------------------------- the DAG
+def snakemake(workdir, cfg_path, *extra):
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           "--configfile", str(cfg_path), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = [], None
+    for line in dry_run_output.splitlines():
+        line = line.strip()
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+            jobs.append((rule, ""))
+        elif line.startswith("wildcards:") and jobs:
+            jobs[-1] = (jobs[-1][0], line[len("wildcards:"):].strip())
+    return jobs
+
+
+# ---------------------------------------------------------------------------------- services
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 (one worker, no job execution: starts in seconds)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+                             str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("the MLflow server did not come up in 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def slurm_unavailable() -> str | None:
+    if not shutil.which("sinfo") or not shutil.which("sbatch"):
+        return "SLURM is not installed (run `scripts/slurm_local.sh start` as root, as .ci/run does)"
+    r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"no SLURM controller answers: {r.stderr.strip()[:200]}"
+    if not any(s.startswith(("idle", "mixed", "allocated")) for s in r.stdout.split()):
+        return f"no SLURM node is up (states: {r.stdout.split()})"
+    return None
+
+
+# a real cluster's profile asks for 8 CPUs and 16 GB per training job; this node is smaller
+SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
+              "--set-resources", "train:cpus_per_task=1", "text_evaluate:cpus_per_task=1",
+              "train:mem_mb=2000", "text_evaluate:mem_mb=2000", "text_sample:mem_mb=2000",
+              "text_genppl:mem_mb=2000",
+              "--default-resources", "mem_mb=1000", "runtime=10", "slurm_partition=debug",
+              "--slurm-init-seconds-before-status-checks", "5"]

@@ -8,8 +8,9 @@ import time
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, small_corpus
-from test_slurm import REASON as SLURM_REASON, SMALL_NODE
+from conftest import BIN, ROOT, SMALL_NODE, slurm_unavailable, small_corpus
+
+SLURM_REASON = slurm_unavailable()
 
 
 def _cfg(tmp_path, experiments, steps_of_tiny=20):

@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 from PIL import Image
 
-from test_pipeline import planned_jobs, snakemake
+from conftest import planned_jobs, snakemake
 
 
 def write_cfg(tmp_path, ddim_steps=3, elbo_samples=1):

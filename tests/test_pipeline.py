@@ -1,32 +1,11 @@
 """The DAG end to end on a small corpus: outputs, report, no-op rerun, targeted rerun."""
 
 import json
-import subprocess
 
 import pandas as pd
-import pytest
 import yaml
 
-from conftest import BIN, ROOT, small_corpus
-
-
-def snakemake(workdir, cfg_path, *extra):
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           "--configfile", str(cfg_path), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True)
-
-
-def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run lists."""
-    jobs, rule = [], None
-    for line in dry_run_output.splitlines():
-        line = line.strip()
-        if line.startswith("rule ") and line.endswith(":"):
-            rule = line[5:-1]
-            jobs.append((rule, ""))
-        elif line.startswith("wildcards:") and jobs:
-            jobs[-1] = (jobs[-1][0], line[len("wildcards:"):].strip())
-    return jobs
+from conftest import planned_jobs, small_corpus, snakemake
 
 
 def write_cfg(tmp_path, lr=0.003, samples=2, nelbo_samples=2, sample_steps=4):

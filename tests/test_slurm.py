@@ -6,38 +6,16 @@ way (as root), or the test is skipped with the reason.
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, small_corpus
-from test_tracking import mlflow_server  # noqa: F401 - a live tracking server fixture
+from conftest import BIN, ROOT, SMALL_NODE, slurm_unavailable, small_corpus
 
 
-def _cluster_ready() -> str | None:
-    if not shutil.which("sinfo") or not shutil.which("sbatch"):
-        return "SLURM is not installed (run `scripts/slurm_local.sh start` as root, as .ci/run does)"
-    r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"no SLURM controller answers: {r.stderr.strip()[:200]}"
-    if not any(s.startswith(("idle", "mixed", "allocated")) for s in r.stdout.split()):
-        return f"no SLURM node is up (states: {r.stdout.split()})"
-    return None
-
-
-REASON = _cluster_ready()
+REASON = slurm_unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
-
-# a real cluster's profile asks for 8 CPUs and 16 GB per training job; this node is smaller
-SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
-              "--set-resources", "train:cpus_per_task=1", "text_evaluate:cpus_per_task=1",
-              "train:mem_mb=2000", "text_evaluate:mem_mb=2000", "text_sample:mem_mb=2000",
-              "text_genppl:mem_mb=2000",
-              "--default-resources", "mem_mb=1000", "runtime=10", "slurm_partition=debug",
-              "--slurm-init-seconds-before-status-checks", "5"]
-
 
 def _run(workdir, cfg, *extra, env=None):
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),

@@ -1,17 +1,12 @@
 """MLflow: no lost metrics under concurrent jobs, idempotent sync, unreachable servers."""
 
-import os
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 
 import pytest
 
 from conftest import dagzoo, prepare_text_runs
-from dagzoo.io import atomic_write_json
 from dagzoo.tracking import sync_results
 
 WORKER = textwrap.dedent("""
@@ -42,35 +37,6 @@ def _count(uri):
     points = {r.info.run_name: {k: len(client.get_metric_history(r.info.run_id, k))
                                 for k in ("train/loss", "val/bpc", "test/bpc")} for r in runs}
     return runs, points
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1 (one worker, no job execution: starts in seconds)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
-                             str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:])
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("the MLflow server did not come up in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "server"])

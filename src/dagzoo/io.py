@@ -13,6 +13,8 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from dagzoo.errors import DataError
+
 
 @functools.cache
 def _umask() -> int:
@@ -87,8 +89,27 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file; a missing, unreadable or malformed one is a DataError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist: run the stage that writes it") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); rerun the stage that writes it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def read_json_object(path: Path, required: Iterable[str] = ()) -> dict:
+    """A JSON file holding an object with the `required` keys (else a DataError naming them)."""
+    obj = read_json(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}; rerun the stage that writes it")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)}; rerun the stage that writes it")
+    return obj
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -97,20 +118,28 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> Iterable[dict]:
-    """Records of a JSON-lines file; a torn last line (a crash mid-write) is skipped."""
+    """The records (JSON objects) of a JSON-lines file. A torn last line (a crash mid-write) is
+    skipped silently; any other line that is not a JSON object is skipped with a warning naming
+    the file and line, so one bad line costs that point, not the run's history."""
+    import sys
+
     path = Path(path)
     if not path.exists():
         return []
     out = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         lines = f.readlines()
     for i, line in enumerate(lines):
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            record = None
+            if i == len(lines) - 1 and not line.endswith("\n"):
                 break
-            raise ValueError(f"{path}: malformed JSON on line {i + 1}") from None
+        if isinstance(record, dict):
+            out.append(record)
+        elif line.strip():
+            print(f"[dagzoo] warning: {path}:{i + 1}: not a JSON object, line skipped", file=sys.stderr)
     return out
 
 

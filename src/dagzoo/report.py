@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_write_text, read_json, read_jsonl
+from dagzoo.io import atomic_write_text, read_json_object, read_jsonl
 
 ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "run_dir"]
+SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
 GROUP_COLUMNS = ["family", "experiment", "model"]
 
 
@@ -69,10 +70,11 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     for d in map(Path, run_dirs):
         if not (d / "metrics.json").exists():
             continue
-        doc, spec = read_json(d / "metrics.json"), read_json(d / "spec.json")
-        if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):
-            raise DataError(f"{d / 'metrics.json'}: no 'metrics' object; rerun the run's evaluation")
-        metrics = dict(doc["metrics"])
+        doc = read_json_object(d / "metrics.json", ["metrics"])
+        spec = read_json_object(d / "spec.json", SPEC_KEYS)
+        if not isinstance(doc["metrics"], dict):
+            raise DataError(f"{d / 'metrics.json'}: 'metrics' is not an object; rerun the run's evaluation")
+        metrics = {k: v for k, v in doc["metrics"].items() if v is None or isinstance(v, (int, float, str))}
         fam = get_family(spec.get("family"), where=f"{d / 'spec.json'}: family")
         fields = fam.summary_fields(d, spec, metrics)
         rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],

@@ -43,8 +43,9 @@ def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     from dagzoo.registry import get_model, validate_params
 
     spec, spec_path = read_spec(spec_path)
-    if not isinstance(spec, dict) or not {"family", "experiment", "model", "seed", "params"} <= set(spec):
-        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and params)")
+    if not isinstance(spec, dict) or not {"family", "experiment", "model", "seed", "params"} <= set(spec) \
+            or not isinstance(spec["params"], dict):
+        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and a params object)")
     if family is not None and spec["family"] != family:
         raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec['family']!r})")
     fam = get_family(spec["family"], where=f"{spec_path}: family")

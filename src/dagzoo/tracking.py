@@ -36,8 +36,8 @@ from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 from dagzoo import timing
-from dagzoo.errors import TrackingError
-from dagzoo.io import read_json, read_jsonl
+from dagzoo.errors import DataError, TrackingError
+from dagzoo.io import read_json, read_json_object, read_jsonl
 
 RUN_KEY_TAG = "dagzoo.run_key"
 # MLflow 3.x's UI picks an experiment's layout from this tag; without it a dagzoo experiment is
@@ -244,7 +244,7 @@ def _metric_files(run_dir: Path) -> list[tuple[Path, dict]]:
             continue
         try:
             data = read_json(path)
-        except (OSError, ValueError):  # not dagzoo's (dagzoo writes JSON atomically): not a metric file
+        except DataError:  # not dagzoo's (dagzoo writes JSON atomically): not a metric file
             continue
         if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
             out.append((path, data))
@@ -337,7 +337,7 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
 
     prefix = default_prefix() if prefix is None else prefix
     run_dir = Path(run_dir)
-    spec = read_json(run_dir / "spec.json")
+    spec = read_json_object(run_dir / "spec.json", ("family", "experiment", "model", "seed", "config_hash", "params"))
     with _exclusive(uri):
         try:
             client = _client(uri)
