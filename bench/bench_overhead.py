@@ -23,10 +23,16 @@ LINE = re.compile(r"\[dagzoo\] timing: command=(\S+) start=([\d.]+) end=([\d.]+)
 def job_timings(results: Path) -> list[dict]:
     jobs = []
     for log in sorted((results / "logs").rglob("*.log")):
+        previous_end = 0.0
         for match in LINE.finditer(log.read_text(errors="replace")):
             command, start, end, threads, startup, useful, sync = match.groups()
-            jobs.append({"log": str(log.relative_to(results / "logs")), "command": command, "start": float(start),
-                         "end": float(end), "threads": int(threads), "startup": float(startup),
+            # commands of one job run one after another; the last one of a `(a && b)` shell is
+            # exec'd by bash and keeps the shell's start time: it started when the previous ended
+            start_s = max(float(start), previous_end)
+            startup_s = float(startup) - (start_s - float(start))
+            previous_end = float(end)
+            jobs.append({"log": str(log.relative_to(results / "logs")), "command": command, "start": start_s,
+                         "end": float(end), "threads": int(threads), "startup": startup_s,
                          "useful": float(useful), "sync": float(sync)})
     return jobs
 
@@ -57,9 +63,9 @@ def main() -> None:
     wall = a.wall if a.wall is not None else max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
     print(f"\n{len(jobs)} jobs: start-up {total['startup']:.0f} s, useful {total['useful']:.0f} s, "
           f"MLflow {total['sync']:.0f} s (job-seconds)")
-    print(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; DAG wall time {wall:.0f} s; "
+    print(f"DAG wall time {wall:.0f} s = {wall / total['useful']:.3f} x the sum of the jobs' useful work")
+    print(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; "
           f"ratio wall / ideal = {wall / ideal:.3f}")
-
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,7 @@ CORE_DEFAULTS: dict[str, Any] = {
     "results": "results",
     "seeds": [0],
     "threads": 1,
+    "eval_threads": 1,
     "processes": 1,
     "mlflow": {"tracking_uri": None, "experiment_prefix": "dagzoo-"},
     "claims": [],

@@ -15,9 +15,6 @@ SAMPLERS_OF = {name: image_samplers(get_model("image", exp["model"]), exp)
 MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
                    for name, exp in IMAGE["experiments"].items()}
 REAL_N = IEV["real_samples"] or IEV["samples"]
-# feature jobs are many and short: on a CPU one thread each lets two run side by side (their
-# start-up overlaps); on a GPU node the device does the work either way
-EVAL_THREADS = 1
 FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
 
 # samples/untrained is the baseline (the config schema forbids a sampler of that name)
@@ -61,7 +58,7 @@ rule image_reference:
         f"{R}/logs/image_reference.log",
     benchmark:
         f"{R}/benchmarks/image_reference.tsv"
-    threads: CFG["threads"]
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -84,7 +81,7 @@ rule image_real_vs_real:
         kid=f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']}",
     log:
         f"{R}/logs/image_real_vs_real.log",
-    threads: EVAL_THREADS
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=60,
@@ -113,7 +110,7 @@ rule image_sample:
         f"{R}/logs/image_sample/{{exp}}-{{seed}}-{{sampler}}.log",
     benchmark:
         f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
-    threads: CFG["threads"]
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -137,7 +134,7 @@ rule image_sample_untrained:
         grid=IEV["grid"],
     log:
         f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
-    threads: CFG["threads"]
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -158,7 +155,7 @@ rule image_fid:
         f"{R}/logs/image_fid/{{exp}}-{{seed}}-{{name}}.log",
     benchmark:
         f"{R}/benchmarks/image_fid/{{exp}}-{{seed}}-{{name}}.tsv"
-    threads: EVAL_THREADS
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -183,7 +180,7 @@ rule image_evaluate:
         main=lambda w: MAIN_SAMPLER_OF[w.exp],
     log:
         f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
-    threads: EVAL_THREADS
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=60,

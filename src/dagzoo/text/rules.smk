@@ -73,7 +73,7 @@ rule text_evaluate:
         f"{R}/logs/text_evaluate/{{exp}}-{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/text_evaluate/{{exp}}-{{seed}}.tsv"
-    threads: CFG["threads"]
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=60,
@@ -98,7 +98,7 @@ rule text_sample:
         top_k=f"--top-k {TEXT['eval']['top_k']}" if TEXT["eval"]["top_k"] else "",
     log:
         f"{R}/logs/text_sample/{{exp}}-{{seed}}.log",
-    threads: 1
+    threads: CFG["eval_threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -125,7 +125,7 @@ if GENPPL_EVALUATOR:
             evaluator=input_dir("evaluator"),
         log:
             f"{R}/logs/text_genppl/{{exp}}-{{seed}}.log",
-        threads: 1
+        threads: CFG["eval_threads"]
         resources:
             mem_mb=4000,
             runtime=30,
