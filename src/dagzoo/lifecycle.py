@@ -44,6 +44,9 @@ class Model:
     Params: type
     #: True when every data-parallel rank runs `fit` (neural models); False: rank 0 alone
     distributed_training = False
+    #: True when training uses the job's torch threads (a job of a model that does not, e.g. one
+    #: fitted by counting, reserves one core, so another job runs beside it)
+    threaded_training = False
 
     def __init__(self, params, data, device: torch.device):
         self.params, self.data, self.device = params, data, device
@@ -72,6 +75,7 @@ class NeuralModel(Model):
     metadata it stores beside its weights (`save_meta` / `restore_meta`)."""
 
     distributed_training = True
+    threaded_training = True
 
     def __init__(self, params, data, device: torch.device):
         super().__init__(params, data, device)

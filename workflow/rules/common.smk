@@ -13,6 +13,7 @@
 import os
 
 from dagzoo.config import stage_spec
+from dagzoo.registry import get_model
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}
@@ -36,6 +37,13 @@ def spec_param(family, stage):
     def spec(w):
         return json.dumps(stage_spec(SPEC_BY_RUN[(family or w.family, w.exp, w.seed)], stage), sort_keys=True)
     return spec
+
+
+def train_threads(w):
+    """Threads of a training job: the config's, or 1 for a model whose training uses no torch
+    threads (it then runs beside another job)."""
+    spec = SPEC_BY_RUN[(w.family, w.exp, w.seed)]
+    return CFG["threads"] if get_model(w.family, spec["model"]).threaded_training else 1
 
 
 def input_dir(name, levels=1):

@@ -18,7 +18,8 @@ rule train:
         f"{R}/logs/train/{{family}}-{{exp}}-{{seed}}.log",
     benchmark:
         f"{R}/benchmarks/train/{{family}}-{{exp}}-{{seed}}.tsv"
-    threads: CFG["threads"]
+    threads: train_threads
+    priority: 1  # the serial part of the DAG goes first; one-thread jobs pair up around it
     resources:
         mem_mb=8000,
         runtime=480,

@@ -58,7 +58,7 @@ rule image_reference:
         f"{R}/logs/image_reference.log",
     benchmark:
         f"{R}/benchmarks/image_reference.tsv"
-    threads: CFG["eval_threads"]
+    threads: CFG["threads"]  # every FID waits for it: as fast as training
     resources:
         mem_mb=8000,
         runtime=240,
