@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/bench_image.py
 
 mlflow-ui: install
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow 3's 'Model training' view)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath results)/mlflow.db --host 127.0.0.1 --port 5000
 
 # A local tracking server (one worker, starts in seconds); jobs log to it with

@@ -207,10 +207,10 @@ def test_the_se_of_a_bound_from_one_sample_per_window_is_nan_not_zero():
         assert math.isfinite(m["test/bpc_se"]) == finite and math.isfinite(m["test/nll_se"]) == finite
         if finite:
             assert m["test/bpc_se"] > 0
-    # an estimator that marks unestimable windows NaN; exact models (None) report no SE at all
+    # an estimator that marks unestimable windows NaN; exact models (None) have SE 0
     m = likelihood_metrics(np.ones(3), np.array([0.1, np.nan, 0.2]), 3, 3, "test")
     assert math.isnan(m["test/bpc_se"])
-    assert "test/bpc_se" not in likelihood_metrics(np.ones(3), None, 3, 3, "test")
+    assert likelihood_metrics(np.ones(3), None, 3, 3, "test")["test/bpc_se"] == 0  # exact: no estimation error
 
 
 def test_an_unestimable_se_is_a_dash_in_the_report():

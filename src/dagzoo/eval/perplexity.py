@@ -36,10 +36,11 @@ def likelihood_metrics(window_nll: np.ndarray, window_var: np.ndarray | None, n_
         f"{prefix}/tokens": int(n_tokens),
         f"{prefix}/chars": int(n_chars),
     }
-    if window_var is not None:
-        se_total = _total_se(np.asarray(window_var, dtype=np.float64))
-        out[f"{prefix}/nll_se"] = se_total / n_tokens
-        out[f"{prefix}/bpc_se"] = se_total / math.log(2) / n_chars
+    # an exact likelihood has no estimation error (SE 0: a claim can weigh it); a bound's SE is
+    # that of its sampled estimate (NaN when it cannot be estimated)
+    se_total = 0.0 if window_var is None else _total_se(np.asarray(window_var, dtype=np.float64))
+    out[f"{prefix}/nll_se"] = se_total / n_tokens
+    out[f"{prefix}/bpc_se"] = se_total / math.log(2) / n_chars
     return out
 
 
