@@ -42,8 +42,8 @@ def main() -> None:
             seconds.append(time.perf_counter() - t0)
             if r.returncode != 0:
                 raise SystemExit(r.stderr[-2000:])
-            jobs = r.stdout.strip().splitlines()[-1]
-    print(f"snakemake -n of {a.experiments} experiments ({jobs.strip()}): "
+            jobs = next((line.split()[-1] for line in r.stdout.splitlines() if line.startswith("total")), "?")
+    print(f"snakemake -n of {a.experiments} experiments ({jobs} jobs): "
           f"best {min(seconds):.2f} s, median {sorted(seconds)[len(seconds) // 2]:.2f} s over {a.repeats} runs")
 
 
