@@ -69,7 +69,7 @@ def cmd_report(a) -> int:
     # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
     # best effort: an unreachable store costs one warning, the data wait on disk
     for run in runs:
-        if not live_sync(run, Path(a.results))(force=True):
+        if (run / "metrics.json").exists() and not live_sync(run, Path(a.results))(force=True):
             break
     for p in paths:
         print(p)

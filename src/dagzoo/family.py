@@ -43,8 +43,6 @@ class Family:
     defaults: dict = {}
     #: experiment keys that are not model hyper-parameters (always includes "model")
     experiment_keys: tuple[str, ...] = ("model",)
-    #: per-run files the report waits for, besides metrics.json (relative to the run directory)
-    report_run_files: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ config
     def schema(self) -> dict:

@@ -1,7 +1,8 @@
 """The stages every family shares: the one train stage, the metrics envelope a run's evaluation
 writes, and loading a trained run for a later stage.
 
-A run directory holds ``spec.json`` (written by the DAG), ``provenance-<stage>.json``,
+A run directory holds ``spec.json`` (the training spec, written by the train stage; later stages
+write ``spec-<stage>.json``), ``provenance-<stage>.json``,
 ``history.jsonl`` (the Trainer's curves), ``train.json`` (the train stage's envelope) and
 ``metrics.json`` (the evaluation's envelope, train metrics included): the file Snakemake waits
 for is always written last and atomically, and the run is mirrored into MLflow from there.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dagzoo.errors import ConfigError
-from dagzoo.io import atomic_write_json, read_json, read_jsonl
+from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl
 
 
 def read_spec(spec: str | Path) -> tuple[dict, str]:
@@ -131,13 +132,51 @@ def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: st
     from dagzoo.provenance import write_provenance
     from dagzoo.train import default_device
 
+    from dagzoo.config import LATER_STAGES
+
+    spec_stage = stage.split("-", 1)[0]  # sample-<sampler> reads the sample part
+    spec_path = _spec_of_stage(spec_path, spec_stage)
     spec, fam, cls, params = load_run_spec(spec_path, family)
+    if spec_stage in LATER_STAGES:
+        _warn_if_defaults(spec_path, spec, cls, spec_stage)
+        spec = {**spec, "stage": spec_stage}
     data = fam.open_data(Path(data_dir))
     record_spec(run_dir, spec)
     write_provenance(Path(run_dir), stage, rule)
     model = (cls.load(params, data, None if untrained else Path(run_dir), default_device(), seed=spec["seed"])
              if (with_model(cls) if callable(with_model) else with_model) else None)
     return spec, fam, cls, data, model
+
+
+def _spec_of_stage(spec_path: str | Path, stage: str) -> str | Path:
+    """By hand, a later stage may be given the run's spec.json (training's part): its own part,
+    spec-<stage>.json beside it, is used instead when it belongs to the same trained run."""
+    from dagzoo.config import LATER_STAGES
+
+    if stage not in LATER_STAGES or str(spec_path).lstrip().startswith("{"):
+        return spec_path
+    spec, _ = read_spec(spec_path)
+    if not isinstance(spec, dict) or "config_hash" not in spec or spec.get("stage", "train") == stage:
+        return spec_path  # its own part already, or not a run spec (load_run_spec says what is wrong)
+    sibling = Path(spec_path).with_name(f"spec-{stage}.json")
+    if sibling.exists() and read_json_object(sibling).get("config_hash") == spec["config_hash"]:
+        return sibling
+    return spec_path
+
+
+def _warn_if_defaults(spec_path, spec: dict, cls: type, stage: str) -> None:
+    """A later stage run on another stage's spec: say which of its own hyper-parameters take
+    their defaults (none for most models)."""
+    import dataclasses
+    import sys
+
+    from dagzoo.config import field_stages
+
+    own = [f.name for f in dataclasses.fields(cls.Params) if stage in field_stages(f)]
+    if own and spec.get("stage", "train") != stage:
+        print(f"[dagzoo] warning: {spec_path} is the run's {spec.get('stage', 'train')} spec: "
+              f"{', '.join(own)} take their defaults (the DAG passes the {stage} part; by hand, use "
+              f"spec-{stage}.json)", file=sys.stderr)
 
 
 def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **extra) -> dict:

@@ -10,10 +10,9 @@
 # A family's rules file sets DATA_OF[<family>] (its prepared data directory; training waits
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
-import os
-
 from dagzoo.config import stage_spec
 from dagzoo.registry import get_model
+from dagzoo.workflow import input_dir, output_dir, stage_shell  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}
@@ -46,35 +45,6 @@ def train_threads(w):
     return CFG["threads"] if get_model(w.family, spec["model"]).threaded_training else 1
 
 
-def input_dir(name, levels=1):
-    """A param: the directory `levels` up from the input file `name` (derived from the job's
-    files, not hard-coded, so it also holds without a shared filesystem)."""
-    def directory(w, input):
-        path = input[name]
-        for _ in range(levels):
-            path = os.path.dirname(path)
-        return path
-    return directory
-
-
-def output_dir(levels=1):
-    """A param: the directory `levels` up from the job's first output file."""
-    def directory(w, output):
-        path = output[0]
-        for _ in range(levels):
-            path = os.path.dirname(path)
-        return path
-    return directory
-
-
 def results_root(w):
     """The results root (the default MLflow store lives there)."""
     return R
-
-
-def stage_shell(command, extra=""):
-    """`dagzoo <command>` on one run: its spec, the family's data, the run directory, the
-    results root and the job's threads; every value quoted. Its params are spec,
-    data, run_dir and results (see spec_param, input_dir, results_root)."""
-    return (f"dagzoo {command} --spec {{params.spec:q}} --data {{params.data:q}} --run-dir {{params.run_dir:q}} "
-            f"--results {{params.results:q}} --threads {{threads}} {extra} > {{log:q}} 2>&1")

@@ -26,4 +26,4 @@ rule train:
         gpu=0,
     shell:
         "{params.launcher} train --spec {params.spec:q} --data {params.data:q} --run-dir {params.run_dir:q} "
-        "--results {params.results:q} --threads {threads} > {log:q} 2>&1"
+        "--results {params.results:q} --threads {threads} --rule train > {log:q} 2>&1"

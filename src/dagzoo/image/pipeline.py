@@ -162,7 +162,8 @@ def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path
 
 def _plot_loss(run_dir: Path, spec: dict) -> None:
     """curve.png: the training loss against images seen (an MLflow artifact)."""
-    points = [(r["images"], r["train/loss"]) for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    points = [(r.get("images", r.get("tokens")), r["train/loss"])  # "tokens": histories before the units
+              for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
     ylabel = "loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss"
     write_run_curve(run_dir, spec, [(None, points, {})], "training images", ylabel, log_y=True)
 

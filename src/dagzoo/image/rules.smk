@@ -140,7 +140,7 @@ rule image_sample_untrained:
         runtime=240,
     shell:
         stage_shell("image-sample", "--name untrained --sampler {params.sampler:q} --n {params.n} --untrained "
-                    "--grid {params.grid}")
+                    "--grid {params.grid}", rule_name="image_sample_untrained")
 
 rule image_fid:
     input:

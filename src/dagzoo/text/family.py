@@ -20,7 +20,6 @@ class TextFamily(Family):
         "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
                  "temperature": 1.0, "top_k": None, "genppl_evaluator": None},
     }
-    report_run_files = ("samples.txt",)
 
     # ------------------------------------------------------------------ config
     def validate(self, section: dict, cfg: dict, check_files: bool) -> None:

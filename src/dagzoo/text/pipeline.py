@@ -2,9 +2,10 @@
 likelihood, or its bound, over the full test split); sample; genppl (samples scored by an
 autoregressive evaluator).
 
-Each stage reads the run's ``spec.json`` and the prepared token data, writes its outputs
-atomically into the run directory (the file Snakemake waits for is written last) and mirrors
-the run into MLflow (see dagzoo.tracking).
+Each stage reads its spec (the JSON the DAG passes, see dagzoo.config.stage_spec) and the
+prepared token data and writes its outputs atomically into the run directory (the file Snakemake
+waits for is written last); evaluation mirrors the run into MLflow, sampling and gen PPL leave
+that to the report (see dagzoo.tracking).
 """
 
 from __future__ import annotations

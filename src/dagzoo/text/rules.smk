@@ -87,6 +87,7 @@ rule text_sample:
         data=f"{TEXT_TOKENS}/manifest.json",
     output:
         f"{TEXT_RUN}/samples.txt",
+        f"{TEXT_RUN}/samples.json",
     params:
         spec=spec_param("text", "sample"),
         data=input_dir("data"),
@@ -112,7 +113,7 @@ if GENPPL_EVALUATOR:
 
     rule text_genppl:
         input:
-            samples=f"{TEXT_RUN}/samples.txt",
+            samples=f"{TEXT_RUN}/samples.json",
             evaluator=f"{EVALUATOR_RUN}/train.json",
             data=f"{TEXT_TOKENS}/manifest.json",
         output:

@@ -1,0 +1,39 @@
+"""Helpers the Snakemake rules files build their rules with (workflow/rules/common.smk imports
+them): plain functions of strings and paths; nothing here imports Snakemake."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+
+def input_dir(name, levels=1):
+    """A param: the directory `levels` up from the input file `name` (derived from the job's
+    files, not hard-coded, so it also holds without a shared filesystem)."""
+    def directory(w, input):
+        path = input[name]
+        for _ in range(levels):
+            path = os.path.dirname(path)
+        return path
+    return directory
+
+
+def output_dir(levels=1):
+    """A param: the directory `levels` up from the job's first output file."""
+    def directory(w, output):
+        path = output[0]
+        for _ in range(levels):
+            path = os.path.dirname(path)
+        return path
+    return directory
+
+
+def stage_shell(command, extra="", rule_name=None):
+    """`dagzoo <command>` on one run: its spec, the family's data, the run directory, the
+    results root, the job's threads and the name of its Snakemake rule (an MLflow tag; by
+    default the command's with underscores, text-evaluate -> text_evaluate); every value
+    quoted. The rule's params are spec, data, run_dir and results (common.smk's spec_param
+    and results_root, input_dir / output_dir here)."""
+    name = shlex.quote(rule_name or command.replace("-", "_"))
+    return (f"dagzoo {command} --spec {{params.spec:q}} --data {{params.data:q}} --run-dir {{params.run_dir:q}} "
+            f"--results {{params.results:q}} --threads {{threads}} --rule {name} {extra} > {{log:q}} 2>&1")
