@@ -18,9 +18,9 @@ import pandas as pd
 
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_write_text, read_json_object, read_jsonl
+from dagzoo.stages import RUN_SPEC_KEYS
 
 ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "run_dir"]
-SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
 GROUP_COLUMNS = ["family", "experiment", "model"]
 
 
@@ -71,7 +71,7 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
         if not (d / "metrics.json").exists():
             continue
         doc = read_json_object(d / "metrics.json", ["metrics"])
-        spec = read_json_object(d / "spec.json", SPEC_KEYS)
+        spec = read_json_object(d / "spec.json", RUN_SPEC_KEYS)
         if not isinstance(doc["metrics"], dict):
             raise DataError(f"{d / 'metrics.json'}: 'metrics' is not an object; rerun the run's evaluation")
         metrics = {k: v for k, v in doc["metrics"].items() if v is None or isinstance(v, (int, float, str))}

@@ -19,6 +19,10 @@ from dagzoo.errors import ConfigError
 from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl
 
 
+#: what every run's spec.json holds (the report and MLflow read these)
+RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
+
+
 def read_spec(spec: str | Path) -> tuple[dict, str]:
     """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
     given = str(spec)
@@ -44,7 +48,7 @@ def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     from dagzoo.registry import get_model, validate_params
 
     spec, spec_path = read_spec(spec_path)
-    if not isinstance(spec, dict) or not {"family", "experiment", "model", "seed", "params"} <= set(spec) \
+    if not isinstance(spec, dict) or not set(RUN_SPEC_KEYS) - {"config_hash"} <= set(spec) \
             or not isinstance(spec["params"], dict):
         raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and a params object)")
     if family is not None and spec["family"] != family:

@@ -337,7 +337,9 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
 
     prefix = default_prefix() if prefix is None else prefix
     run_dir = Path(run_dir)
-    spec = read_json_object(run_dir / "spec.json", ("family", "experiment", "model", "seed", "config_hash", "params"))
+    from dagzoo.stages import RUN_SPEC_KEYS
+
+    spec = read_json_object(run_dir / "spec.json", RUN_SPEC_KEYS)
     with _exclusive(uri):
         try:
             client = _client(uri)
