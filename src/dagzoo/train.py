@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from dagzoo import distributed
 from dagzoo.errors import CheckpointError, TrainingError
 from dagzoo.io import append_jsonl, atomic_writer, read_jsonl
+from dagzoo.optim import make_optimizer
 from dagzoo.progress import progress
 from dagzoo.registry import param
 
@@ -41,10 +42,20 @@ class TrainParams:
 
     steps: int = param(1000, "optimizer steps", min=1)
     batch_size: int = param(32, "sequences (or examples) per step", min=1)
-    lr: float = param(1e-3, "peak learning rate (AdamW)", gt=0.0)
+    optimizer: str = param("adamw", "adamw | sgd (momentum) | lars (SGD momentum with layer-wise trust ratios)",
+                           choices=("adamw", "sgd", "lars"))
+    lr: float = param(1e-3, "peak learning rate", gt=0.0)
+    schedule: str = param("cosine", "after warm-up: cosine decay to lr x min_lr_ratio, or step decay (x lr_step_gamma "
+                          "every lr_step_every steps)", choices=("cosine", "step"))
     min_lr_ratio: float = param(0.1, "final lr / peak lr of the cosine decay", min=0.0, max=1.0)
+    lr_step_every: int = param(1000, "steps between decays of the step schedule", min=1)
+    lr_step_gamma: float = param(0.5, "lr factor per decay of the step schedule", gt=0.0, max=1.0)
     warmup_steps: int = param(100, "linear warm-up steps", min=0)
-    weight_decay: float = param(0.1, "AdamW weight decay on matrices", min=0.0)
+    weight_decay: float = param(0.1, "weight decay on matrices and kernels (decoupled for AdamW, L2 for sgd/lars)",
+                                min=0.0)
+    momentum: float = param(0.9, "momentum of sgd and lars", min=0.0, max=1.0)
+    nesterov: bool = param(False, "Nesterov momentum (sgd)")
+    lars_eta: float = param(0.02, "LARS trust coefficient", gt=0.0)
     beta1: float = param(0.9, "AdamW beta1", min=0.0, max=1.0)
     beta2: float = param(0.99, "AdamW beta2", min=0.0, max=1.0)
     grad_clip: float | None = param(1.0, "max global gradient norm (null: no clipping)", min=0.0)
@@ -59,9 +70,12 @@ class TrainParams:
 
 
 def lr_at(step: int, p: TrainParams) -> float:
-    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step."""
+    """Linear warm-up to `lr`, then cosine decay to `lr * min_lr_ratio` at the last step (or, with
+    the step schedule, lr x lr_step_gamma ** (completed lr_step_every-step periods))."""
     if p.warmup_steps and step < p.warmup_steps:
         return p.lr * (step + 1) / p.warmup_steps
+    if p.schedule == "step":
+        return p.lr * p.lr_step_gamma ** ((step - p.warmup_steps) // p.lr_step_every)
     span = max(1, p.steps - p.warmup_steps)
     progress = min(1.0, (step - p.warmup_steps) / span)
     return p.lr * (p.min_lr_ratio + (1 - p.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
@@ -199,7 +213,7 @@ def default_device() -> torch.device:
 
 
 class Trainer:
-    """Runs `loss_fn(model, step) -> scalar loss` for `params.steps` AdamW steps.
+    """Runs `loss_fn(model, step) -> scalar loss` for `params.steps` optimizer steps.
 
     Progress is counted in the family's own `unit` (tokens, images, clouds): `units_per_step`
     of them per step, recorded under that name in the history and the summary.
@@ -229,12 +243,7 @@ class Trainer:
         self.ddp = (torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             if self.dist.active else None)
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}],
-                                     lr=params.lr, betas=(params.beta1, params.beta2),
-                                     fused=self.device.type == "cuda")
+        self.opt = make_optimizer(model, params, fused=self.device.type == "cuda")
         self.ema = params.make_ema(model)
         self.step = 0
         self.train_time = 0.0  # seconds spent in optimizer steps (excludes evaluation)

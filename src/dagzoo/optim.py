@@ -1,0 +1,61 @@
+"""The optimisers a run may choose (`TrainParams.optimizer`) and LARS, which torch lacks.
+
+Weight decay applies to matrices and convolution kernels only (parameters with >= 2 dimensions);
+biases and norm scales are neither decayed nor, for LARS, trust-ratio adapted, as in SimCLR
+(Chen et al. 2020, appendix B.1) and solo-learn's `exclude_bias_n_norm`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017) on SGD with momentum.
+
+    For a parameter w with gradient g and weight decay wd, the update direction is
+    u = g + wd w, scaled by the trust ratio eta ||w|| / ||u|| (1 when either norm is 0), then fed
+    to heavy-ball momentum: v <- m v + lr * ratio * u, w <- w - v. Groups with `adapt: False`
+    (biases, norms) take the plain SGD-momentum step.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
+                                  "adapt": True})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            for w in group["params"]:
+                if w.grad is None:
+                    continue
+                update = w.grad.add(w, alpha=group["weight_decay"]) if group["weight_decay"] else w.grad.clone()
+                scale = group["lr"]
+                if group["adapt"]:
+                    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
+                    ratio = torch.where((w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm,
+                                        torch.ones_like(w_norm))
+                    update.mul_(ratio)
+                state = self.state[w]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = torch.zeros_like(w)
+                buf.mul_(group["momentum"]).add_(update, alpha=scale)
+                w.sub_(buf)
+        return loss
+
+
+def make_optimizer(model: torch.nn.Module, p, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimiser `p.optimizer` names over `model`'s parameters (decay on >= 2-D ones only)."""
+    decay = [q for q in model.parameters() if q.dim() >= 2]
+    no_decay = [q for q in model.parameters() if q.dim() < 2]
+    groups = [{"params": decay, "weight_decay": p.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if p.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=p.lr, betas=(p.beta1, p.beta2), fused=fused)
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0)
+    if p.optimizer == "lars":
+        groups[1]["adapt"] = False
+        return LARS(groups, lr=p.lr, momentum=p.momentum, eta=p.lars_eta)
+    raise ValueError(f"optimizer {p.optimizer!r}")  # the params' choices make this unreachable

@@ -1,0 +1,61 @@
+"""The optimiser choices of TrainParams: LARS against its update written out by hand, SGD and the
+step schedule, and that each trains the same toy problem to its optimum."""
+
+import pytest
+import torch
+
+from dagzoo.optim import LARS, make_optimizer
+from dagzoo.train import TrainParams, lr_at
+
+
+def test_lars_step_matches_the_hand_computed_update():
+    w0 = torch.tensor([[3.0, 4.0]])  # ||w|| = 5
+    g = torch.tensor([[0.6, 0.8]])   # ||g + wd w|| = ||[0.9, 1.2]|| = 1.5 with wd = 0.1
+    w = torch.nn.Parameter(w0.clone())
+    opt = LARS([w], lr=0.5, momentum=0.9, weight_decay=0.1, eta=0.02)
+    w.grad = g.clone()
+    opt.step()
+    u = g + 0.1 * w0
+    ratio = 0.02 * 5.0 / 1.5
+    v1 = 0.5 * ratio * u
+    assert torch.allclose(w.detach(), w0 - v1, atol=1e-7)
+    w.grad = g.clone()  # second step: heavy-ball momentum on the scaled update
+    w1 = w.detach().clone()
+    opt.step()
+    u2 = g + 0.1 * w1
+    v2 = 0.9 * v1 + 0.5 * (0.02 * w1.norm() / u2.norm()) * u2
+    assert torch.allclose(w.detach(), w1 - v2, atol=1e-7)
+
+
+def test_biases_are_neither_decayed_nor_adapted_by_lars():
+    net = torch.nn.Linear(2, 1)
+    opt = make_optimizer(net, TrainParams(optimizer="lars", lr=0.1, momentum=0.0, weight_decay=0.5))
+    bias0 = net.bias.detach().clone()
+    net.weight.grad, net.bias.grad = torch.zeros_like(net.weight), torch.ones_like(net.bias)
+    opt.step()
+    assert torch.allclose(net.bias.detach(), bias0 - 0.1)  # plain SGD step, no trust ratio
+
+
+def test_step_schedule():
+    p = TrainParams(steps=100, lr=1.0, warmup_steps=10, schedule="step", lr_step_every=20, lr_step_gamma=0.5)
+    assert lr_at(0, p) == pytest.approx(0.1)
+    assert [lr_at(s, p) for s in (10, 29, 30, 49, 50)] == pytest.approx([1.0, 1.0, 0.5, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("name,lr", [("adamw", 0.05), ("sgd", 0.1), ("lars", 0.1)])
+def test_each_optimiser_reaches_the_least_squares_solution(name, lr):
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
+    net = torch.nn.Linear(3, 1)
+    p = TrainParams(optimizer=name, lr=lr, weight_decay=0.0, steps=600, warmup_steps=0, min_lr_ratio=0.0,
+                    lars_eta=1.0)
+    opt = make_optimizer(net, p)
+    for step in range(p.steps):  # LARS's step is eta ||w|| lr whatever the gradient: it needs the decay
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, p)
+        opt.zero_grad()
+        ((net(x) - y) ** 2).mean().backward()
+        opt.step()
+    assert torch.allclose(net.weight.detach(), torch.tensor([[1.0, -2.0, 0.5]]), atol=2e-2)
+    assert net.bias.item() == pytest.approx(0.3, abs=2e-2)
