@@ -1,0 +1,141 @@
+"""What every point-cloud classifier shares: the train split in memory, a batch per step drawn
+and augmented from (seed, step) alone, cross-entropy (optionally label-smoothed) plus the
+network's own regulariser, validation accuracy as the training curve, batched prediction.
+
+A network maps clouds (B, N, 3) to (logits (B, k), a scalar regulariser already weighted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dagzoo import distributed
+from dagzoo.augment import random_rows, step_generator
+from dagzoo.errors import ConfigError
+from dagzoo.lifecycle import NeuralModel
+from dagzoo.points import transforms as T
+from dagzoo.registry import param
+from dagzoo.train import TrainParams
+
+_BATCH_STREAM, _AUG_STREAM = 0x9C1D, 0x9C1E
+
+
+@dataclass
+class PointTrainParams(TrainParams):
+    """Optimisation and augmentation of every point-cloud model (PointNet's recipe by default:
+    Adam lr 1e-3, no weight decay; DGCNN's is set in its config)."""
+
+    lr: float = param(1e-3, "peak learning rate", gt=0.0)
+    warmup_steps: int = param(0, "linear warm-up steps", min=0)
+    weight_decay: float = param(0.0, "weight decay on matrices", min=0.0)
+    beta2: float = param(0.999, "Adam beta2", min=0.0, max=1.0)
+    grad_clip: float | None = param(None, "max global gradient norm (null: no clipping)", min=0.0)
+    batch_size: int = param(32, "clouds per step", min=1)
+    label_smoothing: float = param(0.0, "cross-entropy label smoothing (DGCNN: 0.2)", min=0.0, max=0.99)
+    rotate_up: bool = param(True, "random rotation about the up axis (z)")
+    scale_low: float = param(2 / 3, "per-axis scaling, lower bound (1 and 1: off)", gt=0.0)
+    scale_high: float = param(3 / 2, "per-axis scaling, upper bound", gt=0.0)
+    translate: float = param(0.2, "random translation per axis, uniform in +-translate", min=0.0)
+    jitter_sigma: float = param(0.01, "Gaussian jitter per point (0: off)", min=0.0)
+    jitter_clip: float = param(0.05, "jitter clipped to +-clip", min=0.0)
+    shuffle: bool = param(True, "shuffle the order of the points")
+    eval_batch_size: int = param(64, "clouds per forward pass when evaluating", min=1)
+    so3_rotations: int = param(1, "random SO(3) rotations per test cloud for test/oa_so3", min=1, stage="evaluate")
+
+    def check(self, where: str) -> None:
+        if self.scale_low > self.scale_high:
+            raise ConfigError(f"{where}.scale_low: {self.scale_low} is above scale_high ({self.scale_high})")
+
+
+def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.Tensor:
+    """The training augmentations in a fixed order, all batched."""
+    if p.rotate_up:
+        x = T.random_rotate_z(x, g)
+    if (p.scale_low, p.scale_high) != (1.0, 1.0):
+        x = T.random_scale(x, g, p.scale_low, p.scale_high)
+    if p.translate:
+        x = T.random_translate(x, g, p.translate)
+    if p.jitter_sigma:
+        x = T.jitter(x, g, p.jitter_sigma, p.jitter_clip)
+    if p.shuffle:
+        x = T.shuffle_points(x, g)
+    return x
+
+
+@torch.no_grad()
+def predict(net: torch.nn.Module, clouds: torch.Tensor, batch: int) -> torch.Tensor:
+    """Predicted classes of every cloud (no augmentation; the caller sets eval mode)."""
+    out = [net(clouds[i:i + batch])[0].argmax(dim=1) for i in range(0, len(clouds), batch)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+
+
+def accuracy_counts(pred: np.ndarray, labels: np.ndarray, k: int) -> dict:
+    """OA and mAcc over a whole split, from its k x k confusion matrix (rows: true class), with
+    binomial standard errors: OA's sqrt(p(1-p)/n); mAcc's sqrt(sum_c p_c(1-p_c)/n_c) / C over
+    the C classes present (independent per-class binomials)."""
+    conf = np.zeros((k, k), np.int64)
+    np.add.at(conf, (labels, pred), 1)
+    n = conf.sum()
+    oa = np.trace(conf) / n
+    per_n = conf.sum(axis=1)
+    present = per_n > 0
+    per_acc = np.where(present, np.diag(conf) / np.maximum(per_n, 1), np.nan)
+    pc, nc = per_acc[present], per_n[present]
+    return {"oa": float(oa), "oa_se": float(np.sqrt(oa * (1 - oa) / n)), "macc": float(pc.mean()),
+            "macc_se": float(np.sqrt((pc * (1 - pc) / nc).sum()) / len(pc)), "confusion": conf,
+            "per_class": per_acc, "n": int(n)}
+
+
+class PointModel(NeuralModel):
+    Params: type
+
+    def __init__(self, params, data, device: torch.device):
+        super().__init__(params, data, device)
+        self.num_classes = data.num_classes
+        self.num_points = data.points
+
+    def build(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ the lifecycle's hooks
+    def prepare(self, ctx) -> None:
+        # test clouds and labels are never read during training (selection is on val)
+        self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
+        self._y = torch.from_numpy(self.data.labels("train")).to(self.device)
+        self._val = (torch.from_numpy(self.data.clouds("val")).to(self.device),
+                     self.data.labels("val"))
+
+    def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
+        g = step_generator(seed, step, _BATCH_STREAM)
+        idx = torch.randint(0, len(self._x), (self.params.batch_size,), generator=g).to(self.device)
+        x = augment(self._x[idx], self.params, step_generator(seed, step, _AUG_STREAM))
+        x, y = distributed.shard(x), distributed.shard(self._y[idx])
+        logits, reg = net(x)
+        return F.cross_entropy(logits, y, label_smoothing=self.params.label_smoothing) + reg
+
+    def units_per_step(self) -> int:
+        return self.params.batch_size
+
+    def eval_fn(self, ctx):
+        x, y = self._val
+        if len(y) == 0:
+            return None
+
+        def fn(net) -> dict:
+            pred = predict(net, x, self.params.eval_batch_size).cpu().numpy()
+            r = accuracy_counts(pred, y, self.num_classes)
+            return {"val/oa": r["oa"], "val/macc": r["macc"]}
+        return fn
+
+    def save_meta(self) -> dict:
+        return {"classes": self.data.classes, "points": self.num_points}
+
+    def restore_meta(self, meta: dict, path: Path) -> None:
+        if meta.get("classes") is not None and list(meta["classes"]) != list(self.data.classes):
+            raise ConfigError(f"{path} was trained on classes {meta['classes'][:5]}..., not this data set's "
+                              f"{self.data.classes[:5]}...; retrain this run")

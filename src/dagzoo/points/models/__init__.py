@@ -1,0 +1,1 @@
+"""The point-cloud models (each module registers itself)."""

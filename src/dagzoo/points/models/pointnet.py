@@ -1,0 +1,113 @@
+"""`pointnet` (Qi et al. 2017): shared per-point MLPs, a symmetric max-pool, and two learned
+alignment networks (T-Nets): a 3x3 transform of the input and a 64x64 transform of the
+features, the latter pulled towards orthogonality by L_reg = ||I - A A^T||_F^2.
+
+Regulariser weight convention: the loss adds `tnet_reg_weight` x mean over the batch of
+||I - A A^T||_F^2 (the squared Frobenius norm, not halved). The paper's weight is 0.001; its
+TensorFlow code applies it to tf.nn.l2_loss, which halves the sum (an effective 0.0005 here).
+`tnets: false` drops both T-Nets (the paper's ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dagzoo.points.base import PointModel, PointTrainParams
+from dagzoo.registry import param, register
+
+
+def _mlp1d(widths: list[int], c_in: int) -> nn.Sequential:
+    """Shared per-point layers: 1x1 convolutions + batch norm + ReLU."""
+    layers = []
+    for w in widths:
+        layers += [nn.Conv1d(c_in, w, 1), nn.BatchNorm1d(w), nn.ReLU()]
+        c_in = w
+    return nn.Sequential(*layers)
+
+
+def _head(widths: list[int], c_in: int, k: int, dropout: float, act: nn.Module) -> nn.Sequential:
+    layers = []
+    for w in widths:
+        layers += [nn.Linear(c_in, w, bias=False), nn.BatchNorm1d(w), act, nn.Dropout(dropout)]
+        c_in = w
+    return nn.Sequential(*layers, nn.Linear(c_in, k))
+
+
+class TNet(nn.Module):
+    """Predicts a k x k transform from a (B, k, N) point set: shared MLP, max-pool, FC layers;
+    the last layer starts at zero weights and identity bias, so the transform starts as I."""
+
+    def __init__(self, k: int, mlp: list[int], fc: list[int]):
+        super().__init__()
+        self.k = k
+        self.mlp = _mlp1d(mlp, k)
+        layers, c = [], mlp[-1]
+        for w in fc:
+            layers += [nn.Linear(c, w, bias=False), nn.BatchNorm1d(w), nn.ReLU()]
+            c = w
+        self.fc = nn.Sequential(*layers)
+        self.out = nn.Linear(c, k * k)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():
+            self.out.bias.copy_(torch.eye(k).flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.mlp(x).max(dim=2).values
+        return self.out(self.fc(h)).view(-1, self.k, self.k)
+
+
+def orthogonality_loss(a: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ||I - A A^T||_F^2."""
+    eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
+    return ((eye - a @ a.transpose(1, 2)) ** 2).sum(dim=(1, 2)).mean()
+
+
+class PointNetNet(nn.Module):
+    def __init__(self, k: int, mlp1: list[int], mlp2: list[int], head: list[int], tnet_mlp: list[int],
+                 tnet_fc: list[int], dropout: float, tnets: bool, reg_weight: float):
+        super().__init__()
+        self.tnets, self.reg_weight = tnets, reg_weight
+        if tnets:
+            self.input_tnet = TNet(3, tnet_mlp, tnet_fc)
+            self.feature_tnet = TNet(mlp1[-1], tnet_mlp, tnet_fc)
+        self.mlp1 = _mlp1d(mlp1, 3)
+        self.mlp2 = _mlp1d(mlp2, mlp1[-1])
+        self.head = _head(head, mlp2[-1], k, dropout, nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, N, 3) -> (logits (B, k), the weighted regulariser (a scalar; 0 without T-Nets))."""
+        h = x.transpose(1, 2)  # (B, 3, N)
+        reg = x.new_zeros(())
+        if self.tnets:
+            h = torch.bmm(self.input_tnet(h), h)  # points are columns: A x
+        h = self.mlp1(h)
+        if self.tnets:
+            a = self.feature_tnet(h)
+            h = torch.bmm(a, h)
+            reg = self.reg_weight * orthogonality_loss(a)
+        g = self.mlp2(h).max(dim=2).values  # the symmetric function: invariant to point order
+        return self.head(g), reg
+
+
+@register("points", "pointnet")
+class PointNet(PointModel):
+    """PointNet classification; Adam lr 1e-3 halved every 20 epochs in the paper."""
+
+    @dataclass
+    class Params(PointTrainParams):
+        mlp1: list[int] = param([64, 64], "shared MLP before the feature transform")
+        mlp2: list[int] = param([64, 128, 1024], "shared MLP after it (the last width: the global feature)")
+        head: list[int] = param([512, 256], "classifier hidden widths")
+        tnet_mlp: list[int] = param([64, 128, 1024], "T-Net shared MLP")
+        tnet_fc: list[int] = param([512, 256], "T-Net fully connected widths")
+        dropout: float = param(0.3, "dropout in the head (the paper's keep ratio 0.7)", min=0.0, max=0.99)
+        tnets: bool = param(True, "the input (3x3) and feature T-Nets (false: the ablation)")
+        tnet_reg_weight: float = param(0.001, "weight of ||I - A A^T||_F^2 of the feature transform", min=0.0)
+
+    def build(self) -> nn.Module:
+        p = self.params
+        return PointNetNet(self.num_classes, p.mlp1, p.mlp2, p.head, p.tnet_mlp, p.tnet_fc, p.dropout, p.tnets,
+                           p.tnet_reg_weight)

@@ -1,0 +1,48 @@
+"""The point-cloud section of the report: OA / mAcc / SO(3) accuracy per experiment (mean over
+seeds, with the standard error over seeds, or the binomial one with a single seed), the
+validation curves, and the first seed's confusion matrix of the best experiment."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _mean_se(g: pd.DataFrame, key: str) -> str:
+    if key not in g or g[key].isna().all():
+        return "—"
+    v = g[key].dropna()
+    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else g.get(f"{key}_se", pd.Series([np.nan])).iloc[0]
+    return f"{100 * v.mean():.1f} ± {100 * se:.1f}" if np.isfinite(se) else f"{100 * v.mean():.1f}"
+
+
+def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) -> tuple[list[str], list[Path]]:
+    rows = df[df.family == "points"]
+    if rows.empty:
+        return [], []
+    md = ["## Point clouds", "",
+          "Test overall accuracy (OA) and mean per-class accuracy (mAcc) in % on the whole test split, single "
+          "view, no voting, of the last checkpoint (the test split is read only by the evaluation). SO(3): the "
+          "same model on test clouds under uniformly random 3D rotations (training rotates about the up axis "
+          "only). ± is the standard error over seeds (one seed: the binomial SE).", "",
+          "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | params | clouds/s |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for exp, g in rows.groupby("experiment", sort=False):
+        md.append(f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
+                  f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
+                  f"{int(g['train/params'].iloc[0]) if 'train/params' in g else '—':,} | "
+                  f"{g['train/clouds_per_s'].mean():.0f} |")
+    md.append("")
+    figures = []
+    best = rows.loc[rows["test/oa"].idxmax()] if "test/oa" in rows else None
+    if best is not None:
+        src = Path(best.run_dir) / "confusion.png"
+        if src.exists():
+            dst = out / "points_confusion.png"
+            shutil.copyfile(src, dst)
+            md += [f"Confusion matrix of {best.experiment} (seed {best.seed}):", "", f"![confusion]({dst.name})", ""]
+            figures.append(dst)
+    return md, figures
