@@ -1,0 +1,163 @@
+"""Point-cloud models and training: permutation invariance, EdgeConv's k-NN, the T-Net
+regulariser, the up-axis rotation, OA / mAcc by hand, and that training never reads the test
+split (garbage test labels change the final score only)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dagzoo.points import transforms as T
+from dagzoo.points.base import accuracy_counts
+from dagzoo.points.models.dgcnn import DGCNNNet, knn
+from dagzoo.points.models.pointnet import PointNetNet
+
+
+def _pointnet(tnets=True):
+    return PointNetNet(5, [16, 16], [16, 32, 64], [32], [16, 32], [32], 0.3, tnets, 0.001)
+
+
+@pytest.mark.parametrize("make", [_pointnet, lambda: _pointnet(False),
+                                  lambda: DGCNNNet(5, 6, [16, 16, 32], 64, [32], 0.5)])
+def test_outputs_are_invariant_to_permuting_the_points(make):
+    torch.manual_seed(0)
+    net = make()
+    # a few training steps first, so batch norm statistics and T-Nets are not at their init
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(3):
+        loss = net(torch.randn(8, 40, 3))[0].logsumexp(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    x = torch.randn(4, 40, 3)
+    perm = torch.randperm(40)
+    with torch.no_grad():
+        a, b = net(x)[0], net(x[:, perm])[0]
+    assert (a - b).abs().max() < 1e-5
+
+
+def test_edgeconv_knn_equals_a_brute_force_neighbour_list():
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 30)  # (B, C, N): a feature space, not just xyz
+    idx = knn(x, 5)
+    for b in range(2):
+        pts = x[b].T.numpy().astype(np.float64)
+        for i in range(30):
+            d = [((pts[i] - pts[j]) ** 2).sum() for j in range(30)]
+            brute = sorted(range(30), key=lambda j: d[j])[:5]
+            assert idx[b, i].tolist() == brute  # nearest first, the point itself included
+    assert (idx[:, :, 0] == torch.arange(30)).all()
+
+
+def test_feature_tnet_regulariser_is_the_squared_frobenius_norm_by_hand():
+    torch.manual_seed(0)
+    net = _pointnet()
+    net.eval()
+    x = torch.randn(3, 20, 3)
+    with torch.no_grad():
+        assert net(x)[1].item() == 0.0  # the T-Nets start at the identity: A A^T = I exactly
+        net.feature_tnet.out.bias.add_(0.1 * torch.randn(256))
+        _, reg = net(x)
+        h = x.transpose(1, 2)
+        h = net.mlp1(torch.bmm(net.input_tnet(h), h))
+        a = net.feature_tnet(h).double().numpy()
+    by_hand = []
+    for m in a:  # ||I - A A^T||_F^2, element by element
+        aat = [[sum(m[i, k] * m[j, k] for k in range(16)) for j in range(16)] for i in range(16)]
+        by_hand.append(sum(((i == j) - aat[i][j]) ** 2 for i in range(16) for j in range(16)))
+    # convention: weight 0.001 x batch mean of the squared Frobenius norm
+    assert reg.item() == pytest.approx(0.001 * np.mean(by_hand), rel=1e-4)
+
+
+def test_rotation_about_the_up_axis_is_exactly_a_rotation():
+    x = torch.randn(4, 50, 3, dtype=torch.float64)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    y = T.random_rotate_z(x, g1)
+    theta = torch.rand(4, generator=g2, dtype=torch.float64) * 2 * math.pi
+    for b in range(4):
+        c, s = math.cos(theta[b]), math.sin(theta[b])
+        r = torch.tensor([[c, -s, 0], [s, c, 0], [0, 0, 1]], dtype=torch.float64)
+        assert torch.allclose(y[b], x[b] @ r.T, atol=1e-12, rtol=0)
+    assert torch.equal(y[..., 2], x[..., 2])  # the up coordinate is untouched
+    assert torch.allclose(y.norm(dim=-1), x.norm(dim=-1), atol=1e-12)
+    rots = T.random_so3(100, torch.Generator().manual_seed(0))
+    assert torch.allclose(rots @ rots.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(100, 3, 3), atol=1e-12)
+    assert torch.allclose(torch.linalg.det(rots), torch.ones(100, dtype=torch.float64))
+
+
+def test_augmentations_are_seeded_per_step_and_batched():
+    from dagzoo.augment import step_generator
+    from dagzoo.points.base import PointTrainParams, augment
+
+    p = PointTrainParams()
+    x = torch.randn(8, 64, 3)
+    a = augment(x, p, step_generator(0, 5, 1))
+    assert torch.equal(a, augment(x, p, step_generator(0, 5, 1)))
+    assert not torch.equal(a, augment(x, p, step_generator(0, 6, 1)))
+    assert T.shuffle_points(x, torch.Generator().manual_seed(0)).sort(dim=1).values.equal(x.sort(dim=1).values)
+
+
+def test_oa_and_macc_equal_a_hand_count():
+    # true:  0 0 0 0 | 1 1 | 2 2 2 2 2 2
+    # pred:  0 0 0 1 | 1 0 | 2 2 2 2 2 0
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2])
+    pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 2, 2, 2, 0])
+    r = accuracy_counts(pred, labels, 4)  # class 3 absent: not in mAcc
+    assert r["confusion"][:3, :3].tolist() == [[3, 1, 0], [1, 1, 0], [1, 0, 5]]
+    assert r["oa"] == 9 / 12
+    assert r["macc"] == pytest.approx((3 / 4 + 1 / 2 + 5 / 6) / 3)
+    assert r["oa_se"] == pytest.approx(math.sqrt(0.75 * 0.25 / 12))
+    assert r["macc_se"] == pytest.approx(math.sqrt(3 / 4 * 1 / 4 / 4 + 1 / 4 / 2 + 5 / 6 * 1 / 6 / 6) / 3)
+
+
+def _train(data_dir, run_dir, monkeypatch=None):
+    from dagzoo.lifecycle import RunContext
+    from dagzoo.points.data import PointData
+    from dagzoo.points.models.pointnet import PointNet
+    from dagzoo.registry import validate_params
+
+    params = validate_params(PointNet.Params, {"steps": 12, "batch_size": 8, "mlp1": [8, 8], "mlp2": [8, 16],
+                                               "head": [16], "tnet_mlp": [8], "tnet_fc": [8], "eval_every": 6,
+                                               "checkpoint_every": 6, "log_every": 3}, "p")
+    run_dir.mkdir(parents=True)
+    model = PointNet(params, PointData(data_dir), torch.device("cpu"))
+    ctx = RunContext(run_dir=run_dir, spec={"seed": 0, "config_hash": "h"}, device=torch.device("cpu"),
+                     unit="clouds", on_progress=lambda *a, **k: None)
+    model.fit(ctx)
+    return model
+
+
+def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch):
+    from dagzoo.data.integrity import file_record
+    from dagzoo.points.data import PointData, prepare_points
+
+    data = tmp_path / "data"
+    prepare_points({"source": "shapes", "points": 24, "val_fraction": 0.2,
+                    "shapes": {"train_per_class": 4, "test_per_class": 2}}, data, cache=tmp_path / "cache")
+    # training with the test split's readers poisoned: it must not call them
+    real_clouds, real_labels = PointData.clouds, PointData.labels
+
+    def guarded(real):
+        def read(self, split):
+            assert split != "test", "training read the test split"
+            return real(self, split)
+        return read
+    monkeypatch.setattr(PointData, "clouds", guarded(real_clouds))
+    monkeypatch.setattr(PointData, "labels", guarded(real_labels))
+    a = _train(data, tmp_path / "a")
+    monkeypatch.undo()
+    # garbage test labels: the same weights and validation curve; only the final score moves
+    path = data / "test_labels.npy"
+    np.save(path, (np.load(path) + 1) % 10)
+    manifest = json.loads((data / "manifest.json").read_text())
+    manifest["arrays"]["test_labels.npy"] = file_record(path)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    b = _train(data, tmp_path / "b")
+    for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
+        assert torch.equal(va, vb), k
+    curve = lambda d: [(r["step"], r["val/oa"]) for r in map(json.loads, (d / "history.jsonl").read_text().splitlines())
+                       if "val/oa" in r]  # noqa: E731
+    assert curve(tmp_path / "a") == curve(tmp_path / "b") and len(curve(tmp_path / "a")) == 3
