@@ -1,0 +1,107 @@
+"""Point-cloud family benchmarks (not tests):
+
+1. Farthest point sampling: points/s of dagzoo's batched torch FPS against a straightforward
+   per-cloud NumPy loop (the textbook algorithm) on the same clouds, and the ratio.
+2. k-NN graph (DGCNN's EdgeConv): dagzoo's batched matmul + topk against a per-point
+   sort of the distance row, and the ratio.
+3. Training clouds/s of every model at the default section's sizes (forward + backward + Adam).
+
+    python bench/bench_points.py [--quick] [--threads N] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from dagzoo.points.data import farthest_point_sampling
+from dagzoo.points.models.dgcnn import DGCNNNet, knn
+from dagzoo.points.models.pointnet import PointNetNet
+from dagzoo.points.models.voxnet import VoxNetNet
+
+
+def fps_reference(x: np.ndarray, k: int) -> list[int]:
+    chosen, dist = [0], np.full(len(x), np.inf)
+    for _ in range(k - 1):
+        d = x - x[chosen[-1]]
+        dist = np.minimum(dist, (d * d).sum(1))
+        chosen.append(int(np.argmax(dist)))
+    return chosen
+
+
+def knn_reference(x: np.ndarray, k: int) -> np.ndarray:
+    """x (N, C): for each point, argsort of its distance row (O(N^2 log N) in a Python loop)."""
+    return np.stack([np.argsort(((x - x[i]) ** 2).sum(1), kind="stable")[:k] for i in range(len(x))])
+
+
+def timed(fn, repeat=3):
+    fn()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - t) / repeat
+
+
+def bench_fps(quick: bool, device) -> None:
+    b, m, k = (8, 2048, 256) if quick else (32, 4096, 1024)
+    x = torch.randn(b, m, 3, dtype=torch.float64)
+    ours = timed(lambda: farthest_point_sampling(x.to(device), k), 1)
+    ref = timed(lambda: [fps_reference(c, k) for c in x.numpy()], 1)
+    assert farthest_point_sampling(x, k)[0].tolist() == fps_reference(x[0].numpy(), k)
+    print(f"FPS {b} clouds x {m} -> {k}: dagzoo {b * k / ours:,.0f} points/s, reference {b * k / ref:,.0f} "
+          f"points/s, ratio {ref / ours:.1f}x")
+
+
+def bench_knn(quick: bool, device) -> None:
+    b, n, c, k = (4, 512, 64, 20) if quick else (8, 1024, 64, 20)
+    x = torch.randn(b, c, n)
+    ours = timed(lambda: knn(x.to(device), k))
+    ref = timed(lambda: [knn_reference(x[i].T.numpy(), k) for i in range(b)], 1)
+    print(f"k-NN graph {b} x {n} points, {c} features, k={k}: dagzoo {ours * 1000:.1f} ms, reference "
+          f"{ref * 1000:.1f} ms, ratio {ref / ours:.1f}x")
+
+
+def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> None:
+    nets = {
+        "pointnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, True, 1e-3),
+        "pointnet_notnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, False, 1e-3),
+        "dgcnn": DGCNNNet(10, 10, [16, 16, 32, 64], 128, [64, 32], 0.5),
+        "voxnet": VoxNetNet(10, 24, [16, 32], 64, 0.5),
+    }
+    for name, net in nets.items():
+        net = net.to(device)
+        opt = torch.optim.Adam(net.parameters(), 1e-3)
+        x, y = torch.randn(batch, points, 3, device=device), torch.randint(0, 10, (batch,), device=device)
+
+        def step():
+            logits, reg = net(x)
+            loss = torch.nn.functional.cross_entropy(logits, y) + reg
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        s = timed(step, 2 if quick else 5)
+        print(f"train {name:16s} {points} points, batch {batch}: {batch / s:,.0f} clouds/s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
+    bench_fps(a.quick, device)
+    bench_knn(a.quick, device)
+    bench_training(a.quick, device)
+
+
+if __name__ == "__main__":
+    main()
