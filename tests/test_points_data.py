@@ -230,3 +230,45 @@ def test_modelnet_archive_path_records_sha256_on_first_use_and_checks_it_later(t
         D.prepare_points({"source": "modelnet10", "points": 16}, tmp_path / "out2", cache=cache, modelnet_url=url,
                          expect_counts=False)
     assert not (tmp_path / "out2" / "manifest.json").exists()
+
+
+def test_an_interrupted_download_resumes_with_a_range_request(tmp_path):
+    import http.server
+    import threading
+
+    payload = bytes(range(256)) * 400
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            rng = self.headers.get("Range")
+            seen.append(rng)
+            if rng is None:  # the first attempt: the connection drops half-way
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[: len(payload) // 2])
+                self.wfile.flush()
+                self.connection.close()
+                return
+            start = int(rng.split("=")[1].rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Length", str(len(payload) - start))
+            self.end_headers()
+            self.wfile.write(payload[start:])
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/ModelNet10.zip"
+    dest = tmp_path / "ModelNet10.zip"
+    try:
+        with pytest.raises(DataError, match=r"incomplete \(51,200 of 102,400 bytes\); rerun to resume"):
+            D.download_resumable(url, dest, timeout=5)
+        assert not dest.exists() and (tmp_path / "ModelNet10.zip.part").stat().st_size == len(payload) // 2
+        D.download_resumable(url, dest, timeout=5)
+    finally:
+        server.shutdown()
+    assert dest.read_bytes() == payload and seen == [None, f"bytes={len(payload) // 2}-"]

@@ -21,6 +21,7 @@ The prepared directory holds ``{train,val,test}_points.npy`` (float32, (n, N, 3)
 from __future__ import annotations
 
 import hashlib
+import http.client
 import math
 import os
 import re
@@ -389,9 +390,14 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
         resumed = have and status == 206
         length = resp.headers.get("Content-Length")
         total = (have if resumed else 0) + int(length) if length else None
-        with open(part, "ab" if resumed else "wb") as out:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
+        try:
+            with open(part, "ab" if resumed else "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(chunk)
+        except (OSError, http.client.HTTPException) as e:
+            # the bytes received so far stay in <dest>.part: the next run continues from there
+            raise DataError(f"download of {url} was interrupted after {part.stat().st_size:,} bytes "
+                            f"({type(e).__name__}); rerun to resume it") from None
     got = part.stat().st_size
     if total is not None and got != total:
         raise DataError(f"download of {url} is incomplete ({got:,} of {total:,} bytes); rerun to resume it")
@@ -418,14 +424,15 @@ def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str |
     import json
 
     recorded = json.loads(record.read_text())
-    members = fetch_extracted(RemoteFile(url, sha256=recorded["sha256"]), cache, max_members=20_000,
-                              max_total_bytes=4 << 30)
-    tops = {m.split("/", 1)[0] for m in members}
-    if info.top not in tops:
-        raise DataError(f"{archive} holds no folder {info.top}/ (it holds {', '.join(sorted(tops))[:200]})")
-    root = next(iter(members.values()))
-    root = Path(str(root)[: str(root).index(f"/{info.top}/") + len(info.top) + 1])
-    return root
+    # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
+    members = fetch_extracted(RemoteFile(url, sha256=recorded["sha256"]), cache, max_members=20_000)
+    inside = [m for m in members if m.startswith(f"{info.top}/")]
+    if not inside:
+        tops = sorted({m.split("/", 1)[0] for m in members})
+        raise DataError(f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]})")
+    # <cache>/<name>.extracted/<top>/...: the member's path minus everything below <top>
+    first = inside[0]
+    return members[first].parents[len(Path(first).parts) - 2]
 
 
 def list_meshes(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:

@@ -19,6 +19,10 @@ def _mean_se(g: pd.DataFrame, key: str) -> str:
     return f"{100 * v.mean():.1f} ± {100 * se:.1f}" if np.isfinite(se) else f"{100 * v.mean():.1f}"
 
 
+def _count(g: pd.DataFrame, key: str) -> str:
+    return f"{int(g[key].iloc[0]):,}" if key in g and g[key].notna().any() else "—"
+
+
 def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) -> tuple[list[str], list[Path]]:
     rows = df[df.family == "points"]
     if rows.empty:
@@ -33,8 +37,8 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
     for exp, g in rows.groupby("experiment", sort=False):
         md.append(f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
                   f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
-                  f"{int(g['train/params'].iloc[0]) if 'train/params' in g else '—':,} | "
-                  f"{g['train/clouds_per_s'].mean():.0f} |")
+                  f"{_count(g, 'train/params')} | "
+                  f"{g['train/clouds_per_s'].mean():.0f} |" if "train/clouds_per_s" in g else "— |")
     md.append("")
     figures = []
     best = rows.loc[rows["test/oa"].idxmax()] if "test/oa" in rows else None
