@@ -272,3 +272,15 @@ def test_an_interrupted_download_resumes_with_a_range_request(tmp_path):
     finally:
         server.shutdown()
     assert dest.read_bytes() == payload and seen == [None, f"bytes={len(payload) // 2}-"]
+
+
+def test_obj_ply_stl_through_trimesh(tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    box = trimesh.creation.box(extents=[1, 2, 3])
+    for ext in ("obj", "ply", "stl"):
+        box.export(tmp_path / f"b.{ext}")
+        v, t = D.read_mesh(tmp_path / f"b.{ext}")
+        assert D.triangle_areas(v, t).sum() == pytest.approx(22.0)
+    (tmp_path / "bad.stl").write_bytes(b"\0" * 10)
+    with pytest.raises(DataError, match=f"{tmp_path / 'bad.stl'}: an empty or malformed mesh"):
+        D.read_mesh(tmp_path / "bad.stl")

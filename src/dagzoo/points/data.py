@@ -8,7 +8,8 @@ Sources (`data.source`):
   download (trust on first use) and checked on every later use; extraction goes through
   dagzoo.data.download (safe paths, member and size limits, per-member record).
 - ``folder:<path>``: any tree ``<class>/train/*.off`` and ``<class>/test/*.off`` (ModelNet's
-  layout); .obj/.ply/.stl too when the optional `trimesh` library is installed.
+  layout); .obj/.ply/.stl too, read by the optional `trimesh` library (pip install trimesh; OFF
+  is read by the parser here, without it).
 - ``shapes``: procedural meshes of 10 classes generated here (seeded proportions, sizes and
   rotations about the up axis), written as OFF files in ModelNet's layout and then prepared by
   exactly the same code as ModelNet.
@@ -159,9 +160,14 @@ def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
                         "OFF files are read without it") from None
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
-        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+        verts, tris = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
     except Exception as e:  # noqa: BLE001 - any failure of the library means the file is unusable
         raise DataError(f"{path}: not a readable mesh ({type(e).__name__}: {str(e)[:200]})") from None
+    if len(tris) == 0 or verts.ndim != 2 or verts.shape[1:] != (3,) or tris.shape[1:] != (3,):
+        raise DataError(f"{path}: an empty or malformed mesh ({len(verts)} vertices, {len(tris)} triangles)")
+    if not np.isfinite(verts).all() or tris.min() < 0 or tris.max() >= len(verts):
+        raise DataError(f"{path}: non-finite vertices or faces referring to missing vertices")
+    return verts, tris
 
 
 # ---------------------------------------------------------------------------------- sampling
