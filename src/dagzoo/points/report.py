@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dagzoo.io import read_json
+
 
 def _mean_se(g: pd.DataFrame, key: str) -> str:
     if key not in g or g[key].isna().all():
@@ -21,6 +23,26 @@ def _mean_se(g: pd.DataFrame, key: str) -> str:
 
 def _count(g: pd.DataFrame, key: str) -> str:
     return f"{int(g[key].iloc[0]):,}" if key in g and g[key].notna().any() else "—"
+
+
+def _per_class_table(rows: pd.DataFrame) -> list[str]:
+    """Test accuracy per class (%, mean over seeds), one column per experiment."""
+    acc: dict[str, dict[str, list[float]]] = {}
+    for _, r in rows.iterrows():
+        path = Path(r.run_dir) / "per_class.json"
+        if not path.exists():
+            continue
+        for c in read_json(path)["per_class"]:
+            acc.setdefault(c["class"], {}).setdefault(r.experiment, []).append(c["accuracy"])
+    if not acc:
+        return []
+    exps = list(dict.fromkeys(rows.experiment))
+    md = ["Test accuracy per class (%, mean over seeds):", "", "| class | " + " | ".join(exps) + " |",
+          "|---|" + "---|" * len(exps)]
+    for cls, by_exp in acc.items():
+        md.append(f"| {cls} | " + " | ".join(f"{100 * np.mean(by_exp[e]):.0f}" if e in by_exp else "—"
+                                             for e in exps) + " |")
+    return md + [""]
 
 
 def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) -> tuple[list[str], list[Path]]:
@@ -40,6 +62,7 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
                   f"{_count(g, 'train/params')} | "
                   f"{g['train/clouds_per_s'].mean():.0f} |" if "train/clouds_per_s" in g else "— |")
     md.append("")
+    md += _per_class_table(rows)
     figures = []
     best = rows.loc[rows["test/oa"].idxmax()] if "test/oa" in rows else None
     if best is not None:
