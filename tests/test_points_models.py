@@ -161,3 +161,12 @@ def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch)
     curve = lambda d: [(r["step"], r["val/oa"]) for r in map(json.loads, (d / "history.jsonl").read_text().splitlines())
                        if "val/oa" in r]  # noqa: E731
     assert curve(tmp_path / "a") == curve(tmp_path / "b") and len(curve(tmp_path / "a")) == 3
+
+
+def test_voxnet_occupancy_grid_marks_exactly_the_voxels_holding_points():
+    from dagzoo.points.models.voxnet import occupancy
+
+    x = torch.tensor([[[-0.99, -0.99, -0.99], [0.99, 0.99, 0.99], [0.99, 0.99, 0.98], [0.1, -0.1, 0.6]]])
+    occ = occupancy(x, 4)  # voxels of side 0.5 over [-1, 1]^3
+    assert occ.shape == (1, 1, 4, 4, 4) and occ.sum() == 3
+    assert occ[0, 0, 0, 0, 0] == 1 and occ[0, 0, 3, 3, 3] == 1 and occ[0, 0, 2, 1, 3] == 1
