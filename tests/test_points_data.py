@@ -15,6 +15,15 @@ from dagzoo.errors import ConfigError, DataError
 from dagzoo.points import data as D
 
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def _write(tmp_path, text, name="m.off"):
     p = tmp_path / name
     p.write_text(text)
