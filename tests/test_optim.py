@@ -59,3 +59,17 @@ def test_each_optimiser_reaches_the_least_squares_solution(name, lr):
         opt.step()
     assert torch.allclose(net.weight.detach(), torch.tensor([[1.0, -2.0, 0.5]]), atol=2e-2)
     assert net.bias.item() == pytest.approx(0.3, abs=2e-2)
+
+
+def test_clipped_lars_never_steps_further_than_plain_sgd():
+    w = torch.nn.Parameter(torch.tensor([[30.0, 40.0]]))  # ||w|| = 50, ||g|| = 0.01: ratio 100 unclipped
+    opt = LARS([w], lr=0.1, momentum=0.0, eta=0.02, clip=True)
+    w.grad = torch.tensor([[0.006, 0.008]])
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([[30.0 - 0.1 * 0.006, 40.0 - 0.1 * 0.008]]))
+    # a trust ratio below lr is the step size itself: 0.02 * 5 / 50 = 0.002 < lr
+    w = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    opt = LARS([w], lr=0.1, momentum=0.0, eta=0.02, clip=True)
+    w.grad = torch.tensor([[30.0, 40.0]])
+    opt.step()
+    assert torch.allclose(w.detach(), torch.tensor([[3.0 - 0.002 * 30, 4.0 - 0.002 * 40]]))

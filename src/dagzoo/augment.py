@@ -29,3 +29,100 @@ def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, dim
     """Each example reversed along `dim` with probability p (images: dim -1 is a horizontal flip)."""
     flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
     return torch.where(per_example(flip, x), x.flip(dim), x)
+
+
+# ---------------------------------------------------------------------------------- images (N, C, H, W)
+# Geometric ops resample the whole batch at once through one affine grid (bilinear,
+# torch.nn.functional.grid_sample); photometric ops act on values in [0, 1] (convert first).
+def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def _resample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """x sampled at the affine grid theta (N, 2, 3) maps output coordinates in [-1, 1] to input
+    coordinates; outside the image is 0 (the caller's background)."""
+    import torch.nn.functional as F
+
+    n, c = x.shape[:2]
+    h, w = size or x.shape[-2:]
+    grid = F.affine_grid(theta.to(x.device, x.dtype), [n, c, h, w], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), size: tuple[int, int] | None = None
+                        ) -> torch.Tensor:
+    """Inception-style crop (Szegedy et al. 2015; SimCLR's main augmentation): per example an area
+    fraction s ~ U(scale) and an aspect ratio r log-uniform in `ratio`, a crop of width sqrt(s r)
+    and height sqrt(s / r) (fractions of the side, clipped to 1; torchvision instead redraws up
+    to 10 times) at a uniform position inside the image, resized back to `size` (default: x's)."""
+    n = x.shape[0]
+    s = _uniform(n, *scale, generator)
+    r = torch.exp(_uniform(n, *map(float, torch.log(torch.tensor(ratio, dtype=torch.float64))), generator))
+    cw, ch = torch.sqrt(s * r).clamp(max=1.0), torch.sqrt(s / r).clamp(max=1.0)
+    cx, cy = (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - cw), \
+        (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - ch)
+    zero = torch.zeros_like(cw)
+    theta = torch.stack([torch.stack([cw, zero, cx], 1), torch.stack([zero, ch, cy], 1)], 1)
+    return _resample(x, theta, size)
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 0.0, translate: float = 0.0,
+                  scale: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+    """Per example a rotation in [-degrees, degrees], a zoom in `scale` and a shift of up to
+    `translate` x the side in each direction (digit-like data, where crops would cut strokes)."""
+    n = x.shape[0]
+    angle = torch.deg2rad(_uniform(n, -degrees, degrees, generator))
+    zoom = _uniform(n, *scale, generator)
+    tx, ty = _uniform(n, -2 * translate, 2 * translate, generator), _uniform(n, -2 * translate, 2 * translate,
+                                                                              generator)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    return _resample(x, theta)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma of RGB (N, 3, H, W) -> (N, 1, H, W), as torchvision's grayscale."""
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float = 0.0, contrast: float = 0.0,
+                 saturation: float = 0.0, hue: float = 0.0, p: float = 1.0) -> torch.Tensor:
+    """SimCLR's colour distortion on x in [0, 1], applied to each example with probability p:
+    brightness x f, contrast (x - mean grey) f + mean grey, saturation grey + f (x - grey), with
+    f ~ U(1 - s, 1 + s), and a hue rotation by U(-hue, hue) turns in YIQ space, in that fixed order
+    (torchvision draws the order per call). Saturation and hue need three channels."""
+    n = x.shape[0]
+    apply = torch.rand(n, generator=generator) < p
+    out = x
+    if brightness:
+        out = out * per_example(_uniform(n, 1 - brightness, 1 + brightness, generator).float().to(x.device), x)
+    if contrast:
+        grey = (_luma(out) if x.shape[1] == 3 else out).mean(dim=(1, 2, 3), keepdim=True)
+        f = per_example(_uniform(n, 1 - contrast, 1 + contrast, generator).float().to(x.device), x)
+        out = (out - grey) * f + grey
+    if saturation:
+        grey = _luma(out)
+        out = grey + per_example(_uniform(n, 1 - saturation, 1 + saturation, generator).float().to(x.device), x) \
+            * (out - grey)
+    if hue:
+        angle = 2 * torch.pi * _uniform(n, -hue, hue, generator).float().to(x.device)
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                              device=x.device)
+        yiq = torch.einsum("ij,njhw->nihw", to_yiq, out)
+        cos, sin = per_example(torch.cos(angle), x)[:, 0], per_example(torch.sin(angle), x)[:, 0]
+        i, q = yiq[:, 1] * cos - yiq[:, 2] * sin, yiq[:, 1] * sin + yiq[:, 2] * cos
+        out = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), torch.stack([yiq[:, 0], i, q], 1))
+    out = out.clamp(0, 1)
+    return torch.where(per_example(apply.to(x.device), x), out, x)
+
+
+def random_grayscale(x: torch.Tensor, generator: torch.Generator, p: float) -> torch.Tensor:
+    """RGB examples replaced by their luma (kept 3 channels) with probability p."""
+    drawn = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
+    return torch.where(per_example(drawn, x), _luma(x).expand_as(x), x)
+
+
+def gaussian_noise(x: torch.Tensor, generator: torch.Generator, std: float) -> torch.Tensor:
+    """x + N(0, std^2) per value."""
+    return x + std * torch.randn(x.shape, generator=generator).to(x.device, x.dtype)

@@ -16,12 +16,15 @@ class LARS(torch.optim.Optimizer):
     For a parameter w with gradient g and weight decay wd, the update direction is
     u = g + wd w, scaled by the trust ratio eta ||w|| / ||u|| (1 when either norm is 0), then fed
     to heavy-ball momentum: v <- m v + lr * ratio * u, w <- w - v. Groups with `adapt: False`
-    (biases, norms) take the plain SGD-momentum step.
+    (biases, norms) take the plain SGD-momentum step. `clip`: the effective step is
+    min(eta ||w|| / ||u||, lr) instead: the trust ratio becomes the learning rate itself, capped by
+    lr (apex's LARC clipping mode, solo-learn's `clip_lr`).
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
+                 clip: bool = False):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
-                                  "adapt": True})
+                                  "adapt": True, "clip": clip})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -36,7 +39,7 @@ class LARS(torch.optim.Optimizer):
                     w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
                     ratio = torch.where((w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm,
                                         torch.ones_like(w_norm))
-                    update.mul_(ratio)
+                    update.mul_((ratio / scale).clamp(max=1.0) if group["clip"] else ratio)
                 state = self.state[w]
                 buf = state.get("momentum_buffer")
                 if buf is None:
@@ -57,5 +60,5 @@ def make_optimizer(model: torch.nn.Module, p, fused: bool = False) -> torch.opti
         return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov and p.momentum > 0)
     if p.optimizer == "lars":
         groups[1]["adapt"] = False
-        return LARS(groups, lr=p.lr, momentum=p.momentum, eta=p.lars_eta)
+        return LARS(groups, lr=p.lr, momentum=p.momentum, eta=p.lars_eta, clip=p.lars_clip)
     raise ValueError(f"optimizer {p.optimizer!r}")  # the params' choices make this unreachable

@@ -56,6 +56,7 @@ class TrainParams:
     momentum: float = param(0.9, "momentum of sgd and lars", min=0.0, max=1.0)
     nesterov: bool = param(False, "Nesterov momentum (sgd)")
     lars_eta: float = param(0.02, "LARS trust coefficient", gt=0.0)
+    lars_clip: bool = param(False, "LARS: the trust ratio is the step size, capped at lr (solo-learn's clip_lr)")
     beta1: float = param(0.9, "AdamW beta1", min=0.0, max=1.0)
     beta2: float = param(0.99, "AdamW beta2", min=0.0, max=1.0)
     grad_clip: float | None = param(1.0, "max global gradient norm (null: no clipping)", min=0.0)

@@ -12,7 +12,9 @@ Sources:
   before it is extracted (safely), the extracted files' sha256 on every later use, and the
   batches are decoded by an unpickler that can build only dicts, lists, bytes and numpy arrays.
 - ``folder:<path>``: PNG files under ``<path>/train`` and ``<path>/test`` (recursively), one size
-  and channel count for both splits, at most PIL's ``Image.MAX_IMAGE_PIXELS`` pixels each.
+  and channel count for both splits, at most PIL's ``Image.MAX_IMAGE_PIXELS`` pixels each;
+  labelled by class folders (``train/<class>/*.png``, classes in sorted order) or unlabelled
+  (label -1) when the PNGs lie directly in ``train/`` and ``test/``.
 
 `prepare_images` writes ``{train,test}_{x,y}.npy`` and ``manifest.json`` (source, shapes, the
 resize and channel handling applied, sha256 of every array, size and sha256 of every file), the
@@ -267,8 +269,34 @@ def _folder(path: Path) -> dict[str, Split]:
                                 "every image of a folder source, train and test, must have one size and "
                                 "channel count")
             images.append(arr)
-        out[split] = Split(np.stack(images).astype(np.uint8), np.full(len(images), -1, dtype=np.int64))
+        out[split] = Split(np.stack(images).astype(np.uint8), _folder_labels(path, split, files, out))
     return out
+
+
+def _folder_labels(path: Path, split: str, files: list[Path], done: dict[str, Split]) -> np.ndarray:
+    """Labels from class folders (``<split>/<class>/*.png``, classes numbered in sorted order of
+    the train split's folder names), or -1 for every image when the PNGs lie directly in
+    ``<split>/`` (an unlabelled source)."""
+    classes = [f.relative_to(path / split).parts[0] if len(f.relative_to(path / split).parts) > 1 else None
+               for f in files]
+    if all(c is None for c in classes):
+        return np.full(len(files), -1, dtype=np.int64)
+    if any(c is None for c in classes):
+        loose = files[classes.index(None)]
+        raise DataError(f"folder source {path}: {loose} lies directly in {path / split} while other images are in "
+                        "class folders; put every image in a class folder (labelled) or none (unlabelled)")
+    names = sorted(set(classes)) if split == "train" else _folder_classes(path)
+    unknown = sorted(set(classes) - set(names))
+    if unknown:
+        raise DataError(f"folder source {path}: class folder {path / split / unknown[0]} has no counterpart in "
+                        f"{path / 'train'}; classes: {', '.join(names)}")
+    index = {c: i for i, c in enumerate(names)}
+    return np.array([index[c] for c in classes], dtype=np.int64)
+
+
+def _folder_classes(path: Path) -> list[str]:
+    """The class names of a folder source: its train split's class folders, sorted."""
+    return sorted(d.name for d in (path / "train").iterdir() if d.is_dir() and any(d.rglob("*.png")))
 
 
 def load_source(name: str, cache: Path) -> dict[str, Split]:

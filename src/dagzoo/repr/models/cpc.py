@@ -1,0 +1,185 @@
+"""`cpc`: contrastive predictive coding on images (van den Oord et al. 2018, section 3.2; CPC v2,
+Hénaff et al. 2020). The image is cut into an overlapping grid of patches; a patch encoder (with
+LayerNorm: batch statistics would let a patch see the others and the task be solved without
+learning) embeds each patch, z_{ij}; a context network, convolutions masked so that the output
+at row i sees rows <= i only, gives c_{ij}; for each k of `predict`, W_k c_{ij} predicts
+z_{i+k,j} against every other patch embedding of the batch at those rows (InfoNCE). Features for
+evaluation (`features`): the patch-embedding grid average-pooled to at most 3x3 cells and
+flattened (`grid`, the default: like CPC v2's linear evaluation on the spatial feature grid, it
+keeps the layout a single mean throws away), or the plain mean over the grid (`mean`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dagzoo.errors import ConfigError
+from dagzoo.registry import param, register
+from dagzoo.repr.base import ReprModel, ReprParams, augment
+from dagzoo.repr.encoders import ConvNet, receptive_field_table
+
+
+def patch_grid(side: int, patch: int, stride: int) -> int:
+    """Patches per row of a `side` x `side` image (0 when they do not tile it exactly)."""
+    if patch > side or (side - patch) % stride:
+        return 0
+    return (side - patch) // stride + 1
+
+
+class RowCausalConv(nn.Module):
+    """A convolution whose output row i depends on input rows i - kernel + 1 .. i only: the input
+    is padded with kernel - 1 rows above and none below (columns: centred)."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.conv = nn.Conv2d(channels, channels, kernel, padding=0)
+
+    def forward(self, x):
+        k = self.kernel
+        return self.conv(F.pad(x, (k // 2, k - 1 - k // 2, k - 1, 0)))
+
+
+class ContextNet(nn.Module):
+    def __init__(self, channels: int, layers: int, kernel: int):
+        super().__init__()
+        self.layers = nn.ModuleList(RowCausalConv(channels, kernel) for _ in range(layers))
+
+    def forward(self, z):
+        c = z
+        for layer in self.layers:
+            c = c + torch.relu(layer(c))  # residual: each layer keeps the causal structure
+        return c
+
+
+class PatchEncoder(nn.Module):
+    """Cuts (N, C, H, W) into the patch grid and embeds every patch with a ConvNet:
+    `feature_map` -> (N, D, rows, cols)."""
+
+    def __init__(self, in_channels, widths, strides, patch: int, stride: int):
+        super().__init__()
+        self.patch, self.stride = patch, stride
+        self.net = ConvNet(in_channels, widths, strides, norm="layer")
+        self.dim = self.net.dim
+
+    def feature_map(self, x):
+        n, c = x.shape[:2]
+        p, s = self.patch, self.stride
+        tiles = x.unfold(2, p, s).unfold(3, p, s)  # (N, C, rows, cols, p, p)
+        rows, cols = tiles.shape[2:4]
+        tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(n * rows * cols, c, p, p)
+        return self.net(tiles).reshape(n, rows, cols, -1).permute(0, 3, 1, 2)
+
+    def forward(self, x):
+        return self.feature_map(x).mean(dim=(2, 3))
+
+    def rf_layers(self):
+        return self.net.rf_layers()
+
+    def receptive_field(self) -> list[dict]:
+        """The ConvNet's arithmetic inside a patch, then the pooled patch embedding: it sees exactly
+        its patch (the convolutions' zero padding ends at the patch border), and neighbouring
+        grid cells are `stride` pixels apart."""
+        table = receptive_field_table(self.net.rf_layers())
+        return [*table, {"layer": "patch (pooled)", "kernel": self.patch, "stride": self.stride, "dilation": 1,
+                         "receptive_field": self.patch, "jump": self.stride}]
+
+
+def infonce(scores: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each row's positive (column i for row i) against all columns."""
+    return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
+
+
+@register("repr", "cpc")
+class CPC(ReprModel):
+    infonce = True
+
+    @dataclass
+    class Params(ReprParams):
+        patch: int = param(8, "patch side in pixels", min=2)
+        patch_stride: int = param(4, "pixels between patches (< patch: overlapping, as CPC's 50%)", min=1)
+        predict: list[int] = param([1, 2], "rows ahead the context predicts (k)")
+        context_layers: int = param(2, "masked convolution layers of the context network", min=1)
+        context_kernel: int = param(3, "kernel of the context convolutions", min=1)
+        norm: str = param("layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)",
+                          choices=("layer",))
+        crop_scale: list[float] | None = param(None, "random resized crop of the whole image (null: none)")
+        features: str = param("grid", "evaluation features: grid (embeddings pooled to <= 3x3 cells, flattened) | "
+                              "mean (one mean over the grid); the online probe reads the same",
+                              choices=("grid", "mean"))
+
+    @classmethod
+    def check_experiment(cls, params, section, where) -> None:
+        from dagzoo.repr.family import image_geometry
+
+        super().check_experiment(params, section, where)
+        if params.encoder != "convnet":
+            raise ConfigError(f"{where}.encoder: cpc embeds patches with the convnet; allowed: convnet")
+        if not params.predict or min(params.predict) < 1:
+            raise ConfigError(f"{where}.predict: {params.predict!r}; allowed: a list of rows ahead, each >= 1")
+        _, side = image_geometry(section)
+        if side is not None:
+            cls.check_grid(params, side, where)
+
+    @staticmethod
+    def check_grid(params, side: int, where: str) -> None:
+        rows = patch_grid(side, params.patch, params.patch_stride)
+        if rows == 0:
+            raise ConfigError(f"{where}.patch: patches of {params.patch} px every {params.patch_stride} px do not "
+                              f"tile a {side}x{side} image; allowed: patch <= {side} with (side - patch) divisible "
+                              "by patch_stride")
+        if max(params.predict) >= rows:
+            raise ConfigError(f"{where}.predict: k = {max(params.predict)} rows ahead, but the patch grid has "
+                              f"{rows} rows; allowed: k <= {rows - 1}")
+
+    def build_encoder(self):
+        p = self.params
+        self.check_grid(p, self.shape[-1], f"repr.experiments.<{self.registry_key}>")
+        return PatchEncoder(self.shape[0], p.widths, p.strides, p.patch, p.patch_stride)
+
+    def build_head(self, dim):
+        p = self.params
+        return nn.ModuleDict({"context": ContextNet(dim, p.context_layers, p.context_kernel),
+                              "predict": nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in p.predict)})
+
+    def _scores(self, net, z) -> list[tuple[str, torch.Tensor]]:
+        """Per k: the scores of every prediction W_k c_ij against every patch embedding of the
+        batch k rows below a context (the positive on the diagonal)."""
+        c = net.head["context"](z)
+        n, d, rows, cols = z.shape
+        out = []
+        for k, w in zip(self.params.predict, net.head["predict"]):
+            pred = w(c[:, :, : rows - k]).permute(0, 2, 3, 1).reshape(-1, d)
+            target = z[:, :, k:].permute(0, 2, 3, 1).reshape(-1, d)
+            out.append((f"k{k}", pred @ target.T))
+        return out
+
+    def _cells(self) -> tuple[int, int]:
+        rows = patch_grid(self.shape[-1], self.params.patch, self.params.patch_stride)
+        return (1, 1) if self.params.features == "mean" else (min(3, rows), min(3, rows))
+
+    def _pool(self, z):
+        return F.adaptive_avg_pool2d(z, self._cells()).flatten(1)
+
+    def feature_dim(self, encoder) -> int:
+        h, w = self._cells()
+        return encoder.dim * h * w
+
+    def objective(self, net, x, y, g):
+        z = net.encoder.feature_map(augment(x, self.params, g))
+        loss = torch.stack([infonce(s) for _, s in self._scores(net, z)]).mean()
+        return loss, self._pool(z), y
+
+    @torch.no_grad()
+    def nce_scores(self, net, x, g):
+        return self._scores(net, net.encoder.feature_map(x))
+
+    def receptive_field(self) -> list[dict]:
+        return self.net.encoder.receptive_field()
+
+    def features(self, x, net):
+        return self._pool(net.encoder.feature_map(x))

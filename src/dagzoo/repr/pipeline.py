@@ -1,0 +1,244 @@
+"""The representations family's stages after training, each reading the trained encoder's frozen
+features (features.npz, written by `encode`) and writing one JSON file into the run directory;
+`evaluate` collects them into metrics.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dagzoo.io import atomic_write_json, read_json
+from dagzoo.repr.probes import FrozenFeatures, accuracy, macro_f1
+
+SPLITS = ("train", "val", "test")
+#: the stream of the held-out views of the MI bound
+MI_STREAM = 0x1B0
+
+
+def _plot(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def encode(spec_path, data_dir: Path, run_dir: Path, rule: str | None, mi_batch: int, erf_images: int) -> dict:
+    """features.npz (the frozen pre-projector features and labels of every split), then
+    encode.json: the held-out InfoNCE bound (InfoNCE methods), the theoretical receptive field
+    per layer and the effective one (trained and untrained; erf.png), and embedding.png."""
+    import torch
+
+    from dagzoo.repr.encoders import effective_receptive_field
+    from dagzoo.stages import load_trained
+    from dagzoo.train import default_device
+
+    t0 = time.time()
+    spec, _, cls, data, model = load_trained(spec_path, data_dir, run_dir, "evaluate-encode", rule, "repr")
+    arrays = {}
+    for split in SPLITS:
+        arrays[f"{split}_x"] = model.encode(data.images(split)).numpy()
+        arrays[f"{split}_y"] = data.labels(split)
+        if cls.has_projector:
+            arrays[f"proj_{split}_x"] = model.encode(data.images(split), projected=True).numpy()
+    tmp = run_dir / ".features.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.replace(run_dir / "features.npz")
+
+    out = {"feature_dim": int(arrays["train_x"].shape[1]), "receptive_field": model.receptive_field()}
+    test = torch.from_numpy(data.images("test")).float() / 255.0
+    if cls.infonce:
+        out["mi"] = _mi_bound(model, test, spec["seed"], mi_batch)
+    untrained = cls.load(model.params, data, None, default_device(), seed=spec["seed"])
+    erf = {}
+    for name, m in (("untrained", untrained), ("trained", model)):
+        m.net.eval()
+        erf[name] = effective_receptive_field(lambda x, m=m: m.feature_map(x, m.net),
+                                              test[:erf_images].to(m.device)).cpu().numpy()
+    out["effective_receptive_field"] = {name: _erf_summary(e) for name, e in erf.items()}
+    _plot_erf(erf, out["receptive_field"], spec, run_dir / "erf.png")
+    _plot_embedding(arrays["test_x"], arrays["test_y"], spec, run_dir / "embedding.png")
+    out["seconds"] = time.time() - t0
+    atomic_write_json(run_dir / "encode.json", out)
+    return {k: v for k, v in out.items() if k != "receptive_field"}
+
+
+def _mi_bound(model, images, seed: int, batch: int) -> dict:
+    """The InfoNCE bound log M - L_NCE on held-out (test) images, L averaged over full batches of
+    `batch` images with fresh seeded views; per score set (SimCLR: one; CPC: one per k)."""
+    import torch
+
+    from dagzoo.augment import step_generator
+    from dagzoo.repr.probes import infonce_bound
+
+    n = (len(images) // batch) * batch
+    if n == 0:
+        batch = n = len(images)
+    per_set: dict[str, list] = {}
+    for i, start in enumerate(range(0, n, batch)):
+        g = step_generator(seed, i, MI_STREAM)
+        for name, scores in model.nce_scores(model.net, images[start:start + batch].to(model.device), g):
+            per_set.setdefault(name, []).append(infonce_bound(scores.float().cpu()))
+    out = {}
+    for name, values in per_set.items():
+        bounds, log_m, losses = zip(*values)
+        out[name] = {"bound": float(np.mean(bounds)), "log_m": float(log_m[0]), "nce_loss": float(np.mean(losses)),
+                     "batches": len(values)}
+    return out
+
+
+def _erf_summary(erf: np.ndarray) -> dict:
+    """Side of the smallest centred square holding 90% of the ERF's mass (and the whole map's)."""
+    h, w = erf.shape
+    cy, cx = h // 2, w // 2
+    side = max(h, w)
+    for r in range(max(h, w)):
+        if erf[max(0, cy - r):cy + r + 1, max(0, cx - r):cx + r + 1].sum() >= 0.9:
+            side = 2 * r + 1
+            break
+    return {"side_90": int(side), "support": int((erf > 1e-12).sum()), "image": [int(h), int(w)]}
+
+
+def _plot_erf(erf: dict, table: list[dict], spec: dict, path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+    theo = table[-1]["receptive_field"] if table else 1
+    for ax, (name, e) in zip(axes, erf.items()):
+        ax.imshow(e, cmap="magma")
+        ax.set_title(f"{name}: 90% in {_erf_summary(e)['side_90']} px")
+        ax.axis("off")
+    fig.suptitle(f"{spec['experiment']}: effective receptive field (theoretical {theo} px)")
+    fig.tight_layout()
+    _plot(fig, path)
+
+
+def _plot_embedding(x: np.ndarray, y: np.ndarray, spec: dict, path: Path) -> None:
+    """The test features' first two principal components (standardised features), by class."""
+    from sklearn.decomposition import PCA
+
+    plt = _pyplot()
+    std = x.std(0)
+    z = PCA(n_components=2, random_state=0).fit_transform((x - x.mean(0)) / np.where(std > 1e-8, std, 1))
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    sc = ax.scatter(z[:, 0], z[:, 1], c=y, cmap="tab10", s=5)
+    ax.legend(*sc.legend_elements(), fontsize=6, loc="best", markerscale=0.6)
+    ax.set_title(f"{spec['experiment']}: test features (PCA)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    _plot(fig, path)
+
+
+def probe(features: Path, grid: list[float], out: Path) -> dict:
+    """The linear probe (C chosen on val, test scored once), its no-bias ablation on raw,
+    uncentred features, and for methods with a projector the same probe after it (each its own
+    C, chosen on val)."""
+    t0 = time.time()
+    ff = FrozenFeatures.load(features)
+    main = _probe(ff, grid, bias=True, standardise=True)
+    ablation = _probe(ff, grid, bias=False, standardise=False)
+    projected = ff.projected()
+    after_projector = _probe(projected, grid, bias=True, standardise=True) if projected else None
+    y_test = ff.y("test")  # read once, after every choice and fit
+    acc, se = accuracy(main.pop("test_pred"), y_test)
+    acc_nb, se_nb = accuracy(ablation.pop("test_pred"), y_test)
+    extra = {}
+    if after_projector:
+        extra["test/linear_acc_projector"], extra["test/linear_acc_projector_se"] = \
+            accuracy(after_projector.pop("test_pred"), y_test)
+    result = {**extra, "test/linear_acc": acc, "test/linear_acc_se": se, "probe/C": main["C"],
+              "probe/val_acc": max(main["val_acc"].values()), "test/linear_acc_nobias": acc_nb,
+              "test/linear_acc_nobias_se": se_nb, "probe/C_nobias": ablation["C"],
+              "detail": {"bias": main, "no_bias_raw": ablation, "after_projector": after_projector}, "seconds": time.time() - t0}
+    atomic_write_json(out, result)
+    return result
+
+
+def _probe(ff, grid, bias: bool, standardise: bool) -> dict:
+    from dagzoo.repr.probes import linear_probe
+
+    return linear_probe(ff, grid, bias=bias, standardise=standardise)
+
+
+def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
+    import torch
+
+    from dagzoo.repr.probes import knn_predict
+
+    t0 = time.time()
+    ff = FrozenFeatures.load(features)
+    # the bank is train + val: kNN chooses nothing, so val is just more labelled data
+    bank = torch.from_numpy(np.concatenate([ff.x("train"), ff.x("val")]))
+    labels = torch.from_numpy(np.concatenate([ff.y("train"), ff.y("val")]))
+    classes = int(labels.max()) + 1
+    pred = knn_predict(bank, labels, torch.from_numpy(ff.x("test")), classes, k, temperature).numpy()
+    acc, se = accuracy(pred, ff.y("test"))
+    result = {"test/knn_acc": acc, "test/knn_acc_se": se, "knn/k": k, "knn/temperature": temperature,
+              "seconds": time.time() - t0}
+    atomic_write_json(out, result)
+    return result
+
+
+def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) -> dict:
+    """Cross-entropy and soft-F1 linear probes on a long-tailed subset of the train split
+    (standardised features, the same steps and lr); macro-F1 and accuracy of both on test."""
+    from dagzoo.repr.probes import imbalanced_subset, train_linear
+
+    t0 = time.time()
+    ff = FrozenFeatures.load(features)
+    ytr = ff.y("train")
+    keep = imbalanced_subset(ytr, ratio, seed=0)
+    xtr = ff.x("train")[keep]
+    mean, std = xtr.mean(0), np.where(xtr.std(0) > 1e-8, xtr.std(0), 1.0)
+    classes = int(ytr.max()) + 1
+    preds = {}
+    for loss in ("cross_entropy", "soft_f1"):
+        lin = train_linear((xtr - mean) / std, ytr[keep], classes, loss, epochs, lr, 0.0, seed=0)
+        import torch
+
+        with torch.no_grad():
+            preds[loss] = lin(torch.from_numpy(((ff.x("test") - mean) / std).astype(np.float32))).argmax(1).numpy()
+    y_test = ff.y("test")
+    result = {"smooth/train_size": int(len(keep)), "smooth/imbalance_ratio": ratio, "seconds": time.time() - t0}
+    for loss, short in (("cross_entropy", "ce"), ("soft_f1", "softf1")):
+        result[f"test/macro_f1_{short}"] = macro_f1(preds[loss], y_test, classes)
+        result[f"test/acc_{short}_imbalanced"] = accuracy(preds[loss], y_test)[0]
+    atomic_write_json(out, result)
+    return result
+
+
+def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str | None) -> dict:
+    """metrics.json from the run's encode/probe/knn/smoothed outputs."""
+    from dagzoo.stages import load_trained, write_metrics
+
+    spec, *_ = load_trained(spec_path, data_dir, run_dir, "evaluate", rule, "repr", with_model=False)
+    enc = read_json(run_dir / "encode.json")
+    metrics = {}
+    for name in ("probe.json", "knn.json", "smoothed.json"):
+        metrics.update({k: v for k, v in read_json(run_dir / name).items()
+                        if isinstance(v, (int, float)) and k != "seconds"})
+    metrics["model/feature_dim"] = enc["feature_dim"]
+    table = enc["receptive_field"]
+    if table:
+        metrics["model/receptive_field"] = table[-1]["receptive_field"]
+    for name, e in enc["effective_receptive_field"].items():
+        metrics[f"model/erf90_{name}"] = e["side_90"]
+    mi = enc.get("mi") or {}
+    if mi:
+        first = next(iter(mi.values()))  # SimCLR's views; CPC's smallest k
+        metrics["test/mi_bound"], metrics["test/mi_log_n"] = first["bound"], first["log_m"]
+        for name, v in mi.items():
+            metrics[f"test/mi_bound_{name}"] = v["bound"]
+    return write_metrics(run_dir, spec, metrics, results)

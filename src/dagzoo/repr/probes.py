@@ -1,0 +1,183 @@
+"""Evaluations on frozen features, as pure functions of feature arrays.
+
+- `linear_probe`: multinomial logistic regression (scikit-learn, L-BFGS) on features standardised
+  with the train split's mean and std; the L2 strength C is chosen on the validation split from
+  a grid, the probe with that C (fitted on train) then scores the test split once.
+- `knn_predict`: weighted kNN (Wu et al. 2018, InstDisc): cosine similarities to the train bank,
+  the k nearest vote with weight exp(s / T).
+- `soft_f1_loss`: macro F1 with softmax probabilities in place of the one-hot argmax, so it has
+  a gradient; `train_linear` fits a linear probe with it or with cross-entropy.
+- `infonce_bound`: I(X; Y) >= log M - L_NCE (Poole et al. 2019, eq. 12) from a critic's scores.
+
+Test labels are never an argument of a function that fits or chooses anything: the callers
+score predictions last (see `FrozenFeatures`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dagzoo.errors import DataError
+
+
+@dataclass
+class FrozenFeatures:
+    """Features and labels of the three splits, read from features.npz; every read of a label
+    array is logged in `reads` (a test checks that the test labels are read last)."""
+
+    arrays: dict
+    reads: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> "FrozenFeatures":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls({k: z[k] for k in z.files})
+        except FileNotFoundError:
+            raise DataError(f"{path} does not exist: run the repr_encode stage first") from None
+        except (ValueError, OSError) as e:
+            raise DataError(f"{path}: not a readable features file ({e}); delete it and rerun repr_encode") from None
+
+    def x(self, split: str) -> np.ndarray:
+        return self.arrays[f"{split}_x"]
+
+    def projected(self) -> "FrozenFeatures | None":
+        """The same splits with the post-projector features (SimCLR), sharing the read log."""
+        if "proj_train_x" not in self.arrays:
+            return None
+        arrays = {**self.arrays, **{f"{s}_x": self.arrays[f"proj_{s}_x"] for s in ("train", "val", "test")}}
+        return FrozenFeatures(arrays, self.reads)
+
+    def y(self, split: str) -> np.ndarray:
+        self.reads.append(split)
+        y = self.arrays[f"{split}_y"]
+        if (y < 0).any():
+            raise DataError(f"the {split} split has no labels; the probe needs a labelled split")
+        return y
+
+
+def accuracy(pred: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(top-1 accuracy, its binomial standard error sqrt(p (1 - p) / n))."""
+    p = float(np.mean(pred == y))
+    return p, math.sqrt(p * (1 - p) / len(y))
+
+
+def macro_f1(pred: np.ndarray, y: np.ndarray, classes: int) -> float:
+    """The mean over classes of 2 TP / (2 TP + FP + FN) (a class absent from both: skipped)."""
+    scores = []
+    for c in range(classes):
+        tp = np.sum((pred == c) & (y == c))
+        fp, fn = np.sum((pred == c) & (y != c)), np.sum((pred != c) & (y == c))
+        if tp + fp + fn:
+            scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mean, std = train.mean(0), train.std(0)
+    std = np.where(std > 1e-8, std, 1.0)
+    return [(a - mean) / std for a in (train, *others)]
+
+
+def _logistic(c: float, bias: bool, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, fit_intercept=bias, max_iter=1000, tol=1e-4, random_state=seed)
+
+
+def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: bool = True,
+                 standardise: bool = True, fixed_c: float | None = None) -> dict:
+    """Choose C on val (or use `fixed_c`), then score the test split once -> {C, val accuracy per C,
+    test predictions}. `standardise` False: raw, uncentred features (the no-bias ablation)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    xtr, xva, xte = (_standardise(ff.x("train"), ff.x("val"), ff.x("test")) if standardise
+                     else [ff.x(s) for s in ("train", "val", "test")])
+    ytr, yva = ff.y("train"), ff.y("val")
+    val_acc, fitted = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported below as iterations used
+        for c in ([fixed_c] if fixed_c is not None else grid):
+            fitted[c] = _logistic(c, bias, seed).fit(xtr, ytr)
+            val_acc[c] = float(np.mean(fitted[c].predict(xva) == yva))
+    best = max(val_acc, key=lambda c: (val_acc[c], -c))  # ties: the stronger regularisation
+    return {"C": best, "val_acc": {str(c): a for c, a in val_acc.items()},
+            "iterations": int(np.max(fitted[best].n_iter_)), "test_pred": fitted[best].predict(xte)}
+
+
+def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int,
+                temperature: float, chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN: for each query the k most cosine-similar bank rows vote exp(s / T) for their
+    label; the class with the largest vote wins."""
+    bank = F.normalize(bank.float(), dim=1)
+    k = min(k, len(bank))
+    out = []
+    for start in range(0, len(queries), chunk):
+        q = F.normalize(queries[start:start + chunk].float(), dim=1)
+        sim, idx = (q @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(q), classes).scatter_add_(1, bank_labels[idx], torch.exp(sim / temperature))
+        out.append(votes.argmax(1))
+    return torch.cat(out)
+
+
+def soft_macro_f1(probs: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    """Macro F1 with class probabilities in place of the one-hot prediction: per class c,
+    TP = sum p_c y_c, FP = sum p_c (1 - y_c), FN = sum (1 - p_c) y_c, F1_c = 2 TP / (2 TP + FP + FN),
+    averaged over the classes present in the predictions or the labels. With one-hot probs it is
+    exactly the hard macro F1."""
+    onehot = F.one_hot(y, classes).to(probs.dtype)
+    tp = (probs * onehot).sum(0)
+    fp, fn = (probs * (1 - onehot)).sum(0), ((1 - probs) * onehot).sum(0)
+    denom = 2 * tp + fp + fn
+    present = denom > 0
+    return (2 * tp[present] / denom[present]).mean()
+
+
+def soft_f1_loss(logits: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    """1 - the soft macro F1 of the softmax probabilities (differentiable)."""
+    return 1 - soft_macro_f1(logits.softmax(1), y, classes)
+
+
+def imbalanced_subset(y: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Indices of a long-tailed subset: class c (in label order) keeps a fraction ratio^(-c/(C-1))
+    of its examples (class 0 all, the last 1 / ratio), chosen at random with `seed`."""
+    rng = np.random.default_rng(seed)
+    classes = int(y.max()) + 1
+    keep = []
+    for c in range(classes):
+        idx = np.flatnonzero(y == c)
+        frac = ratio ** (-c / max(classes - 1, 1))
+        keep.append(rng.permutation(idx)[:max(1, int(round(frac * len(idx))))])
+    return np.sort(np.concatenate(keep))
+
+
+def train_linear(x: np.ndarray, y: np.ndarray, classes: int, loss: str, epochs: int, lr: float,
+                 weight_decay: float, seed: int) -> torch.nn.Linear:
+    """A linear classifier fitted full-batch with Adam on `loss` (cross_entropy | soft_f1)."""
+    torch.manual_seed(seed)
+    xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
+    lin = torch.nn.Linear(x.shape[1], classes)
+    opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        opt.zero_grad()
+        logits = lin(xt)
+        value = F.cross_entropy(logits, yt) if loss == "cross_entropy" else soft_f1_loss(logits, yt, classes)
+        value.backward()
+        opt.step()
+    return lin
+
+
+def infonce_bound(scores: torch.Tensor) -> tuple[float, float, float]:
+    """(bound, log M, L_NCE) from critic scores (P, M) whose row i's positive is column i: L_NCE is
+    the mean cross-entropy of the positives; log M - L_NCE <= log M always."""
+    loss = float(F.cross_entropy(scores.double(), torch.arange(len(scores), device=scores.device)))
+    log_m = math.log(scores.shape[1])
+    return log_m - loss, log_m, loss

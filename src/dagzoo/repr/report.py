@@ -1,0 +1,91 @@
+"""The representations section of the report: one table (method, encoder, parameters, train
+time, linear probe ± SE, kNN, MI bound with its log N cap, CE vs soft-F1 probes' macro-F1), the
+online-probe curves, and every run's receptive-field heat map and embedding plot."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dagzoo.report import fmt, mean_std, save_figure
+
+
+def _cell(rows: pd.DataFrame, col: str) -> str:
+    return mean_std(rows, col)
+
+
+def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str], list[Path]]:
+    runs = df[df.family == "repr"]
+    if runs.empty:
+        return [], []
+    md = ["## Representations", "",
+          "Frozen pre-projector features of each encoder. **Linear probe**: multinomial logistic regression on "
+          "standardised features, its L2 strength C chosen on the validation split (carved from train, "
+          "stratified), scored once on test (± binomial SE; across seeds: mean ± std). **kNN**: cosine, "
+          "exp(s/T)-weighted votes of the k nearest train+val features. **MI bound**: log N - L_NCE on held-out "
+          "views (never above log N, shown in brackets). **After projector**: the same probe on SimCLR's projector "
+          "output (SimCLR probes before it). **No-bias (raw)**: the probe without an intercept on uncentred "
+          "features. **Macro-F1 CE / soft-F1**: linear probes trained with "
+          "cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same encoder untrained; "
+          "`raw`: pixels.", "",
+          "| experiment | method | encoder | params | train s | linear acc | after projector | no-bias (raw) | kNN acc "
+          "| MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |", "|" + "|".join(["---"] * 12) + "|"]
+    for exp, rows in runs.groupby("experiment", sort=False):
+        r = rows.iloc[0]
+        se = f" (± {fmt(float(r['test/linear_acc_se']), 2)})" if len(rows) == 1 else ""
+        mi = "—"
+        if "test/mi_bound" in rows and rows["test/mi_bound"].notna().any():
+            mi = f"{_cell(rows, 'test/mi_bound')} [{fmt(float(r['test/mi_log_n']), 3)}]"
+        rf = f"{fmt(r.get('model/receptive_field', np.nan))} / {fmt(r.get('model/erf90_trained', np.nan))}"
+        md.append(f"| {exp} | {r.model} | {r.get('encoder', '—')} | {fmt(r.get('train/params', np.nan))} | "
+                  f"{fmt(float(rows['train/time_s'].mean()), 3)} | {_cell(rows, 'test/linear_acc')}{se} | "
+                  f"{_cell(rows, 'test/linear_acc_projector')} | "
+                  f"{_cell(rows, 'test/linear_acc_nobias')} | {_cell(rows, 'test/knn_acc')} | {mi} | "
+                  f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |")
+    md.append("")
+    written = []
+    curves = out / "repr_online_probe.png"
+    if _plot_online(runs, histories, curves):
+        md += [f"![online linear probe on the validation split during training]({curves.name})", ""]
+        written.append(curves)
+    for kind, title in (("erf", "Effective receptive fields (untrained | trained)"),
+                        ("embedding", "Test features, first two principal components")):
+        copies = []
+        for _, r in runs.drop_duplicates("experiment").iterrows():
+            src = Path(r.run_dir) / f"{kind}.png"
+            if src.exists():
+                dst = out / f"repr_{kind}_{r.experiment}.png"
+                shutil.copyfile(src, dst)
+                copies.append(dst)
+        if copies:
+            md += [f"### {title}", "", *[f"![{p.stem}]({p.name})" for p in copies], ""]
+            written += copies
+    return md, written
+
+
+def _plot_online(runs: pd.DataFrame, histories: dict, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    drawn = False
+    for _, r in runs.iterrows():
+        pts = [(h["images"], h["val/online_acc"]) for h in histories.get(r.run_dir, [])
+               if "val/online_acc" in h and "images" in h]
+        if len(pts) >= 2:
+            ax.plot(*zip(*pts), label=f"{r.experiment} s{r.seed}", marker=".")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("training images")
+    ax.set_ylabel("online probe accuracy (val)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
+    return True
