@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from dagzoo import distributed
-from dagzoo.augment import random_rows, step_generator
+from dagzoo.augment import step_generator
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import NeuralModel
 from dagzoo.points import transforms as T

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import math
-import os
 import re
 import shutil
 import tempfile
