@@ -22,7 +22,6 @@ def _config(tmp_path, **eval_overrides):
                     "experiments": {
                         "simclr": {"model": "simclr", "steps": 30, "crop_scale": [0.6, 1.0], "translate": 0.1,
                                    "proj_hidden": 32, "proj_dim": 16, **TINY},
-                        "cpc": {"model": "cpc", "steps": 10, "patch": 4, "patch_stride": 2, **TINY},
                         "raw": {"model": "raw"}}},
            "claims": [{"name": "pixels are a reference", "source": "test", "lhs": "repr/raw/test/linear_acc",
                        "op": ">=", "rhs": 0.5}]}
@@ -37,13 +36,12 @@ def test_the_repr_dag_runs_end_to_end_and_an_evaluation_setting_reruns_only_its_
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = tmp_path / "results"
     df = pd.read_parquet(results / "summary.parquet").set_index("experiment")
-    assert sorted(df.index) == ["cpc", "raw", "simclr"]
+    assert sorted(df.index) == ["raw", "simclr"]
     assert df["test/linear_acc"].gt(0.5).all() and df["test/knn_acc"].gt(0.5).all()  # 10 classes: chance 0.1
     assert (df["test/linear_acc_se"] > 0).all() and df.loc["raw", "model/feature_dim"] == 64
-    for exp in ("simclr", "cpc"):  # the InfoNCE bound, under its cap
-        assert 0 < df.loc[exp, "test/mi_bound"] <= df.loc[exp, "test/mi_log_n"]
+    assert 0 < df.loc["simclr", "test/mi_bound"] <= df.loc["simclr", "test/mi_log_n"]  # under its cap
     assert np.isnan(df.loc["raw"].get("test/mi_bound", np.nan))
-    assert df.loc["simclr", "train/images"] == 30 * 64 and df.loc["cpc", "model/receptive_field"] == 4
+    assert 0 < df.loc["simclr", "test/linear_acc_projector"] and df.loc["simclr", "train/images"] == 30 * 64
     manifest = json.loads(next((results / "data" / "repr").glob("*/manifest.json")).read_text())
     assert manifest["validation"]["rule"].startswith("stratified") and manifest["validation"]["n"] > 100
     history = [json.loads(x) for x in (results / "repr" / "simclr" / "0" / "history.jsonl").read_text().splitlines()]
@@ -111,3 +109,29 @@ def test_a_split_and_a_source_without_labels_are_refused(tmp_path):
     with pytest.raises(DataError, match="unlabelled images in its train split"):
         prepare_repr_data(f"folder:{tmp_path / 'f'}", tmp_path / "out", None, None, 0.2, 0)
     assert not (tmp_path / "out" / "manifest.json").exists(), "nothing that looks finished is left"
+
+
+def test_cpc_encodes_its_patch_grid_and_bounds_its_mutual_information(tmp_path):
+    from dagzoo.io import atomic_write_json
+    from dagzoo.repr.pipeline import encode
+    from dagzoo.stages import train
+
+    data_dir = tmp_path / "d"
+    _data(tmp_path)
+    run = tmp_path / "run"
+    spec = {"family": "repr", "experiment": "cpc", "model": "cpc", "seed": 0, "config_hash": "h",
+            "params": {"steps": 4, "patch": 4, "patch_stride": 2, "predict": [1, 2], **TINY}}
+    run.mkdir()
+    atomic_write_json(run / "spec.json", spec)
+    train(run / "spec.json", data_dir, run, tmp_path / "results")
+    out = encode(run / "spec.json", data_dir, run, None, mi_batch=32, erf_images=4)
+    features = np.load(run / "features.npz")
+    assert features["test_x"].shape == (len(features["test_y"]), 16 * 3 * 3)  # 3x3 grid of 16-d embeddings
+    assert set(out["mi"]) == {"k1", "k2"}
+    for bound in out["mi"].values():  # InfoNCE over 32 images x 3 columns x (3 - k) rows of candidates
+        assert bound["bound"] <= bound["log_m"]
+    assert out["mi"]["k1"]["log_m"] == pytest.approx(np.log(32 * 3 * 2))
+    table = json.loads((run / "encode.json").read_text())["receptive_field"]
+    assert table[-1] == {"layer": "patch (pooled)", "kernel": 4, "stride": 2, "dilation": 1, "receptive_field": 4,
+                         "jump": 2}
+    assert (run / "erf.png").exists() and (run / "embedding.png").exists()

@@ -79,6 +79,26 @@ def check_source_name(name: str) -> None:
     raise DataError(f"unknown image source {name!r}; allowed: {', '.join(SOURCES)}, folder:<path>")
 
 
+def check_source_config(source: str, key: str, check_files: bool, labelled: bool = False) -> None:
+    """A config's image source, before any job runs: a known name, and (when files are checked)
+    an existing folder, with class folders in train/ and test/ when `labelled`."""
+    from dagzoo.errors import ConfigError
+
+    try:
+        check_source_name(source)
+    except DataError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if not check_files or not source.startswith("folder:"):
+        return
+    root = Path(source[len("folder:"):])
+    if not root.is_dir():
+        raise ConfigError(f"{key}: folder not found: {root}")
+    for split in SPLITS if labelled else ():
+        if not (root / split).is_dir() or not any(d.is_dir() for d in (root / split).iterdir()):
+            raise ConfigError(f"{key}: {root / split} has no class folders; the probes need labels: put the "
+                              f"images in {split}/<class>/*.png")
+
+
 def source_slug(name: str) -> str:
     if name.startswith("folder:"):
         return "folder-" + hashlib.sha256(name.encode()).hexdigest()[:10]

@@ -32,15 +32,9 @@ class ImageFamily(Family):
 
     # ------------------------------------------------------------------ config
     def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
-        from dagzoo.data.images import check_source_name
+        from dagzoo.data.images import check_source_config
 
-        source = section["data"]["source"]
-        try:
-            check_source_name(source)
-        except Exception as e:  # noqa: BLE001 - the message names what is allowed
-            raise ConfigError(f"image.data.source: {e}") from None
-        if check_files and source.startswith("folder:") and not Path(source[7:]).is_dir():
-            raise ConfigError(f"image.data.source: folder not found: {source[7:]}")
+        check_source_config(section["data"]["source"], "image.data.source", check_files)
 
     def check_experiment(self, section, name, exp, cls, params, where) -> None:
         from dagzoo.image.samplers import parse_sampler

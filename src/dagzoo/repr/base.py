@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dagzoo.augment import (color_jitter, gaussian_noise, random_affine, random_flip, random_grayscale,
-                            random_resized_crop, random_rows, step_generator)
+                            random_resized_crop, step_generator)
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import NeuralModel
 from dagzoo.registry import param

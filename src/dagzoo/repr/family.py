@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dagzoo.errors import ConfigError
 from dagzoo.family import Family
 
 
@@ -35,21 +34,9 @@ class ReprFamily(Family):
 
     # ------------------------------------------------------------------ config
     def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
-        from dagzoo.data.images import check_source_name
+        from dagzoo.data.images import check_source_config
 
-        source = section["data"]["source"]
-        try:
-            check_source_name(source)
-        except Exception as e:  # noqa: BLE001 - the message names what is allowed
-            raise ConfigError(f"repr.data.source: {e}") from None
-        if check_files and source.startswith("folder:"):
-            root = Path(source[7:])
-            if not root.is_dir():
-                raise ConfigError(f"repr.data.source: folder not found: {root}")
-            for split in ("train", "test"):
-                if not (root / split).is_dir() or not any(d.is_dir() for d in (root / split).iterdir()):
-                    raise ConfigError(f"repr.data.source: {root / split} has no class folders; the probes need "
-                                      f"labels: put the images in {split}/<class>/*.png")
+        check_source_config(section["data"]["source"], "repr.data.source", check_files, labelled=True)
 
     def spec_fields(self, section: dict) -> dict:
         return {"data": dict(section["data"])}

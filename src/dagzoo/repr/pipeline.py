@@ -78,8 +78,6 @@ def encode(spec_path, data_dir: Path, run_dir: Path, rule: str | None, mi_batch:
 def _mi_bound(model, images, seed: int, batch: int) -> dict:
     """The InfoNCE bound log M - L_NCE on held-out (test) images, L averaged over full batches of
     `batch` images with fresh seeded views; per score set (SimCLR: one; CPC: one per k)."""
-    import torch
-
     from dagzoo.augment import step_generator
     from dagzoo.repr.probes import infonce_bound
 
@@ -145,12 +143,14 @@ def probe(features: Path, grid: list[float], out: Path) -> dict:
     """The linear probe (C chosen on val, test scored once), its no-bias ablation on raw,
     uncentred features, and for methods with a projector the same probe after it (each its own
     C, chosen on val)."""
+    from dagzoo.repr.probes import linear_probe
+
     t0 = time.time()
     ff = FrozenFeatures.load(features)
-    main = _probe(ff, grid, bias=True, standardise=True)
-    ablation = _probe(ff, grid, bias=False, standardise=False)
+    main = linear_probe(ff, grid, bias=True, standardise=True)
+    ablation = linear_probe(ff, grid, bias=False, standardise=False)
     projected = ff.projected()
-    after_projector = _probe(projected, grid, bias=True, standardise=True) if projected else None
+    after_projector = linear_probe(projected, grid) if projected else None
     y_test = ff.y("test")  # read once, after every choice and fit
     acc, se = accuracy(main.pop("test_pred"), y_test)
     acc_nb, se_nb = accuracy(ablation.pop("test_pred"), y_test)
@@ -164,12 +164,6 @@ def probe(features: Path, grid: list[float], out: Path) -> dict:
               "detail": {"bias": main, "no_bias_raw": ablation, "after_projector": after_projector}, "seconds": time.time() - t0}
     atomic_write_json(out, result)
     return result
-
-
-def _probe(ff, grid, bias: bool, standardise: bool) -> dict:
-    from dagzoo.repr.probes import linear_probe
-
-    return linear_probe(ff, grid, bias=bias, standardise=standardise)
 
 
 def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
@@ -194,6 +188,8 @@ def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
 def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) -> dict:
     """Cross-entropy and soft-F1 linear probes on a long-tailed subset of the train split
     (standardised features, the same steps and lr); macro-F1 and accuracy of both on test."""
+    import torch
+
     from dagzoo.repr.probes import imbalanced_subset, train_linear
 
     t0 = time.time()
@@ -206,8 +202,6 @@ def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) ->
     preds = {}
     for loss in ("cross_entropy", "soft_f1"):
         lin = train_linear((xtr - mean) / std, ytr[keep], classes, loss, epochs, lr, 0.0, seed=0)
-        import torch
-
         with torch.no_grad():
             preds[loss] = lin(torch.from_numpy(((ff.x("test") - mean) / std).astype(np.float32))).argmax(1).numpy()
     y_test = ff.y("test")

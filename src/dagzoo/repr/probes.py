@@ -92,9 +92,9 @@ def _logistic(c: float, bias: bool, seed: int):
 
 
 def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: bool = True,
-                 standardise: bool = True, fixed_c: float | None = None) -> dict:
-    """Choose C on val (or use `fixed_c`), then score the test split once -> {C, val accuracy per C,
-    test predictions}. `standardise` False: raw, uncentred features (the no-bias ablation)."""
+                 standardise: bool = True) -> dict:
+    """Fit on train for every C of the grid, choose C on val, predict the test split (its labels
+    are not read here) -> {C, val accuracy per C, iterations, test predictions}. `standardise` False: raw, uncentred features (the no-bias ablation)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -105,7 +105,7 @@ def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: boo
     val_acc, fitted = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # reported below as iterations used
-        for c in ([fixed_c] if fixed_c is not None else grid):
+        for c in grid:
             fitted[c] = _logistic(c, bias, seed).fit(xtr, ytr)
             val_acc[c] = float(np.mean(fitted[c].predict(xva) == yva))
     best = max(val_acc, key=lambda c: (val_acc[c], -c))  # ties: the stronger regularisation
