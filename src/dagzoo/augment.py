@@ -2,8 +2,9 @@
 batch (first axis) with random numbers from one generator, so a step's augmentation is a
 function of (seed, step) alone, like the rest of the Trainer (no per-example Python loop).
 
-Families add their ops here (the representations family: crops, colour jitter; point clouds:
-rotations, scaling, jitter) so that they are written once and tested once.
+Image ops (crops, affine, colour jitter, grayscale, noise; the image and representations
+families) live here, written and tested once; the point-cloud ops (rotations about the up axis,
+scaling, jitter, shuffling) are in dagzoo.points.transforms, the only family that reads clouds.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         return f"{path}.{extra[0] if extra else '?'}: unknown key; allowed: {allowed}"
     if err.validator == "enum":
-        return f"{path}: {err.instance!r} is not allowed; allowed: {', '.join(map(repr, err.validator_value))}"
+        return f"{path}: {err.instance!r} is not allowed; allowed: {registry.quoted(err.validator_value)}"
     if err.validator == "required":
         return f"{path}: {err.message}"
     return f"{path}: {err.message}"

@@ -100,9 +100,14 @@ def _check_finite(value: Any, meta: Any, path: str) -> None:
     raise ConfigError(f"{path}: must be {allowed}, got {bad!r}")
 
 
+def quoted(values) -> str:
+    """`a`, `b` as Python literals ('a', 'b'), comma-separated: how an error lists what is allowed."""
+    return ", ".join(f"{v!r}" for v in values)
+
+
 def _check_constraints(value: Any, meta: Any, path: str) -> None:
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {', '.join(map(repr, meta['choices']))}")
+        raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {quoted(meta['choices'])}")
     if "gt" in meta and not value > meta["gt"]:
         raise ConfigError(f"{path}: must be > {meta['gt']}, got {value!r}")
     if "min" in meta and value < meta["min"]:
