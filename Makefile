@@ -44,6 +44,8 @@ bench: install
 	$(BIN)/python bench/bench_text.py
 	$(BIN)/python bench/bench_diffusion.py
 	$(BIN)/python bench/bench_image.py
+	$(BIN)/python bench/bench_repr.py
+	$(BIN)/python bench/bench_points.py
 
 mlflow-ui: install
 	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (MLflow 3's 'Model training' view)"

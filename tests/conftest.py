@@ -132,4 +132,7 @@ SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
               "train:mem_mb=2000", "text_evaluate:mem_mb=2000", "text_sample:mem_mb=2000",
               "text_genppl:mem_mb=2000",
               "--default-resources", "mem_mb=1000", "runtime=10", "slurm_partition=debug",
-              "--slurm-init-seconds-before-status-checks", "5"]
+              "--slurm-init-seconds-before-status-checks", "5",
+              # the test cluster keeps finished jobs visible 600 s (MinJobAge): polling every 2 s
+              # instead of the default 10 s ends each job's wait sooner
+              "--seconds-between-status-checks", "2"]

@@ -8,8 +8,8 @@ Sources (`data.source`):
   download (trust on first use) and checked on every later use; extraction goes through
   dagzoo.data.download (safe paths, member and size limits, per-member record).
 - ``folder:<path>``: any tree ``<class>/train/*.off`` and ``<class>/test/*.off`` (ModelNet's
-  layout); .obj/.ply/.stl too, read by the optional `trimesh` library (pip install trimesh; OFF
-  is read by the parser here, without it).
+  layout); .obj/.ply/.stl too, read by the `trimesh` library (a dependency; OFF is read by the
+  parser here).
 - ``shapes``: procedural meshes of 10 classes generated here (seeded proportions, sizes and
   rotations about the up axis), written as OFF files in ModelNet's layout and then prepared by
   exactly the same code as ModelNet.
