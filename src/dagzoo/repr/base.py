@@ -158,6 +158,11 @@ class ReprModel(NeuralModel):
         """InfoNCE methods: [(name, scores)], scores (P, M) with the positive of row i in column i."""
         return []
 
+    def nce_images(self, candidates: int) -> int:
+        """Images per batch of the held-out InfoNCE bound for about `candidates` candidates M
+        (one per image for two-view methods)."""
+        return candidates
+
     # ------------------------------------------------------------------ the lifecycle's hooks
     def build(self) -> nn.Module:
         encoder = self.build_encoder()

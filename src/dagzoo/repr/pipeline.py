@@ -77,10 +77,12 @@ def encode(spec_path, data_dir: Path, run_dir: Path, rule: str | None, mi_batch:
 
 def _mi_bound(model, images, seed: int, batch: int) -> dict:
     """The InfoNCE bound log M - L_NCE on held-out (test) images, L averaged over full batches of
-    `batch` images with fresh seeded views; per score set (SimCLR: one; CPC: one per k)."""
+    about `batch` candidates (SimCLR: images; CPC: patches) with fresh seeded views; per score set
+    (SimCLR: one; CPC: one per k)."""
     from dagzoo.augment import step_generator
     from dagzoo.repr.probes import infonce_bound
 
+    batch = model.nce_images(batch)
     n = (len(images) // batch) * batch
     if n == 0:
         batch = n = len(images)

@@ -174,6 +174,11 @@ class CPC(ReprModel):
         loss = torch.stack([infonce(s) for _, s in self._scores(net, z)]).mean()
         return loss, self._pool(z), y
 
+    def nce_images(self, candidates: int) -> int:
+        # every patch of every image is a candidate: (rows - k) x cols of them per image
+        rows = patch_grid(self.shape[-1], self.params.patch, self.params.patch_stride)
+        return max(2, candidates // (rows * rows))
+
     @torch.no_grad()
     def nce_scores(self, net, x, g):
         return self._scores(net, net.encoder.feature_map(x))
