@@ -289,11 +289,11 @@ def _folder(path: Path) -> dict[str, Split]:
                                 "every image of a folder source, train and test, must have one size and "
                                 "channel count")
             images.append(arr)
-        out[split] = Split(np.stack(images).astype(np.uint8), _folder_labels(path, split, files, out))
+        out[split] = Split(np.stack(images).astype(np.uint8), _folder_labels(path, split, files))
     return out
 
 
-def _folder_labels(path: Path, split: str, files: list[Path], done: dict[str, Split]) -> np.ndarray:
+def _folder_labels(path: Path, split: str, files: list[Path]) -> np.ndarray:
     """Labels from class folders (``<split>/<class>/*.png``, classes numbered in sorted order of
     the train split's folder names), or -1 for every image when the PNGs lie directly in
     ``<split>/`` (an unlabelled source)."""

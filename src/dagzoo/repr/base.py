@@ -241,9 +241,6 @@ class ReprModel(NeuralModel):
     def receptive_field(self) -> list[dict]:
         return receptive_field_table(self.rf_layers())
 
-    def summary_extras(self) -> dict:
-        return {}
-
     def extra_summary(self) -> dict:
         table = self.receptive_field()
         return {"receptive_field": table[-1]["receptive_field"], "jump": table[-1]["jump"]} if table else {}

@@ -18,12 +18,9 @@ MI_STREAM = 0x1B0
 
 
 def _plot(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from dagzoo.report import save_figure
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def _pyplot():
@@ -120,7 +117,6 @@ def _plot_erf(erf: dict, table: list[dict], spec: dict, path: Path) -> None:
         ax.set_title(f"{name}: 90% in {_erf_summary(e)['side_90']} px")
         ax.axis("off")
     fig.suptitle(f"{spec['experiment']}: effective receptive field (theoretical {theo} px)")
-    fig.tight_layout()
     _plot(fig, path)
 
 
@@ -137,7 +133,6 @@ def _plot_embedding(x: np.ndarray, y: np.ndarray, spec: dict, path: Path) -> Non
     ax.set_title(f"{spec['experiment']}: test features (PCA)")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
     _plot(fig, path)
 
 
