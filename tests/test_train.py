@@ -25,7 +25,9 @@ def train_args(data, run, results):
 
 
 def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
-    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 600}, "b": {**TINY, "steps": 600}})
+    # checkpoints every 50 steps, losses every 5: the kill lands between two checkpoints
+    long = {**TINY, "steps": 600, "checkpoint_every": 50}
+    data, runs, results = prepare_text_runs(tmp_path, {"a": long, "b": long})
     run = runs["a"]
     proc = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -35,13 +37,26 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists():
             step = torch.load(ckpt, weights_only=True)["step"]
-            if step >= 30:
+            logged = [rec["step"] for rec in read_jsonl(run / "history.jsonl") if "train/loss" in rec]
+            if step >= 30 and logged and logged[-1] > step:  # steps after the checkpoint are on disk
                 break
-        time.sleep(0.05)
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    step = torch.load(ckpt, weights_only=True)["step"]
     assert 30 <= step < 600, f"the job must be killed half way (checkpoint step {step})"
     assert not (run / "train.json").exists(), "a killed job leaves no output that looks complete"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+
+    def mirrored_loss_steps():
+        exp = client.get_experiment_by_name("dagzoo-text")
+        [mirror] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "a/0"]
+        return [m.step for m in client.get_metric_history(mirror.info.run_id, "train/loss")]
+    dagzoo("mlflow-sync", "--results", results)  # mirror what the killed job left, past its checkpoint
+    before = mirrored_loss_steps()
+    assert max(before) > step, "points after the checkpoint are mirrored (a resume logs those steps again)"
 
     r = dagzoo(*train_args(data, run, results))
     resumed = int(r.stderr.split("from step ")[1].split()[0])
@@ -50,6 +65,8 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
     assert losses == list(range(5, 601, 5)), "the step counter continues; no step is logged twice"
     summary = read_json(run / "train.json")["summary"]
     assert summary["resumed_from"] == resumed and summary["steps"] == 600
+    # MLflow mirrored the killed run live and then the resumed one: still one point per step
+    assert sorted(mirrored_loss_steps()) == list(range(5, 601, 5)), "no MLflow point is logged twice"
 
     # the resumed run equals a run that was never interrupted (same seed, same config)
     spec_b = read_json(runs["b"] / "spec.json")
