@@ -168,3 +168,26 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert 20 <= step < 1000, "the checkpoint is the step at which the signal came, not the periodic one"
     assert not (run / "train.json").exists()
+
+
+def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp_path):
+    """Snakemake records a job as failed when its shell dies; the Python child lives on (an
+    orphan). It must not write train.json later (the next run would skip a job it never saw
+    finish): it stops without it, and the rerun resumes from its checkpoint."""
+    import shlex
+
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 300, "checkpoint_every": 50}})
+    run, log = runs["a"], tmp_path / "job.log"
+    command = " ".join(shlex.quote(str(x)) for x in [BIN / "dagzoo", *train_args(data, run, results)])
+    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoints" / "last.pt").exists():
+        time.sleep(0.05)
+    shell.kill()  # the shell only, as when a job's wrapper is killed
+    shell.wait()
+    while time.time() < deadline and "is gone" not in log.read_text():
+        time.sleep(0.1)
+    assert "train.json is not written" in log.read_text() and "Traceback" not in log.read_text()
+    assert not (run / "train.json").exists()
+    r = dagzoo(*train_args(data, run, results))
+    assert "from step" in r.stderr and read_json(run / "train.json")["summary"]["steps"] == 300
