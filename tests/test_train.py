@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import signal
 import subprocess
 import time
@@ -179,7 +180,8 @@ def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 300, "checkpoint_every": 50}})
     run, log = runs["a"], tmp_path / "job.log"
     command = " ".join(shlex.quote(str(x)) for x in [BIN / "dagzoo", *train_args(data, run, results)])
-    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"])
+    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
+                             env={**os.environ, "DAGZOO_INVOCATION_ID": "test"})  # a DAG's job
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints" / "last.pt").exists():
         time.sleep(0.05)

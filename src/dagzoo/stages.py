@@ -31,10 +31,11 @@ def refuse_if_orphaned(what: Path) -> None:
     """Before a stage writes the file its job is judged by: if the job shell that started this
     process was killed, Snakemake has already recorded the job as failed, and an output written
     now would make the next run skip a job it never saw finish. Write nothing (checkpoints stay:
-    the rerun resumes from them) and stop."""
+    the rerun resumes from them) and stop. Only for jobs of a DAG (the Snakefile sets
+    DAGZOO_INVOCATION_ID): a stage run by hand under nohup may outlive its shell."""
     from dagzoo.errors import TrainingError
 
-    if os.getppid() != _PARENT_PID:
+    if "DAGZOO_INVOCATION_ID" in os.environ and os.getppid() != _PARENT_PID:
         raise TrainingError(f"the job that started this process (pid {_PARENT_PID}) is gone: {what} is not written, so "
                             "the DAG reruns this stage (a training run resumes from its last checkpoint)")
 
