@@ -22,6 +22,18 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test (tests of tiny tensors: faster, and immune to a busy
+    machine's oversubscription)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def small_corpus(path: Path, lines: int = 400, seed: int = 0) -> Path:
     """A deterministic text with real structure (a few repeated phrases) for fast pipeline tests."""
     import random

@@ -15,14 +15,9 @@ from dagzoo.errors import ConfigError, DataError
 from dagzoo.points import data as D
 
 
+# tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def _write(tmp_path, text, name="m.off"):
     p = tmp_path / name

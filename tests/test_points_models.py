@@ -15,14 +15,9 @@ from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.models.pointnet import PointNetNet
 
 
+# tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 def _pointnet(tnets=True):
     return PointNetNet(5, [16, 16], [16, 32, 64], [32], [16, 32], [32], 0.3, tnets, 0.001)
