@@ -1,5 +1,5 @@
 """The point-cloud section of the report: OA / mAcc / SO(3) accuracy per experiment (mean over
-seeds, with the standard error over seeds, or the binomial one with a single seed), the
+seeds ± their std, ddof 1, as SimpleView asks; with a single seed ± its binomial SE), the
 validation curves, and the first seed's confusion matrix of the best experiment."""
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dagzoo.io import read_json
 
 
 def _mean_se(g: pd.DataFrame, key: str) -> str:
+    """mean ± std over seeds (one seed: ± the metric's binomial SE)."""
     if key not in g or g[key].isna().all():
         return "—"
     v = g[key].dropna()
-    se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else g.get(f"{key}_se", pd.Series([np.nan])).iloc[0]
+    se = v.std(ddof=1) if len(v) > 1 else g.get(f"{key}_se", pd.Series([np.nan])).iloc[0]
     return f"{100 * v.mean():.1f} ± {100 * se:.1f}" if np.isfinite(se) else f"{100 * v.mean():.1f}"
 
 
@@ -53,7 +54,7 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
           "Test overall accuracy (OA) and mean per-class accuracy (mAcc) in % on the whole test split, single "
           "view, no voting, of the last checkpoint (the test split is read only by the evaluation). SO(3): the "
           "same model on test clouds under uniformly random 3D rotations (training rotates about the up axis "
-          "only). ± is the standard error over seeds (one seed: the binomial SE).", "",
+          "only). ± is the std over seeds (ddof 1; one seed: the binomial SE).", "",
           "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | params | clouds/s |",
           "|---|---|---|---|---|---|---|---|---|"]
     for exp, g in rows.groupby("experiment", sort=False):
