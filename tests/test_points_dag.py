@@ -3,9 +3,11 @@ its fused-header quirk and polygon faces) -> prepare -> train -> evaluate -> rep
 above chance; and the jobs a `shapes` config plans."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import planned_jobs, snakemake
@@ -68,3 +70,44 @@ def test_a_shapes_config_plans_prepare_train_evaluate(tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rules = [rule for rule, _ in planned_jobs(r.stdout)]
     assert {"points_prepare", "train", "points_evaluate"} <= set(rules)
+
+
+# Real meshes shipped by a Debian package: CGAL's demo data (apt-get install libcgal-demo; .ci/run
+# installs it). They carry what real files carry: quads and larger polygons, shuffled vertex
+# orders, per-face colours, comments.
+CGAL_DATA = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
+REAL_MESHES = {
+    "box": {"train": ["cube.off", "cube_quad.off", "cube_poly.off", "translated-cube.off"],
+            "test": ["small_cube.off", "cube-shuffled.off"]},
+    "round": {"train": ["sphere.off", "ellipsoid.off", "geosphere.off", "icosahedron.off"],
+              "test": ["octahedron.off", "dragknob.off"]},
+}
+
+
+@pytest.mark.skipif(not CGAL_DATA.exists(), reason="Debian's libcgal-demo is not installed (real OFF meshes; "
+                                                   "apt-get install libcgal-demo, as .ci/run does)")
+def test_the_dag_runs_unchanged_on_real_meshes_from_a_debian_package(tmp_path):
+    import tarfile
+
+    root = tmp_path / "cgal"
+    wanted = {f"data/meshes/{name}": (cls, split) for cls, splits in REAL_MESHES.items()
+              for split, names in splits.items() for name in names}
+    with tarfile.open(CGAL_DATA) as tar:
+        for member in tar:
+            if member.name in wanted and member.isfile():
+                cls, split = wanted[member.name]
+                (root / cls / split).mkdir(parents=True, exist_ok=True)
+                (root / cls / split / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    assert sum(1 for _ in root.rglob("*.off")) == len(wanted)
+    cfg = _config(tmp_path, f"folder:{root}")
+    doc = yaml.safe_load(cfg.read_text())
+    doc["points"]["data"].update(points=32, val_fraction=0.25)
+    doc["points"]["experiments"]["pointnet"].update(steps=20, eval_every=10, checkpoint_every=20)
+    doc["claims"] = []
+    cfg.write_text(yaml.safe_dump(doc))
+    r = snakemake(tmp_path, cfg)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    metrics = json.loads((tmp_path / "results" / "points" / "pointnet" / "0" / "metrics.json").read_text())
+    assert 0 <= metrics["metrics"]["test/oa"] <= 1 and metrics["metrics"]["test/n"] == 4
+    manifest = json.loads(next((tmp_path / "results" / "data" / "points").glob("*/manifest.json")).read_text())
+    assert manifest["classes"] == ["box", "round"]
