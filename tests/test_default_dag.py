@@ -1,5 +1,6 @@
-"""The README's main job end to end: the default config (KJV text + digits images) and the full
-Inception FID protocol on real data (slow: run with `make test-slow`)."""
+"""The README's main job end to end: the default config (KJV text, digits images, digits
+representations, generated point clouds) and the full Inception FID protocol on real data (slow:
+run with `make test-slow`)."""
 
 import json
 import subprocess
@@ -24,7 +25,8 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
                         "--configfile", str(tmp_path / "cfg.yaml")], capture_output=True, text=True, timeout=3600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     df = pd.read_parquet(tmp_path / "results" / "summary.parquet")
-    assert set(df.experiment) == set(cfg["text"]["experiments"]) | set(cfg["image"]["experiments"])
+    assert set(zip(df.family, df.experiment)) == {(f, e) for f in ("text", "image", "repr", "points")
+                                                  for e in cfg[f]["experiments"]}
     bpc = df[df.family == "text"].set_index("experiment")["test/bpc"]
     assert bpc["kn9"] < bpc["kn7"] < bpc["kn5"] < bpc["kn3"]
     # every neural model learned (uniform over the 64 characters: 6.0 bits; the train split's unigram
@@ -54,6 +56,15 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
     assert len(claims) == len(cfg["claims"]) and all(c["verdict"] in ("held", "failed", "inconclusive")
                                                      for c in claims), claims
     assert report.index("## Claims") < report.index("## Text")
+    # representations: every learned encoder and the references probed; the supervised one learns
+    rep = df[df.family == "repr"].set_index("experiment")
+    assert rep["test/linear_acc"].between(0.5, 1).all() and rep["test/knn_acc"].between(0.5, 1).all()
+    assert rep.loc["supervised", "test/linear_acc"] > rep.loc["random", "test/linear_acc"]
+    assert (rep.loc[["simclr", "cpc"], "test/mi_bound"] <= rep.loc[["simclr", "cpc"], "test/mi_log_n"]).all()
+    # point clouds: every model far above chance (10 classes)
+    pts = df[df.family == "points"].set_index("experiment")
+    assert (pts["test/oa"] > 0.4).all() and pts["test/oa_so3"].notna().all()
+    assert "## Representations" in report and "## Point clouds" in report
 
 
 @pytest.mark.slow
