@@ -9,7 +9,11 @@ CONFIG ?=
 TORCH ?= torch==2.13.0
 export PATH := $(BIN):$(PATH)
 
-SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
+# CONFIG and CORES reach the recipes' shell as environment variables, always quoted ("$$CONFIG")
+export CONFIG CORES
+SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores "$$CORES" $${CONFIG:+--configfile "$$CONFIG"}
+# Snakemake reads --configfile itself, with a traceback for an unreadable file: check it first
+VALIDATE = if [ -n "$$CONFIG" ]; then dagzoo validate-config "$$CONFIG" > /dev/null; fi
 
 .PHONY: install run dry-run test test-slow bench mlflow-ui mlflow-server report
 
@@ -26,12 +30,15 @@ $(BIN)/dagzoo: pyproject.toml
 install: $(BIN)/dagzoo
 
 run: install
+	@$(VALIDATE)
 	snakemake $(SNAKEMAKE_ARGS)
 
 dry-run: install
+	@$(VALIDATE)
 	snakemake -n $(SNAKEMAKE_ARGS)
 
 report: install
+	@$(VALIDATE)
 	snakemake $(SNAKEMAKE_ARGS) --report results/report.html
 
 test: install

@@ -148,3 +148,19 @@ SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
               # the test cluster keeps finished jobs visible 600 s (MinJobAge): polling every 2 s
               # instead of the default 10 s ends each job's wait sooner
               "--seconds-between-status-checks", "2"]
+
+
+# ---------------------------------------------------------------------------------- the probe set
+def pytest_terminal_summary(terminalreporter):
+    """One line counting the hardening probes (tests marked `probe`) this session ran, by outcome."""
+    outcomes = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if "probe" in getattr(report, "keywords", {}) and report.when in ("call", "setup"):
+                if outcome == "passed" and report.when == "setup":
+                    continue  # a passed setup is followed by its call's report
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes:
+        total = sum(outcomes.values())
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+        terminalreporter.write_line(f"hardening probe set: {total} probes, {parts}")

@@ -7,6 +7,8 @@ import pytest
 
 from conftest import dagzoo, prepare_text_runs
 
+pytestmark = pytest.mark.probe
+
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):

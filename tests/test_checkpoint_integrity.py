@@ -18,6 +18,8 @@ from dagzoo.eval.perplexity import likelihood_metrics
 from dagzoo.lifecycle import NeuralModel, RunContext
 from dagzoo.train import DIGEST_KEY, Trainer, TrainParams, payload_digest, save_torch_file
 
+pytestmark = pytest.mark.probe
+
 
 # ---------------------------------------------------------------------------------- helpers
 def _trainer(run_dir, steps=10, **kw):

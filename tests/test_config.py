@@ -26,6 +26,7 @@ def test_every_shipped_config_is_valid(path):
     assert experiment_specs(validate_config(load_config(path)))
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("cfg, expected", [
     (text_cfg(x={"model": "lstm"}), ["text.experiments.x.model", "unknown text model 'lstm'", "ngram", "transformer"]),
     (text_cfg(x={"model": "transformer", "steps": -5}), ["text.experiments.x.steps", ">= 1", "-5"]),
@@ -63,6 +64,7 @@ def test_spec_hash_changes_only_with_the_experiment():
     assert ha["kn3"] == hb["kn3"] and ha["kn5"] != hb["kn5"]
 
 
+@pytest.mark.probe
 def test_snakemake_refuses_invalid_config_before_any_job(tmp_path):
     cfg = text_cfg(x={"model": "transformer", "steps": -1})
     cfg["results"] = str(tmp_path / "results")

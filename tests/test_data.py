@@ -48,6 +48,7 @@ def test_split_is_deterministic():
     assert split_positional(text, 0.05, 0.05) == split_positional(text, 0.05, 0.05)
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("content, message", [
     (b"", "is empty"),
     (b"   \n\n", "is empty"),
@@ -62,6 +63,7 @@ def test_bad_corpus_errors(tmp_path, content, message):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.probe
 def test_missing_corpus_file(tmp_path):
     with pytest.raises(DataError, match="corpus file not found"):
         prepare_corpus(f"file:{tmp_path / 'nope.txt'}", tmp_path / "out")
@@ -119,6 +121,7 @@ def test_download_verifies_checksum(http_root, tmp_path):
     assert fetch(RemoteFile(f"{url}/corpus.txt", sha256=good), tmp_path / "cache") == path
 
 
+@pytest.mark.probe
 def test_download_checksum_mismatch_leaves_nothing(http_root, tmp_path):
     root, url = http_root
     (root / "corpus.txt").write_bytes(b"tampered\n")
@@ -128,12 +131,14 @@ def test_download_checksum_mismatch_leaves_nothing(http_root, tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
+@pytest.mark.probe
 def test_cached_file_with_wrong_checksum_is_refused(tmp_path):
     (tmp_path / "corpus.txt").write_bytes(b"changed on disk")
     with pytest.raises(DataError, match="checksum mismatch"):
         fetch(RemoteFile("http://127.0.0.1:9/corpus.txt", md5="0" * 32), tmp_path)
 
 
+@pytest.mark.probe
 def test_unreachable_download_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="cannot download"):
         fetch(RemoteFile("http://127.0.0.1:9/x.zip", sha256="0" * 64), tmp_path, timeout=2)
@@ -157,6 +162,7 @@ def test_safe_extract_zip_and_tar(tmp_path):
     assert (tmp_path / "y" / "c.txt").read_text() == "C"
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("name", ["../evil.txt", "/abs/evil.txt", "d/../../evil.txt"])
 def test_safe_extract_refuses_traversal(tmp_path, name):
     _zip(tmp_path / "bad.zip", [("fine.txt", "x"), (name, "pwned")])
@@ -166,6 +172,7 @@ def test_safe_extract_refuses_traversal(tmp_path, name):
     assert not (tmp_path / "out" / "fine.txt").exists(), "nothing is written from a rejected archive"
 
 
+@pytest.mark.probe
 def test_safe_extract_refuses_tar_links(tmp_path):
     with tarfile.open(tmp_path / "bad.tar", "w") as t:
         info = tarfile.TarInfo("link")

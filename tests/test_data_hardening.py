@@ -25,6 +25,8 @@ from dagzoo.data.tokenize import TokenData, prepare_tokens
 from dagzoo.errors import DataError
 from dagzoo.io import read_json
 
+pytestmark = pytest.mark.probe
+
 
 def refused(excinfo, *fragments) -> str:
     """The error's message, after checking it is one line holding every fragment."""

@@ -97,14 +97,16 @@ def test_a_family_in_one_package_runs_end_to_end(tmp_path):
     assert after == before, "adding a family edits nothing outside its package"
 
 
+@pytest.mark.probe
 def test_a_family_that_is_not_installed_is_a_clear_error(tmp_path):
     r = subprocess.run([str(BIN / "dagzoo"), "validate-config", str(toy_config(tmp_path))], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "toy: unknown key" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("bad, message", [
-    ({"lhs": "toy/nope/test/mse"}, "claims[0].lhs: experiment 'nope' is not a toy experiment; allowed: lin"),
+    ({"lhs": "toy/nope/test/mse"}, "claims.0.lhs: experiment 'nope' is not a toy experiment; allowed: lin"),
     ({"op": "=="}, "claims.0.op: '==' is not allowed"),
 ])
 def test_claims_are_checked_before_any_job_runs(tmp_path, bad, message):

@@ -10,6 +10,8 @@ import yaml
 
 from conftest import BIN, ROOT, SMALL_NODE, slurm_unavailable, small_corpus
 
+pytestmark = pytest.mark.probe
+
 SLURM_REASON = slurm_unavailable()
 
 

@@ -4,9 +4,12 @@ command, rendered with them, splits back into the intended words."""
 import shlex
 import subprocess
 
+import pytest
 import yaml
 
 from conftest import BIN, ROOT
+
+pytestmark = pytest.mark.probe
 
 HOSTILE = "we'ird $(touch PWNED) `touch PWNED2` dir; echo x"
 

@@ -11,6 +11,8 @@ import torch
 from conftest import BIN
 from dagzoo.io import atomic_write_json, read_jsonl
 
+pytestmark = pytest.mark.probe
+
 UNET = {"channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [4],
         # dropout masks are drawn inside the network, per rank: off, to compare bit for bit
         "dropout": 0.0}

@@ -165,6 +165,7 @@ def test_fashion_mnist_is_checksummed_before_decoding(tmp_path, monkeypatch):
     assert not (tmp_path / "f" / "manifest.json").exists()
 
 
+@pytest.mark.probe
 def test_malformed_idx_file_is_reported(tmp_path, monkeypatch):
     from dagzoo.data import images
     from dagzoo.data.download import RemoteFile, file_digest
@@ -196,6 +197,7 @@ def _cfg(**exp):
     return {"image": {"data": {"source": "digits", "resize": 16}, "experiments": {"m": exp}}}
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("exp,match", [
     ({"model": "ddpm", "samplers": {"s": {"kind": "flow"}}}, r"image.experiments.m.samplers.s.kind: 'flow' does not apply.*allowed: ddpm, ddim, edm"),
     ({"model": "ddpm", "samplers": {"s": {"kind": "ddim", "eta": 2}}}, r"image.experiments.m.samplers.s.eta: must be <= 1"),

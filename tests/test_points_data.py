@@ -37,6 +37,7 @@ def test_off_fused_header_comments_blank_lines_and_quads(tmp_path):
     assert D.parse_off(p)[1].tolist() == [[0, 1, 2], [0, 2, 3], [0, 3, 4]]
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("text, line, message", [
     ("OFF\n3 1 0\n0 0 0\n1 0 0\n", 5, "truncated: 2 of 3 vertices"),
     ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", 7, "more data than the header"),
@@ -177,6 +178,7 @@ def _bad_prepare(tmp_path, root, points=16):
     return str(e.value)
 
 
+@pytest.mark.probe
 def test_folder_refusals_name_the_file(tmp_path):
     root = _tiny_tree(tmp_path / "tree", train=2, test=1)
     bad = root / "cube" / "train" / "cube_1.off"

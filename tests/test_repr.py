@@ -98,6 +98,7 @@ def test_cpc_context_at_row_i_sees_rows_up_to_i_only():
             assert not torch.allclose(net(changed)[:, :, i + 1:], c[:, :, i + 1:])
 
 
+@pytest.mark.probe
 def test_patch_grid_tiles_or_refuses():
     assert patch_grid(16, 8, 4) == 3 and patch_grid(32, 8, 4) == 7
     assert patch_grid(16, 8, 3) == 0 and patch_grid(6, 8, 4) == 0
@@ -197,6 +198,7 @@ def test_the_probe_stage_reads_test_labels_once_after_every_choice(tmp_path, mon
     assert first["test/linear_acc"] == 1.0 > second["test/linear_acc"]
 
 
+@pytest.mark.probe
 def test_unlabelled_split_is_refused_by_name():
     rng = np.random.default_rng(2)
     x, y = _blobs(20, rng)
@@ -259,6 +261,7 @@ def test_augmentations_are_deterministic_given_seed_and_step_and_exact_where_the
     assert ((factor[:, 0] >= 0.7) & (factor[:, 0] <= 1.3)).all() and factor[:, 0].std() > 0
 
 
+@pytest.mark.probe
 @pytest.mark.parametrize("exp,message", [
     ({"model": "simclr", "jitter": [0.4, 0.4, 0.4, 0.1]}, "repr.experiments.e.jitter: saturation and hue"),
     ({"model": "simclr", "grayscale_p": 0.2}, "repr.experiments.e.grayscale_p: grayscale does not apply"),
@@ -274,6 +277,7 @@ def test_bad_experiments_are_one_line_errors_before_any_job(exp, message):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.probe
 def test_a_folder_without_class_folders_is_refused_before_any_job(tmp_path):
     from PIL import Image
 

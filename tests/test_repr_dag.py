@@ -94,6 +94,7 @@ def test_supervised_learns_and_random_is_its_initialisation(tmp_path):
     assert torch.equal(saved.encode(x), fresh.encode(x))
 
 
+@pytest.mark.probe
 def test_a_split_and_a_source_without_labels_are_refused(tmp_path):
     from PIL import Image
 

@@ -8,6 +8,8 @@ from dagzoo.io import append_jsonl, atomic_write_json, atomic_write_text
 from dagzoo.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, LiveSync, find_run_dirs, redact_uri,
                              resolve_uri, sync_results, sync_run_dir)
 
+pytestmark = pytest.mark.probe
+
 T0 = 1_700_000_000_000
 
 

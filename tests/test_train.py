@@ -25,6 +25,7 @@ def train_args(data, run, results):
             "--threads", "1"]
 
 
+@pytest.mark.probe
 def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
     # checkpoints every 50 steps, losses every 5: the kill lands between two checkpoints
     long = {**TINY, "steps": 600, "checkpoint_every": 50}
@@ -80,6 +81,7 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.probe
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 20}})
     ckpt = runs["a"] / "checkpoints" / "last.pt"
@@ -104,6 +106,7 @@ def _toy_trainer(tmp_path, loss_at, steps=20, **kw):
                    device=torch.device("cpu"))
 
 
+@pytest.mark.probe
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     trainer = _toy_trainer(tmp_path, lambda s: float("nan") if s == 12 else 1.0)
     with pytest.raises(TrainingError, match="diverged at step 12: loss is nan") as e:
@@ -112,6 +115,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["step"] == 10
 
 
+@pytest.mark.probe
 def test_checkpoint_of_another_config_is_set_aside(tmp_path):
     _toy_trainer(tmp_path, lambda s: 1.0, steps=10).fit()
     t = _toy_trainer(tmp_path, lambda s: 1.0, steps=10)
@@ -152,6 +156,7 @@ def test_transformer_learns_and_scores_windows(tmp_path):
     np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.probe
 def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     """scancel / pre-emption sends SIGTERM: the job checkpoints its current step and exits non-zero."""
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
@@ -171,10 +176,11 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert not (run / "train.json").exists()
 
 
+@pytest.mark.probe
 def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp_path):
     """Snakemake records a job as failed when its shell dies; the Python child lives on (an
     orphan). It must not write train.json later (the next run would skip a job it never saw
-    finish): it stops without it, and the rerun resumes from its checkpoint."""
+    finish): it stops at its next write of any file, and the rerun resumes from its checkpoint."""
     import shlex
 
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 300, "checkpoint_every": 50}})
@@ -189,7 +195,36 @@ def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp
     shell.wait()
     while time.time() < deadline and "is gone" not in log.read_text():
         time.sleep(0.1)
-    assert "train.json is not written" in log.read_text() and "Traceback" not in log.read_text()
+    assert "is not written, so the DAG reruns this stage" in log.read_text() and "Traceback" not in log.read_text()
     assert not (run / "train.json").exists()
     r = dagzoo(*train_args(data, run, results))
     assert "from step" in r.stderr and read_json(run / "train.json")["summary"]["steps"] == 300
+
+
+@pytest.mark.probe
+def test_every_file_writer_refuses_once_the_job_shell_is_gone(tmp_path, monkeypatch):
+    """The guard sits in the file writers every stage uses (outputs of sampling, FID, encoding,
+    figures, checkpoints, history lines), so no stage's output can appear after its job failed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dagzoo import io
+    from dagzoo.io import OrphanedJobError, append_jsonl, atomic_save_npy, atomic_write_json
+    from dagzoo.plotting import save_figure
+
+    writers = {"fid.json": lambda p: atomic_write_json(p, {"fid_80": 1.0}),
+               "images.npy": lambda p: atomic_save_npy(p, np.zeros((2, 1, 4, 4), np.uint8)),
+               "history.jsonl": lambda p: append_jsonl(p, {"step": 1}),
+               "curve.png": lambda p: save_figure(plt.figure(), p)}
+    monkeypatch.setattr(io, "_JOB_SHELL_PID", os.getppid())  # the job shell is alive: writes go through
+    for name, write in writers.items():
+        write(tmp_path / "alive" / name)
+    assert sorted(p.name for p in (tmp_path / "alive").iterdir()) == sorted(writers)
+    monkeypatch.setattr(io, "_JOB_SHELL_PID", -1)  # this process's parent is no longer the job shell
+    (tmp_path / "orphan").mkdir()
+    for name, write in writers.items():
+        with pytest.raises(OrphanedJobError, match=f"{name} is not written"):
+            write(tmp_path / "orphan" / name)
+    assert list((tmp_path / "orphan").iterdir()) == [], "not even a temporary file stays"

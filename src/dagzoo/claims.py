@@ -100,14 +100,14 @@ def check_claims(claims: list[dict], experiments: dict[str, set[str]]) -> None:
     for i, claim in enumerate(claims):
         name = claim.get("name")
         if name in first_index_of_name:
-            raise ConfigError(f"claims[{i}].name: {name!r} is already the name of claims[{first_index_of_name[name]}]; "
+            raise ConfigError(f"claims.{i}.name: {name!r} is already the name of claims.{first_index_of_name[name]}; "
                               "claim names must be unique")
         first_index_of_name[name] = i
         for side in ("lhs", "rhs"):
             address = claim.get(side)
             if side == "rhs" and _is_number(address):
                 continue
-            key_path = f"claims[{i}].{side}"
+            key_path = f"claims.{i}.{side}"
             if not isinstance(address, str):
                 raise ConfigError(f"{key_path}: must be a metric address <family>/<experiment>/<metric key>"
                                   + (" or a number" if side == "rhs" else ""))

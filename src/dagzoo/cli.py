@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     ready = time.time()
     try:
         if hasattr(args, "threads"):  # a stage
+            if "DAGZOO_INVOCATION_ID" in os.environ:  # ... started by the DAG (the Snakefile sets it)
+                from dagzoo.io import watch_job_shell
+
+                watch_job_shell()
             _start_stage(args.threads)
             ready = time.time()
         status = args.fn(args)

@@ -89,6 +89,15 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's
                 self._reject_duplicate_keys(value_node, (*path, key), seen)
 
 
+def _yaml_error(e: yaml.YAMLError) -> str:
+    """':line:column: is not valid YAML: problem' on one line (PyYAML's own message spans several)."""
+    mark = getattr(e, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+    problem = " ".join(str(getattr(e, "problem", None) or e).split())
+    context = getattr(e, "context", None)
+    return f"{where}: is not valid YAML: {problem}" + (f" ({' '.join(context.split())})" if context else "")
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
@@ -96,10 +105,17 @@ def load_config(path: str | Path) -> dict:
             cfg = yaml.load(f, Loader=_StrictLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
     except _DuplicateKeyError as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        raise ConfigError(f"{path}{_yaml_error(e)}") from None
+    if cfg is not None and not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values (results, seeds, a family, ...), "
+                          f"got a {type(cfg).__name__}")
     return cfg or {}
 
 
@@ -118,7 +134,8 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
     if err.validator == "additionalProperties":
         allowed = ", ".join(sorted(err.schema.get("properties", {})))
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return f"{path}.{extra[0] if extra else '?'}: unknown key; allowed: {allowed}"
+        key = extra[0] if extra else "?"
+        return f"{key if path == '<top level>' else f'{path}.{key}'}: unknown key; allowed: {allowed}"
     if err.validator == "enum":
         return f"{path}: {err.instance!r} is not allowed; allowed: {registry.quoted(err.validator_value)}"
     if err.validator == "required":
@@ -135,7 +152,7 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        raise ConfigError("invalid config: " + "; ".join(_format_schema_error(e) for e in errors[:5]))
+        raise ConfigError("; ".join(_format_schema_error(e) for e in errors[:5]))
     _check_results_root(raw.get("results", CORE_DEFAULTS["results"]))
     cfg = _merge(defaults(), raw)
     declared = [name for name in fams if name in raw]

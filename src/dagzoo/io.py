@@ -13,7 +13,30 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from dagzoo.errors import DataError
+from dagzoo.errors import DagzooError, DataError
+
+#: set by a stage that runs as a DAG job: the pid of the job shell that started it
+_JOB_SHELL_PID: int | None = None
+
+
+class OrphanedJobError(DagzooError):
+    """The job shell that started this stage is gone (see `watch_job_shell`)."""
+
+
+def watch_job_shell() -> None:
+    """Called once by a stage started by the DAG. If its job shell is later killed, Snakemake has
+    already recorded the job as failed, and an output written after that would make the next run
+    skip a job it never saw finish: from then on every file write of this process (outputs,
+    checkpoints, history lines) stops the stage instead. The rerun redoes the stage (a training
+    run resumes from its last checkpoint). A stage run by hand (under nohup, say) is not watched."""
+    global _JOB_SHELL_PID
+    _JOB_SHELL_PID = os.getppid()
+
+
+def refuse_if_orphaned(path: Path) -> None:
+    if _JOB_SHELL_PID is not None and os.getppid() != _JOB_SHELL_PID:
+        raise OrphanedJobError(f"the job that started this process (pid {_JOB_SHELL_PID}) is gone: {path} is not "
+                               "written, so the DAG reruns this stage (a training run resumes from its last checkpoint)")
 
 
 @functools.cache
@@ -48,6 +71,7 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        refuse_if_orphaned(path)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -113,6 +137,7 @@ def read_json_object(path: Path, required: Iterable[str] = ()) -> dict:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
+    refuse_if_orphaned(path)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
 

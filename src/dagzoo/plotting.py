@@ -5,6 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> None:
+    """Write a matplotlib figure as PNG atomically (tight layout) and close it."""
+    import matplotlib.pyplot as plt
+
+    from dagzoo.io import atomic_writer
+
+    fig.tight_layout()
+    with atomic_writer(Path(path)) as f:
+        fig.savefig(f, format="png", dpi=dpi)
+    plt.close(fig)
+
+
 def write_run_curve(run_dir: Path, spec: dict, series: list[tuple[str | None, list[tuple[float, float]], dict]],
                     xlabel: str, ylabel: str, log_y: bool = False) -> None:
     """Plot every non-empty (label, points, matplotlib kwargs) series into run_dir/curve.png
@@ -27,8 +39,4 @@ def write_run_curve(run_dir: Path, spec: dict, series: list[tuple[str | None, li
     ax.grid(alpha=0.3)
     if any(label for label, _, _ in series):
         ax.legend()
-    fig.tight_layout()
-    tmp = Path(run_dir) / ".curve.tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(Path(run_dir) / "curve.png")
+    save_figure(fig, Path(run_dir) / "curve.png", dpi=110)

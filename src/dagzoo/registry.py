@@ -67,7 +67,8 @@ def _type_ok(value: Any, tp: Any) -> bool:
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin in (list, tuple):
-        return isinstance(value, (list, tuple))
+        item = get_args(tp)[0] if get_args(tp) else Any
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, item) for v in value)
     if isinstance(tp, type):
         return isinstance(value, tp)
     return True
@@ -78,6 +79,8 @@ def _type_name(tp: Any) -> str:
         return " | ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp))
+    if get_origin(tp) in (list, tuple) and get_args(tp):
+        return f"list of {_type_name(get_args(tp)[0])}"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
@@ -106,6 +109,14 @@ def quoted(values) -> str:
 
 
 def _check_constraints(value: Any, meta: Any, path: str) -> None:
+    if isinstance(value, (list, tuple)):  # min_len / max_len bound the list, the others each item
+        if "min_len" in meta and len(value) < meta["min_len"]:
+            raise ConfigError(f"{path}: must have at least {meta['min_len']} item(s), got {list(value)}")
+        if "max_len" in meta and len(value) > meta["max_len"]:
+            raise ConfigError(f"{path}: must have at most {meta['max_len']} item(s), got {list(value)}")
+        for i, item in enumerate(value):
+            _check_constraints(item, meta, f"{path}.{i}")
+        return
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{path}: {value!r} is not allowed; allowed: {quoted(meta['choices'])}")
     if "gt" in meta and not value > meta["gt"]:
@@ -140,7 +151,7 @@ def validate_params(params_cls: type, values: dict, where: str) -> Any:
 
 def param(default: Any, help: str = "", **constraints) -> Any:
     """A dataclass field with a default, a help text and optional constraints: min / max (inclusive),
-    gt (exclusive minimum), choices, allow_inf (admit +-inf; a default is never validated); and
+    gt (exclusive minimum), choices (of a list: of each item), min_len / max_len (of a list), allow_inf (admit +-inf; a default is never validated); and
     `stage`: "evaluate", "sample" or both for a hyper-parameter only that later stage reads
     (changing it reruns that stage, not training; see dagzoo.config.stage_spec)."""
     if isinstance(default, (list, dict)):

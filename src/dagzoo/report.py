@@ -49,18 +49,6 @@ def mean_std(df: pd.DataFrame, col: str) -> str:
     return fmt(float(mean))
 
 
-def save_figure(fig, path: Path, dpi: int = 120) -> None:
-    """Write a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 # ---------------------------------------------------------------------------------- tables
 def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     """One row per finished run (a run directory with metrics.json) and its history."""

@@ -11,7 +11,6 @@ for is always written last and atomically, and the run is mirrored into MLflow f
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,6 @@ from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl
 
 #: what every run's spec.json holds (the report and MLflow read these)
 RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
-
-#: the process that started this one (Snakemake's job shell, torchrun, SLURM's batch script)
-_PARENT_PID = os.getppid()
-
-
-def refuse_if_orphaned(what: Path) -> None:
-    """Before a stage writes the file its job is judged by: if the job shell that started this
-    process was killed, Snakemake has already recorded the job as failed, and an output written
-    now would make the next run skip a job it never saw finish. Write nothing (checkpoints stay:
-    the rerun resumes from them) and stop. Only for jobs of a DAG (the Snakefile sets
-    DAGZOO_INVOCATION_ID): a stage run by hand under nohup may outlive its shell."""
-    from dagzoo.errors import TrainingError
-
-    if "DAGZOO_INVOCATION_ID" in os.environ and os.getppid() != _PARENT_PID:
-        raise TrainingError(f"the job that started this process (pid {_PARENT_PID}) is gone: {what} is not written, so "
-                            "the DAG reruns this stage (a training run resumes from its last checkpoint)")
-
 
 def read_spec(spec: str | Path) -> tuple[dict, str]:
     """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
@@ -120,7 +102,6 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     if not main:
         return summary
     metrics = train_metrics(fam.unit, summary, model, run_dir, t0)
-    refuse_if_orphaned(run_dir / "train.json")
     atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
                                                "timestamp_ms": int(time.time() * 1000)})
     sync(force=True, status="FINISHED")
@@ -206,7 +187,6 @@ def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **ext
     every family shares (the report and MLflow read nothing else); then the MLflow mirror."""
     train = read_json(run_dir / "train.json")
     merged = {**metrics, **train["metrics"]}
-    refuse_if_orphaned(run_dir / "metrics.json")
     atomic_write_json(run_dir / "metrics.json", {
         "metrics": merged, "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
         "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000),

@@ -205,4 +205,6 @@ def fid_kid(features: np.ndarray, reference: dict, subsets: int = 100, subset_si
     mu, sigma = feature_stats(features)
     kid, kid_std = kernel_inception_distance(features, reference["features"], subsets, subset_size, seed)
     return {f"fid_{n}": frechet_distance(mu, sigma, reference["mu"], reference["sigma"], samples1=features),
-            f"kid_{n}": kid, f"kid_{n}_std": kid_std, "n": n}
+            f"kid_{n}": kid, f"kid_{n}_std": kid_std, "n": n,
+            # the subsets are capped at the smaller set (a config's larger size means "all of it")
+            "kid_subset_size": min(n, len(reference["features"]), subset_size)}

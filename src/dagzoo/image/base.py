@@ -93,6 +93,10 @@ class ImageModel(NeuralModel):
         """Training FLOPs per image (forward + backward ~ 3 x forward)."""
         return None
 
+    @classmethod
+    def check_sampler(cls, params, sampler, where: str) -> None:
+        """Cross-checks of one parsed sampler against the model's params (optional)."""
+
     # ------------------------------------------------------------------ the lifecycle's hooks
     def prepare(self, ctx) -> None:
         self._train = torch.from_numpy(self.data.images("train")).to(self.device)

@@ -19,17 +19,16 @@ from dagzoo.registry import param
 @dataclass
 class UNetParams(ImageTrainParams):
     channels: int = param(64, "base width of the U-Net", min=4)
-    channel_mult: list = param([1, 2, 2], "width multiplier per resolution level (one level per entry)")
+    channel_mult: list[int] = param([1, 2, 2], "width multiplier per resolution level (one level per entry)",
+                                   min_len=1, min=1)
     num_res_blocks: int = param(2, "residual blocks per level", min=1)
-    attn_resolutions: list = param([8], "resolutions (pixels) with self-attention")
-    dropout: float = param(0.1, "dropout in the residual blocks", min=0.0, max=1.0)
+    attn_resolutions: list[int] = param([8], "resolutions (pixels) with self-attention", min=1)
+    dropout: float = param(0.1, "dropout in the residual blocks", min=0.0, max=0.99)
     embedding: str = param("positional", "noise embedding", choices=("positional", "fourier"))
     adaptive_norm: bool = param(True, "ADM's AdaGN scale/shift (False: DDPM's additive embedding)")
     num_heads: int = param(1, "attention heads", min=1)
 
     def check(self, where: str) -> None:
-        if not self.channel_mult or not all(isinstance(m, int) and m >= 1 for m in self.channel_mult):
-            raise ConfigError(f"{where}.channel_mult: must be a non-empty list of integers >= 1, got {self.channel_mult}")
         if self.channels % self.num_heads:
             raise ConfigError(f"{where}.num_heads: must divide channels ({self.channels}), got {self.num_heads}")
 
@@ -40,11 +39,19 @@ class DenoisingModel(ImageModel):
 
     @classmethod
     def check_experiment(cls, params, image_cfg, where):
-        size = image_cfg["data"].get("resize") or None
+        from dagzoo.data.image_geometry import image_geometry
+
+        _, size = image_geometry(image_cfg)
         levels = len(params.channel_mult)
         if size and size % 2 ** (levels - 1):
             raise ConfigError(f"{where}.channel_mult: {levels} levels halve the resolution {levels - 1} times; "
                               f"the image size {size} must be divisible by {2 ** (levels - 1)}")
+        if size:  # a resolution the U-Net never has would silently mean no attention at all
+            resolutions = [size // 2**i for i in range(levels)]
+            for i, res in enumerate(params.attn_resolutions):
+                if res not in resolutions:
+                    raise ConfigError(f"{where}.attn_resolutions.{i}: this U-Net has no {res}-pixel level; "
+                                      f"allowed: {', '.join(map(str, resolutions))}")
 
     def __init__(self, params, shape, device):
         super().__init__(params, shape, device)

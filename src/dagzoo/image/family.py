@@ -47,7 +47,7 @@ class ImageFamily(Family):
             if sspec.get("kind") not in cls.sampler_kinds:
                 raise ConfigError(f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
                                   f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}")
-            parse_sampler(sspec, f"{where}.samplers.{sname}")
+            cls.check_sampler(params, parse_sampler(sspec, f"{where}.samplers.{sname}"), f"{where}.samplers.{sname}")
         main = main_sampler(cls, exp)
         if main not in samplers:
             raise ConfigError(f"{where}.main_sampler: {main!r} is not one of its samplers; allowed: "

@@ -25,8 +25,8 @@ from dagzoo.data.images import ImageData
 from dagzoo.errors import ConfigError
 from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
 from dagzoo.image.samplers import parse_sampler
-from dagzoo.io import atomic_save_npy, atomic_write_json, read_json, read_jsonl
-from dagzoo.plotting import write_run_curve
+from dagzoo.io import atomic_save_npy, atomic_write_json, atomic_writer, read_json, read_jsonl
+from dagzoo.plotting import save_figure, write_run_curve
 from dagzoo.stages import load_trained, write_metrics
 
 
@@ -43,9 +43,8 @@ def reference(data_dir: Path, split: str, out: Path, n: int | None = None, seed:
     mu, sigma = feature_stats(feats)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    np.savez(tmp, features=feats, mu=mu, sigma=sigma, n=len(feats), split=split)
-    tmp.replace(out)
+    with atomic_writer(out) as f:
+        np.savez(f, features=feats, mu=mu, sigma=sigma, n=len(feats), split=split)
     info = {"split": split, "n": len(feats), "seconds": time.perf_counter() - t0,
             "seconds_per_image": (time.perf_counter() - t0) / max(len(feats), 1)}
     atomic_write_json(out.with_suffix(".json"), info)
@@ -186,8 +185,4 @@ def _plot_fid_nfe(table: list[dict], path: Path, spec: dict) -> None:
         ax.set_ylabel(f"{key.upper()} ({rows[0]['n']} samples)")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{spec['experiment']} (seed {spec['seed']}): sample quality vs network evaluations")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from dagzoo.io import read_json
+from dagzoo.plotting import save_figure
 
 
 def _rows(df: pd.DataFrame) -> list[dict]:
@@ -107,11 +108,7 @@ def _plot_fid_nfe(t: pd.DataFrame, real: dict | None, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("Sample quality vs sampling cost (lower is better)")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)
 
 
 def _plot_grids(t: pd.DataFrame, path: Path) -> None:
@@ -133,8 +130,4 @@ def _plot_grids(t: pd.DataFrame, path: Path) -> None:
         with Image.open(p) as im:
             ax.imshow(np.asarray(im), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)

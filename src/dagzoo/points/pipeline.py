@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dagzoo.io import atomic_write_json, atomic_writer
+from dagzoo.io import atomic_write_json
+from dagzoo.plotting import save_figure
 from dagzoo.points import transforms as T
 from dagzoo.points.base import accuracy_counts, predict
 from dagzoo.stages import load_trained, write_metrics
@@ -42,10 +43,7 @@ def confusion_png(conf: np.ndarray, classes: list[str], path: Path, title: str) 
                     ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=6,
                             color="white" if rows[i, j] > 0.5 else "black")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_writer(path) as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:

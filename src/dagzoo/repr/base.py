@@ -94,8 +94,9 @@ class ReprParams(AugmentParams, TrainParams):
     eval_every: int = param(30, "steps between online-probe evaluations on the validation split", min=1)
     encoder: str = param("convnet", "convnet (widths/strides below) | resnet18 (CIFAR stem; widths[0] = base width)",
                          choices=("convnet", "resnet18"))
-    widths: list[int] = param([32, 64, 128], "convnet: channels per 3x3 conv layer; resnet18: [base width]")
-    strides: list[int] = param([1, 2, 2], "convnet: stride per layer")
+    widths: list[int] = param([32, 64, 128], "convnet: channels per 3x3 conv layer; resnet18: [base width]",
+                              min_len=1, min=1)
+    strides: list[int] = param([1, 2, 2], "convnet: stride per layer", min=1)
     norm: str = param("batch", "normalisation after each conv: batch | layer", choices=("batch", "layer"))
     online_probe: bool = param(True, "train a linear probe on detached features as a monitor")
 
@@ -103,8 +104,6 @@ class ReprParams(AugmentParams, TrainParams):
         if self.encoder == "convnet" and (len(self.widths) != len(self.strides) or not self.widths):
             raise ConfigError(f"{where}.strides: {len(self.strides)} strides for {len(self.widths)} widths; "
                               "give one stride per width")
-        if min(self.widths, default=1) < 1 or min(self.strides, default=1) < 1:
-            raise ConfigError(f"{where}.widths: widths and strides must be >= 1")
 
 
 class ReprNet(nn.Module):
@@ -134,7 +133,7 @@ class ReprModel(NeuralModel):
 
     @classmethod
     def check_experiment(cls, params, section: dict, where: str) -> None:
-        from dagzoo.repr.family import image_geometry
+        from dagzoo.data.image_geometry import image_geometry
 
         channels, _ = image_geometry(section)
         params.check_augment(channels, where)

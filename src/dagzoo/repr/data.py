@@ -19,11 +19,6 @@ from dagzoo.data.integrity import file_record
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json
 
-#: channels of the built-in sources (a folder's are known once it is prepared)
-SOURCE_CHANNELS = {"digits": 1, "fashion_mnist": 1, "cifar10": 3, "cifar100": 3}
-#: side in pixels of the built-in sources
-SOURCE_SIDE = {"digits": 8, "fashion_mnist": 28, "cifar10": 32, "cifar100": 32}
-
 
 def stratified_validation(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded, stratified `fraction` of `labels` (per class: round(fraction

@@ -11,16 +11,6 @@ from pathlib import Path
 from dagzoo.family import Family
 
 
-def image_geometry(section: dict) -> tuple[int | None, int | None]:
-    """(channels, side) of the prepared images when the config alone tells (None: a folder source
-    without `channels` / `resize`; checked again when the data is read)."""
-    from dagzoo.repr.data import SOURCE_CHANNELS, SOURCE_SIDE
-
-    data = section["data"]
-    return (data.get("channels") or SOURCE_CHANNELS.get(data["source"]),
-            data.get("resize") or SOURCE_SIDE.get(data["source"]))
-
-
 class ReprFamily(Family):
     name = "repr"
     order = 30

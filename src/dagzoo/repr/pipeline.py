@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dagzoo.io import atomic_write_json, read_json
+from dagzoo.io import atomic_write_json, atomic_writer, read_json
 from dagzoo.repr.probes import FrozenFeatures, accuracy, macro_f1
 
 SPLITS = ("train", "val", "test")
@@ -18,7 +18,7 @@ MI_STREAM = 0x1B0
 
 
 def _plot(fig, path: Path) -> None:
-    from dagzoo.report import save_figure
+    from dagzoo.plotting import save_figure
 
     save_figure(fig, path, dpi=110)
 
@@ -50,9 +50,8 @@ def encode(spec_path, data_dir: Path, run_dir: Path, rule: str | None, mi_batch:
         arrays[f"{split}_y"] = data.labels(split)
         if cls.has_projector:
             arrays[f"proj_{split}_x"] = model.encode(data.images(split), projected=True).numpy()
-    tmp = run_dir / ".features.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(run_dir / "features.npz")
+    with atomic_writer(run_dir / "features.npz") as f:
+        np.savez(f, **arrays)
 
     out = {"feature_dim": int(arrays["train_x"].shape[1]), "receptive_field": model.receptive_field()}
     test = torch.from_numpy(data.images("test")).float() / 255.0

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagzoo.report import fmt, mean_std, save_figure
+from dagzoo.plotting import save_figure
+from dagzoo.report import fmt, mean_std
 
 
 def _cell(rows: pd.DataFrame, col: str) -> str:

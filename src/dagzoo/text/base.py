@@ -25,7 +25,7 @@ class BackboneParams(TrainParams):
     n_layer: int = param(4, "transformer blocks", min=1)
     n_head: int = param(4, "attention heads", min=1)
     d_model: int = param(128, "width", min=8)
-    dropout: float = param(0.0, "dropout", min=0.0, max=1.0)
+    dropout: float = param(0.0, "dropout", min=0.0, max=0.99)
     positional: str = param("rotary", "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) "
                             "or learned absolute embeddings (GPT-2)", choices=("rotary", "learned"))
     eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)

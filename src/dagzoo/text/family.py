@@ -32,6 +32,10 @@ class TextFamily(Family):
             raise ConfigError(f"text.corpus: {e}") from None
         if check_files and section["corpus"].startswith("file:") and not Path(section["corpus"][5:]).is_file():
             raise ConfigError(f"text.corpus: corpus file not found: {section['corpus'][5:]}")
+        split = section["split"]
+        if split["val"] + split["test"] >= 1:  # each is at most 0.5: both at 0.5 would leave no training text
+            raise ConfigError(f"text.split: val + test = {split['val'] + split['test']:g} leaves nothing to train on; "
+                              "allowed: val + test < 1")
         tok = section["tokenizer"]
         if tok["kind"] == "char" and "vocab_size" in tok:
             raise ConfigError("text.tokenizer.vocab_size: only the bpe tokenizer takes a vocab_size")

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dagzoo.errors import DataError
+from dagzoo.io import atomic_writer
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
@@ -226,9 +227,8 @@ class KneserNeyLM:
                 arrays[f"cont{k}"] = self.cont[k - 1].counts
                 meta["cont_discounts"].append(self.cont[k - 1].discounts)
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        tmp = Path(str(path) + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        with atomic_writer(Path(path)) as f:
+            np.savez_compressed(f, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "KneserNeyLM":

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from dagzoo.io import read_json
-from dagzoo.report import fmt, mean_std, save_figure, si
+from dagzoo.plotting import save_figure
+from dagzoo.report import fmt, mean_std, si
 
 
 def _val_curve(history: list[dict]) -> list[tuple[float, float]]:

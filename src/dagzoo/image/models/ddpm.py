@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from dagzoo.image.denoising import DenoisingModel, UNetParams
 from dagzoo.diffusion import DDPM
+from dagzoo.errors import ConfigError
+from dagzoo.image.samplers import DDIMSampler
 from dagzoo.registry import param, register
 
 
@@ -23,6 +25,13 @@ class DDPMModel(DenoisingModel):
         T: int = param(1000, "diffusion steps", min=2)
         beta_start: float = param(1e-4, "linear schedule: beta_1", min=0.0, max=1.0)
         beta_end: float = param(0.02, "linear schedule: beta_T", min=0.0, max=1.0)
+
+    @classmethod
+    def check_sampler(cls, params, sampler, where):
+        # DDIM's timesteps are a subset of the T trained ones: more would silently repeat some
+        if isinstance(sampler, DDIMSampler) and sampler.steps > params.T:
+            raise ConfigError(f"{where}.steps: DDIM takes at most the T = {params.T} trained timesteps, "
+                              f"got {sampler.steps}")
 
     def preconditioning(self):
         p = self.params

@@ -75,9 +75,9 @@ class DGCNN(PointModel):
     @dataclass
     class Params(PointTrainParams):
         k: int = param(20, "neighbours per point (recomputed in feature space in every layer)", min=1)
-        widths: list[int] = param([64, 64, 128, 256], "EdgeConv output widths")
+        widths: list[int] = param([64, 64, 128, 256], "EdgeConv output widths", min_len=1, min=1)
         emb_dims: int = param(1024, "embedding width before max+mean pooling", min=1)
-        head: list[int] = param([512, 256], "classifier hidden widths")
+        head: list[int] = param([512, 256], "classifier hidden widths", min=1)
         dropout: float = param(0.5, "dropout in the head", min=0.0, max=0.99)
 
     @classmethod

@@ -98,11 +98,12 @@ class PointNet(PointModel):
 
     @dataclass
     class Params(PointTrainParams):
-        mlp1: list[int] = param([64, 64], "shared MLP before the feature transform")
-        mlp2: list[int] = param([64, 128, 1024], "shared MLP after it (the last width: the global feature)")
-        head: list[int] = param([512, 256], "classifier hidden widths")
-        tnet_mlp: list[int] = param([64, 128, 1024], "T-Net shared MLP")
-        tnet_fc: list[int] = param([512, 256], "T-Net fully connected widths")
+        mlp1: list[int] = param([64, 64], "shared MLP before the feature transform", min_len=1, min=1)
+        mlp2: list[int] = param([64, 128, 1024], "shared MLP after it (the last width: the global feature)",
+                                 min_len=1, min=1)
+        head: list[int] = param([512, 256], "classifier hidden widths", min=1)
+        tnet_mlp: list[int] = param([64, 128, 1024], "T-Net shared MLP", min_len=1, min=1)
+        tnet_fc: list[int] = param([512, 256], "T-Net fully connected widths", min=1)
         dropout: float = param(0.3, "dropout in the head (the paper's keep ratio 0.7)", min=0.0, max=0.99)
         tnets: bool = param(True, "the input (3x3) and feature T-Nets (false: the ablation)")
         tnet_reg_weight: float = param(0.001, "weight of ||I - A A^T||_F^2 of the feature transform", min=0.0)

@@ -50,7 +50,7 @@ class VoxNet(PointModel):
     @dataclass
     class Params(PointTrainParams):
         grid: int = param(32, "voxels per side (a multiple of 4)", min=4)
-        channels: list[int] = param([32, 32], "the two convolutions' channels")
+        channels: list[int] = param([32, 32], "the two convolutions' channels", min_len=2, max_len=2, min=1)
         fc: int = param(128, "fully connected width", min=1)
         dropout: float = param(0.5, "dropout before the classifier (half of it after each conv block)",
                                min=0.0, max=0.99)

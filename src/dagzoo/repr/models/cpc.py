@@ -102,7 +102,7 @@ class CPC(ReprModel):
     class Params(ReprParams):
         patch: int = param(8, "patch side in pixels", min=2)
         patch_stride: int = param(4, "pixels between patches (< patch: overlapping, as CPC's 50%)", min=1)
-        predict: list[int] = param([1, 2], "rows ahead the context predicts (k)")
+        predict: list[int] = param([1, 2], "rows ahead the context predicts (k)", min_len=1, min=1)
         context_layers: int = param(2, "masked convolution layers of the context network", min=1)
         context_kernel: int = param(3, "kernel of the context convolutions", min=1)
         norm: str = param("layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)",
@@ -114,13 +114,11 @@ class CPC(ReprModel):
 
     @classmethod
     def check_experiment(cls, params, section, where) -> None:
-        from dagzoo.repr.family import image_geometry
+        from dagzoo.data.image_geometry import image_geometry
 
         super().check_experiment(params, section, where)
         if params.encoder != "convnet":
             raise ConfigError(f"{where}.encoder: cpc embeds patches with the convnet; allowed: convnet")
-        if not params.predict or min(params.predict) < 1:
-            raise ConfigError(f"{where}.predict: {params.predict!r}; allowed: a list of rows ahead, each >= 1")
         _, side = image_geometry(section)
         if side is not None:
             cls.check_grid(params, side, where)

@@ -1,0 +1,152 @@
+"""The hardening probe set (issue 13): every bad input we know of gets one line naming the key
+or file and what is allowed (exit status 1), no traceback, and nothing written that looks
+complete.
+
+This module holds the config probes (`probe_catalogue.CONFIG_PROBES`, one table) and what must
+stay valid next to them. The probes that need prepared data, a trained run or a server (damaged
+files, checkpoints, archives, hostile pickles and paths, credentials, kills) live beside their
+fixtures in the topic modules, marked `probe`; `pytest -m probe` runs the whole set and the
+session ends with its count (conftest.py)."""
+
+import contextlib
+import io
+import re
+import subprocess
+
+import pytest
+
+from conftest import BIN, ROOT, dagzoo
+from dagzoo import cli
+from dagzoo.config import load_config, validate_config
+from dagzoo.errors import ConfigError
+from dagzoo.image.samplers import EDMSampler
+from dagzoo.registry import param, validate_params
+from probe_catalogue import CONFIG_PROBES, render
+
+pytestmark = pytest.mark.probe
+
+PROBES = {pid: (edit, needle) for pid, edit, needle in CONFIG_PROBES}
+
+
+def test_probe_ids_are_unique_and_every_probe_names_what_it_expects():
+    assert len(PROBES) == len(CONFIG_PROBES) >= 100
+    assert all(needle for _, needle in PROBES.values())
+
+
+def _validate_in_process(path) -> tuple[int, str]:
+    """`dagzoo validate-config PATH` through the CLI's own main() (an exception escaping it
+    would be a traceback and fails the test), without a process start per probe."""
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        status = cli.main(["validate-config", str(path)])
+    return status, err.getvalue()
+
+
+def assert_one_line_error(status: int, stderr: str, needle: str, prefix: str = "dagzoo: error: ") -> str:
+    assert "Traceback" not in stderr, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1, (status, stderr)
+    assert lines[0].startswith(prefix) and needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("pid", PROBES)
+def test_validate_config_refuses_in_one_line(tmp_path, pid):
+    edit, needle = PROBES[pid]
+    path = render(edit, tmp_path / "bad.yaml")
+    before = set(tmp_path.rglob("*"))
+    assert_one_line_error(*_validate_in_process(path), needle)
+    assert set(tmp_path.rglob("*")) == before, "validation writes nothing"
+
+
+@pytest.mark.parametrize("pid", ["yaml_not_utf8", "text_lr_nan", "points_k_beyond_points"])
+def test_the_installed_command_gives_the_same_line(tmp_path, pid):
+    edit, needle = PROBES[pid]
+    r = dagzoo("validate-config", render(edit, tmp_path / "bad.yaml"), check=False)
+    assert_one_line_error(r.returncode, r.stderr, needle)
+
+
+@pytest.mark.parametrize("pid", ["duplicate_experiment", "seeds_duplicate", "image_attention_resolution"])
+def test_a_dry_run_refuses_before_any_job(tmp_path, pid):
+    """The Snakefile validates with the same functions: the same message, before any job or file."""
+    edit, needle = PROBES[pid]
+    render(edit, tmp_path / "bad.yaml")
+    r = subprocess.run([str(BIN / "snakemake"), "-n", "-s", str(ROOT / "Snakefile"), "--directory", "work",
+                        "--configfile", "bad.yaml", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    message = next(line for line in out.splitlines() if line.startswith("dagzoo: invalid config: "))
+    assert needle in message and "invalid config: invalid config" not in message, message
+    assert "Traceback" not in out
+    assert not re.search(r'File "[^"]*dagzoo[/\\][^"]*\.py"', out), out
+    assert not (tmp_path / "work" / "results").exists()
+
+
+def test_make_validates_a_config_before_snakemake_reads_it(tmp_path):
+    """Snakemake parses --configfile itself (a traceback for a file that is not UTF-8): `make run`
+    and `make dry-run` check it first, passing the path quoted."""
+    edit, needle = PROBES["yaml_not_utf8"]
+    path = render(edit, tmp_path / "we'ird; `id` cfg.yaml")
+    # -o: the venv counts as installed (this test must not reinstall it)
+    r = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", str(BIN / "dagzoo"), "dry-run", f"CONFIG={path}",
+                        f"VENV={BIN.parent}"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert "not valid UTF-8 (byte 16" in r.stderr and "we'ird" in r.stderr
+
+
+# ------------------------------------------------------------------------------ what stays valid
+def test_merge_keys_and_their_overrides_are_not_duplicates(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("""\
+backbone: &backbone {model: transformer, d_model: 64, lr: 0.001}
+text:
+  corpus: kjv
+  experiments:
+    small:
+      <<: *backbone
+      lr: 0.003
+    wide:
+      <<: *backbone
+      d_model: 128
+""")
+    exps = load_config(path)["text"]["experiments"]
+    assert exps["small"] == {"model": "transformer", "d_model": 64, "lr": 0.003}
+    assert exps["wide"]["d_model"] == 128
+
+
+def test_an_infinite_sampler_threshold_is_allowed_where_declared():
+    # S_max = inf is EDM's "churn at every noise level"; the field says so with allow_inf
+    cfg = {"image": {"data": {"source": "digits"},
+                     "experiments": {"d": {"model": "ddpm", "samplers": {"edm": {"kind": "edm", "S_max": float("inf")}}}}}}
+    assert validate_config(cfg)
+    with pytest.raises(ConfigError, match="S_max: must be >= 0.0, got -inf"):
+        validate_params(EDMSampler, {"S_max": float("-inf")}, "s")
+    with pytest.raises(ConfigError, match=r"s\.S_max: must be a finite number or \.inf / -\.inf, got nan"):
+        validate_params(EDMSampler, {"S_max": float("nan")}, "s")
+
+
+def test_gt_is_an_exclusive_minimum_and_list_constraints_hold_per_item():
+    from dataclasses import dataclass
+
+    @dataclass
+    class P:
+        rate: float = param(1.0, "", gt=0.0)
+        widths: list[int] = param([4], "", min_len=1, max_len=3, min=1)
+
+    assert validate_params(P, {"rate": 1e-9, "widths": [1, 2, 3]}, "p").rate == 1e-9
+    for bad in (0, 0.0, -1.0):
+        with pytest.raises(ConfigError, match=r"p\.rate: must be > 0\.0"):
+            validate_params(P, {"rate": bad}, "p")
+    for bad, message in [([], r"p\.widths: must have at least 1 item"), ([1, 2, 3, 4], r"at most 3 item"),
+                         ([4, 0], r"p\.widths\.1: must be >= 1, got 0"), ([4, "8"], r"expected list of int")]:
+        with pytest.raises(ConfigError, match=message):
+            validate_params(P, {"widths": bad}, "p")
+
+
+def test_largest_seed_a_results_subdirectory_and_an_uneven_last_block_are_valid():
+    cfg = validate_config({"seeds": [2**31 - 1], "results": "/tmp/dagzoo-results",
+                           "text": {"corpus": "kjv", "experiments": {
+                               # 256 = 51 blocks of 5 and a last one of 1: BD3-LM handles it
+                               "b": {"model": "bd3lm", "block_length": 5}}}})
+    assert cfg["seeds"] == [2**31 - 1]
+
