@@ -192,6 +192,29 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     assert os.umask(umask) == umask, "the umask is restored after it is read"
 
 
+def test_downloads_extractions_and_generated_data_follow_the_umask(tmp_path, umask):
+    """Files and folders built aside and renamed into place (mkstemp: 0600, mkdtemp: 0700)."""
+    import hashlib
+    import tarfile
+
+    from dagzoo.data.download import RemoteFile, fetch_extracted
+    from dagzoo.points.data import generate_shapes
+
+    member = tmp_path / "src" / "data.txt"
+    member.parent.mkdir()
+    member.write_text("payload")
+    archive = tmp_path / "src" / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(member, arcname="d/data.txt")
+    remote = RemoteFile(archive.as_uri(), sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    files = fetch_extracted(remote, tmp_path / "cache")
+    shapes = generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+    for path in [tmp_path / "cache" / "data.tar.gz", files["d/data.txt"], next(shapes.rglob("*.off"))]:
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    for folder in [files["d/data.txt"].parent.parent, shapes, next(p for p in shapes.iterdir() if p.is_dir())]:
+        assert folder.stat().st_mode & 0o777 == 0o777 & ~umask, folder
+
+
 # ---------------------------------------------------------------------------------- the bound's SE
 def test_the_se_of_a_bound_from_one_sample_per_window_is_nan_not_zero():
     from dagzoo.text.diffusion import nelbo_windows

@@ -54,6 +54,14 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def make_staging_dir(parent: Path, name: str) -> Path:
+    """A hidden folder beside `parent / name` to build it in and rename it into place, with the
+    mode a plain mkdir gives (mkdtemp makes it 0700, and the rename would keep that)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent))
+    os.chmod(staging, 0o777 & ~_umask())
+    return staging
+
+
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """A binary file that replaces `path` only once it is complete and on disk (fsync, rename);

@@ -12,6 +12,7 @@ sets ``allow_inf=True``, which admits +-inf (never NaN; ``min`` / ``max`` still 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import math
 import pkgutil
@@ -127,10 +128,16 @@ def _check_constraints(value: Any, meta: Any, path: str) -> None:
         raise ConfigError(f"{path}: must be <= {meta['max']}, got {value!r}")
 
 
+@functools.cache
+def _fields_and_hints(params_cls: type) -> tuple[dict, dict]:
+    """A Params class's fields and resolved type hints (resolving them is slow, and a
+    1000-experiment grid validates the same few classes thousands of times)."""
+    return {f.name: f for f in dataclasses.fields(params_cls)}, typing.get_type_hints(params_cls)
+
+
 def validate_params(params_cls: type, values: dict, where: str) -> Any:
     """Build `params_cls` from `values`, with errors naming the key path and what is allowed."""
-    fields = {f.name: f for f in dataclasses.fields(params_cls)}
-    hints = typing.get_type_hints(params_cls)
+    fields, hints = _fields_and_hints(params_cls)
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown hyper-parameter; allowed: {', '.join(sorted(fields))}")

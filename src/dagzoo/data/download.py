@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from dagzoo.data.integrity import file_digest, file_record, record_mismatch
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_write_json
+from dagzoo.io import atomic_write_json, file_mode, make_staging_dir
 
 # Generous enough for the largest archives a data set here could come in (ModelNet40's zip has
 # about 12,300 files plus folders); callers that know their archive pass tighter limits.
@@ -84,6 +84,7 @@ def fetch(remote: RemoteFile, cache_dir: Path, timeout: float = 60.0) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), file_mode())  # mkstemp's 0600 would survive the rename
             try:
                 response = urllib.request.urlopen(remote.url, timeout=timeout)
             except OSError as e:
@@ -256,7 +257,7 @@ def _extract_and_record(archive: Path, dest: Path, record_path: Path, source: di
     # leaves nothing (a killed one a hidden staging folder) and no record, so it is never taken
     # for a finished one.
     record_path.unlink(missing_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)).resolve()
+    staging = make_staging_dir(dest.parent, dest.name).resolve()
     try:
         written = safe_extract(archive, staging, max_members=max_members, max_total_bytes=max_total_bytes)
         members = {path.relative_to(staging).as_posix(): file_record(path) for path in written}

@@ -26,7 +26,6 @@ import http.client
 import math
 import re
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch
 
 from dagzoo.data.integrity import check_prepared_file, file_digest, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
-from dagzoo.io import atomic_save_npy, atomic_write_json
+from dagzoo.io import atomic_save_npy, atomic_write_json, make_staging_dir
 
 SPLITS = ("train", "val", "test")
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
@@ -318,7 +317,7 @@ def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed:
     if (root / ".complete").exists():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
+    staging = make_staging_dir(root.parent, root.name)
     try:
         for ci, name in enumerate(SHAPE_CLASSES):
             for split, n in (("train", train_per_class), ("test", test_per_class)):
