@@ -95,6 +95,7 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("results_empty", {"results": ""}, "results:"),
     ("results_root", {"results": "/"}, "results: '/' is the filesystem root"),
     ("results_not_string", {"results": 3}, "results:"),
+    ("results_braces", {"results": "res{x}"}, "results: 'res{x}' contains braces"),
     ("seeds_empty", {"seeds": []}, "seeds:"),
     ("seeds_duplicate", {"seeds": [0, 0]}, "seeds:"),
     ("seeds_negative", {"seeds": [-1]}, "seeds.0:"),

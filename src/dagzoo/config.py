@@ -200,6 +200,9 @@ def _check_results_root(results: str) -> None:
     if normalized.is_absolute() and normalized == Path(normalized.anchor):
         raise ConfigError(f"results: {results!r} is the filesystem root; allowed: a directory below it, "
                           "e.g. results")
+    if "{" in results or "}" in results:  # every output path starts with it: Snakemake would read a wildcard
+        raise ConfigError(f"results: {results!r} contains braces, which Snakemake reads as wildcards in output "
+                          "paths; allowed: a path without { or }")
 
 
 def _model_params(fam, exp: dict, where: str) -> tuple[type, Any]:

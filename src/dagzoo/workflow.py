@@ -7,6 +7,12 @@ import os
 import shlex
 
 
+def literal(value):
+    """A param passed as is. Snakemake expands {name} in a plain string param as a wildcard, and a
+    user's path (or JSON holding one) may contain braces."""
+    return lambda wildcards: value
+
+
 def input_dir(name, levels=1):
     """A param: the directory `levels` up from the input file `name` (derived from the job's
     files, not hard-coded, so it also holds without a shared filesystem)."""

@@ -12,7 +12,7 @@
 # REPORT_FIGURES (plots for `snakemake --report`).
 from dagzoo.config import stage_spec
 from dagzoo.registry import get_model
-from dagzoo.workflow import input_dir, output_dir, stage_shell  # noqa: F401 - for the rules files
+from dagzoo.workflow import input_dir, literal, output_dir, stage_shell  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}

@@ -111,7 +111,8 @@ def corpus_slug(name: str) -> str:
     """A directory name for the corpus (file:<path> -> file-<stem>-<hash>)."""
     if name.startswith("file:"):
         path = name[5:]
-        return f"file-{Path(path).stem}-{sha256_text(str(Path(path).resolve()))[:8]}"
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)[:40] or "corpus"  # a directory name, never a pattern
+        return f"file-{stem}-{sha256_text(str(Path(path).resolve()))[:8]}"
     return name
 
 

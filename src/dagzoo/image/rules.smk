@@ -30,7 +30,7 @@ rule image_prepare:
     output:
         f"{IDATA}/manifest.json",
     params:
-        source=IMAGE["data"]["source"],
+        source=literal(IMAGE["data"]["source"]),
         out=output_dir(),
         opts=" ".join(([f"--resize {IMAGE['data']['resize']}"] if IMAGE["data"]["resize"] else [])
                       + ([f"--channels {IMAGE['data']['channels']}"] if IMAGE["data"]["channels"] else [])),

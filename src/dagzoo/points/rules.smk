@@ -13,7 +13,7 @@ rule points_prepare:
     output:
         f"{PDATA}/manifest.json",
     params:
-        data=json.dumps(PTS["data"], sort_keys=True),
+        data=literal(json.dumps(PTS["data"], sort_keys=True)),
         out=output_dir(),
         cache=f"{R}/data/points/downloads",
     log:

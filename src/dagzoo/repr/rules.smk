@@ -16,7 +16,7 @@ rule repr_prepare:
     output:
         f"{RDATA}/manifest.json",
     params:
-        source=REPR["data"]["source"],
+        source=literal(REPR["data"]["source"]),
         out=output_dir(),
         opts=" ".join(([f"--resize {REPR['data']['resize']}"] if REPR["data"]["resize"] else [])
                       + ([f"--channels {REPR['data']['channels']}"] if REPR["data"]["channels"] else [])),

@@ -21,7 +21,7 @@ rule text_prepare:
     output:
         f"{TEXT_DATA}/manifest.json",
     params:
-        corpus=TEXT["corpus"],
+        corpus=literal(TEXT["corpus"]),
         val=TEXT["split"]["val"],
         test=TEXT["split"]["test"],
         out=output_dir(),
