@@ -158,7 +158,8 @@ def validate_params(params_cls: type, values: dict, where: str) -> Any:
 
 def param(default: Any, help: str = "", **constraints) -> Any:
     """A dataclass field with a default, a help text and optional constraints: min / max (inclusive),
-    gt (exclusive minimum), choices (of a list: of each item), min_len / max_len (of a list), allow_inf (admit +-inf; a default is never validated); and
+    gt (exclusive minimum), choices, min_len / max_len (a list's length; the other constraints then
+    hold for each item), allow_inf (admit +-inf; a default is never validated); and
     `stage`: "evaluate", "sample" or both for a hyper-parameter only that later stage reads
     (changing it reruns that stage, not training; see dagzoo.config.stage_spec)."""
     if isinstance(default, (list, dict)):
