@@ -150,3 +150,17 @@ def test_largest_seed_a_results_subdirectory_and_an_uneven_last_block_are_valid(
                                "b": {"model": "bd3lm", "block_length": 5}}}})
     assert cfg["seeds"] == [2**31 - 1]
 
+
+
+# ------------------------------------------------------------------------------ command-line probes
+@pytest.mark.parametrize("argv, needle", [
+    (["mlflow-sync", "--results", "{tmp}/no-such-results"], "--results: {tmp}/no-such-results is not a directory"),
+    (["report", "--results", "{tmp}", "--claims", '[{"name": 1}]'], "--claims[0]: 'lhs' is a required property"),
+    (["report", "--results", "{tmp}", "--claims", "{tmp}/missing.yaml"], "config file not found"),
+])
+def test_command_line_mistakes_are_one_line(tmp_path, argv, needle):
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        status = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert_one_line_error(status, err.getvalue(), needle.replace("{tmp}", str(tmp_path)))
+    assert not (tmp_path / "report").exists() and not (tmp_path / "mlflow.db").exists()

@@ -79,6 +79,8 @@ def cmd_report(a) -> int:
 def cmd_mlflow_sync(a) -> int:
     from dagzoo.tracking import redact_uri, resolve_uri, sync_results
 
+    if not Path(a.results).is_dir():  # a mistyped path would otherwise "sync 0 runs" and succeed
+        raise DagzooError(f"--results: {a.results} is not a directory (the results root of a DAG run)")
     uri = resolve_uri(a.results, a.uri)
     ids = sync_results(Path(a.results), uri, prefix=a.prefix)
     print(f"synced {len(ids)} runs to {redact_uri(uri)}")
