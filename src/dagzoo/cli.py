@@ -64,6 +64,10 @@ def cmd_report(a) -> int:
     from dagzoo.tracking import find_run_dirs, live_sync
 
     runs = [Path(r) for r in a.runs] if a.runs is not None else find_run_dirs(Path(a.results))
+    missing = [str(r) for r in runs if not (r / "metrics.json").is_file()]
+    if a.runs is not None and missing:  # the DAG lists finished runs; a mistyped one would vanish from the report
+        raise DagzooError(f"--runs: {missing[0]} has no metrics.json (not a finished run)"
+                          + (f", and {len(missing) - 1} more" if len(missing) > 1 else ""))
     claims = _claims_arg(a.claims)
     paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims)
     # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
@@ -171,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         status = args.fn(args)
     except DagzooError as e:
         print(f"dagzoo: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or folder a user named that is missing, unreadable, or a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"dagzoo: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("dagzoo: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import os
 from importlib import resources
@@ -174,6 +175,53 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
                                   f"({cfg['processes']}): every data-parallel process takes an equal shard")
     check_claims(cfg["claims"], {name: set(cfg[name]["experiments"]) for name in declared})
     return cfg
+
+
+def json_arg(value: str, where: str) -> Any:
+    """A command-line argument holding JSON, with a one-line error naming the argument."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON ({e})") from None
+
+
+def check_section_part(family: str, key: str, value: Any, where: str | None = None) -> Any:
+    """A part of a family's config section given on a stage's command line by hand (the DAG passes
+    validated values): merged over the family's defaults and checked against the same schema as
+    the config. Errors name `where` (one argument holding the part, e.g. --data) and the key path
+    inside it, or, with `where` None, the option of each key (val_fraction -> --val-fraction)."""
+    fam = families()[family]
+    default = fam.defaults.get(key)
+    merged = _merge(default, value) if isinstance(default, dict) and isinstance(value, dict) else value
+
+    def name(path: list) -> str:
+        if where is None and path:
+            return ".".join([f"--{str(path[0]).replace('_', '-')}", *map(str, path[1:])])
+        return ".".join([where or "arguments", *map(str, path)])
+
+    for path, node in _leaves(merged, []):
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{name(path)}: must be a finite number, got {node!r}")
+    errors = sorted(jsonschema.Draft202012Validator(fam.schema()["properties"][key]).iter_errors(merged),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        messages = []
+        for e in errors[:5]:  # "<key path>: message", the path inside the part (an unknown key included)
+            head, message = _format_schema_error(e).split(": ", 1)
+            messages.append(f"{name([] if head == '<top level>' else head.split('.'))}: {message}")
+        raise ConfigError("; ".join(messages))
+    return merged
+
+
+def _leaves(node: Any, path: list):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, [*path, k])
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, [*path, i])
+    else:
+        yield path, node
 
 
 def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str]) -> None:

@@ -129,8 +129,10 @@ class ImageFamily(Family):
 
 
 def _prepare_images(a) -> int:
+    from dagzoo.config import check_section_part
     from dagzoo.data.images import prepare_images
 
+    check_section_part("image", "data", {"source": a.source, "resize": a.resize, "channels": a.channels})
     m = prepare_images(a.source, Path(a.out), resize=a.resize, channels=a.channels, cache=a.cache)
     print(json.dumps(m["splits"], indent=1))
     return 0

@@ -64,12 +64,11 @@ class PointsFamily(Family):
 
 
 def _prepare(a) -> int:
-    from dagzoo.points.data import prepare_points
+    from dagzoo.config import check_section_part, json_arg
+    from dagzoo.points.data import check_source, prepare_points
 
-    try:
-        data = json.loads(a.data)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--data: not valid JSON ({e})") from None
+    data = check_section_part("points", "data", json_arg(a.data, "--data"), "--data")
+    check_source(data["source"])  # its message names points.data.source, the key --data holds
     m = prepare_points(data, Path(a.out), cache=a.cache)
     print(json.dumps({"classes": len(m["classes"]), **m["splits"]}))
     return 0

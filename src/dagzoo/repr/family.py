@@ -94,8 +94,11 @@ class ReprFamily(Family):
 
 
 def _prepare(a) -> int:
+    from dagzoo.config import check_section_part
     from dagzoo.repr.data import prepare_repr_data
 
+    check_section_part("repr", "data", {"source": a.source, "resize": a.resize, "channels": a.channels,
+                                        "val_fraction": a.val_fraction, "split_seed": a.split_seed})
     m = prepare_repr_data(a.source, Path(a.out), a.resize, a.channels, a.val_fraction, a.split_seed, a.cache)
     print(json.dumps({**m["splits"], "validation": m["validation"]}, indent=1))
     return 0

@@ -120,8 +120,10 @@ class TextFamily(Family):
 
 
 def _prepare_text(a) -> int:
+    from dagzoo.config import check_section_part
     from dagzoo.data.text import prepare_corpus
 
+    check_section_part("text", "split", {"val": a.val, "test": a.test})
     m = prepare_corpus(a.corpus, Path(a.out), val=a.val, test=a.test, cache_dir=a.cache)
     print(json.dumps(m["files"], indent=1))
     return 0
@@ -130,7 +132,10 @@ def _prepare_text(a) -> int:
 def _tokenize(a) -> int:
     from dagzoo.data.tokenize import prepare_tokens
 
-    m = prepare_tokens(Path(a.corpus_dir), Path(a.out), json.loads(a.tokenizer))
+    from dagzoo.config import check_section_part, json_arg
+
+    tokenizer = check_section_part("text", "tokenizer", json_arg(a.tokenizer, "--tokenizer"), "--tokenizer")
+    m = prepare_tokens(Path(a.corpus_dir), Path(a.out), tokenizer)
     print(f"vocab {m['vocab_size']}: " + ", ".join(f"{k} {v['tokens']} tokens" for k, v in m["splits"].items()))
     return 0
 
