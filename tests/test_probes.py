@@ -181,3 +181,39 @@ def test_command_line_mistakes_are_one_line(tmp_path, argv, needle):
         status = cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert_one_line_error(status, err.getvalue(), needle.replace("{tmp}", str(tmp_path)))
     assert list(tmp_path.iterdir()) == [], "nothing is written"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["repr-knn", "--features", "f.npz", "--k", "0", "--temperature", "0.1", "--out", "o.json"], "--k: must be >= 1"),
+    (["repr-knn", "--features", "f.npz", "--k", "two", "--temperature", "0.1", "--out", "o.json"],
+     "--k: expected an integer, got 'two'"),
+    (["repr-knn", "--features", "f.npz", "--k", "5", "--temperature", "nan", "--out", "o.json"],
+     "--temperature: must be a finite number > 0.0, got nan"),
+    (["repr-smoothed", "--features", "f.npz", "--ratio", "0.5", "--epochs", "3", "--lr", "0.1", "--out", "o.json"],
+     "--ratio: must be a finite number >= 1.0"),
+    (["text-sample", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--temperature", "0"],
+     "--temperature: must be a finite number > 0.0, got 0"),
+    (["train", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--threads", "0"], "--threads: must be >= 1"),
+    (["image-fid", "--samples", "s", "--reference", "r.npz", "--kid-subset-size", "1"], "--kid-subset-size: must be >= 2"),
+    (["no-such-stage"], "invalid choice: 'no-such-stage'"),
+])
+def test_command_line_usage_errors_are_one_line_with_status_2(argv, needle):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    lines = err.getvalue().strip().splitlines()
+    assert e.value.code == 2 and len(lines) == 1 and lines[0].startswith("dagzoo: error: "), err.getvalue()
+    assert needle in lines[0] and "--help" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("sampler, needle", [
+    ("{bad", "--sampler: not valid JSON"), ("[1]", "--sampler: expected a JSON object"),
+    ('{"kind": "plms"}', "--sampler.kind: 'plms' is not a sampler"), ('{"kind": "ddim", "steps": 0}', "--sampler.steps: must be >= 1"),
+])
+def test_a_bad_sampler_is_refused_before_any_model_is_loaded(tmp_path, sampler, needle):
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        status = cli.main(["image-sample", "--spec", str(tmp_path / "none.json"), "--data", str(tmp_path),
+                           "--run-dir", str(tmp_path / "run"), "--name", "s", "--sampler", sampler, "--n", "4"])
+    assert_one_line_error(status, err.getvalue(), needle)
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from dagzoo.argtypes import OneLineParser, positive_int
 from dagzoo.errors import DagzooError
 
 
@@ -120,12 +121,12 @@ def _run_stage_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--data", required=True, help="the family's prepared data directory")
     s.add_argument("--run-dir", required=True)
     s.add_argument("--results", default="results", help="results root (for the default MLflow store)")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=positive_int, default=None)
     s.add_argument("--rule", default=None, help="name of the calling Snakemake rule (an MLflow tag)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dagzoo", description=__doc__)
+    p = OneLineParser(prog="dagzoo", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("validate-config", help="check a config file against the schema and the model registry")

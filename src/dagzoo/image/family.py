@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dagzoo.argtypes import int_at_least, positive_int
 from dagzoo.errors import ConfigError
 from dagzoo.family import Family
 
@@ -79,29 +80,29 @@ class ImageFamily(Family):
         s = sub.add_parser("image-reference", help="Inception features + statistics of an image split (FID reference)")
         s.add_argument("--data", required=True, help="prepared image data directory")
         s.add_argument("--split", default="train", choices=("train", "test"))
-        s.add_argument("--n", type=int, default=None, help="a seeded random subset of n images (default: all)")
+        s.add_argument("--n", type=positive_int, default=None, help="a seeded random subset of n images (default: all)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--batch", type=int, default=50)
+        s.add_argument("--batch", type=positive_int, default=50)
         s.add_argument("--out", required=True, help="output .npz (a .json summary is written beside it)")
-        s.add_argument("--threads", type=int, default=None)
+        s.add_argument("--threads", type=positive_int, default=None)
         s.set_defaults(fn=_reference)
 
         s = sub.add_parser("image-sample", help="sample a trained (or untrained) image model with one named sampler")
         common(s)
         s.add_argument("--name", required=True, help="sampler name (the output folder samples/<name>)")
         s.add_argument("--sampler", required=True, help='JSON, e.g. {"kind": "edm", "steps": 18}')
-        s.add_argument("--n", type=int, required=True, help="number of images")
-        s.add_argument("--grid", type=int, default=64, help="images in the PNG grid")
+        s.add_argument("--n", type=positive_int, required=True, help="number of images")
+        s.add_argument("--grid", type=int_at_least(0), default=64, help="images in the PNG grid")
         s.add_argument("--untrained", action="store_true", help="the untrained network of the run's seed (baseline)")
         s.set_defaults(fn=_sample)
 
         s = sub.add_parser("image-fid", help="fid_<N> and kid_<N> of a sample folder against a reference .npz")
         s.add_argument("--samples", required=True, help="folder with images.npy")
         s.add_argument("--reference", required=True)
-        s.add_argument("--batch", type=int, default=50)
-        s.add_argument("--kid-subsets", type=int, default=100)
-        s.add_argument("--kid-subset-size", type=int, default=1000)
-        s.add_argument("--threads", type=int, default=None)
+        s.add_argument("--batch", type=positive_int, default=50)
+        s.add_argument("--kid-subsets", type=positive_int, default=100)
+        s.add_argument("--kid-subset-size", type=int_at_least(2), default=1000)
+        s.add_argument("--threads", type=positive_int, default=None)
         s.set_defaults(fn=_fid)
 
         s = sub.add_parser("image-evaluate", help="collect a run's sampler FID/KID (+ VAE bits/dim) -> metrics.json")
@@ -114,8 +115,8 @@ class ImageFamily(Family):
         s.add_argument("--test", required=True)
         s.add_argument("--train", required=True)
         s.add_argument("--out", required=True)
-        s.add_argument("--kid-subsets", type=int, default=100)
-        s.add_argument("--kid-subset-size", type=int, default=1000)
+        s.add_argument("--kid-subsets", type=positive_int, default=100)
+        s.add_argument("--kid-subset-size", type=int_at_least(2), default=1000)
         s.set_defaults(fn=_real_vs_real)
 
     # ------------------------------------------------------------------ report
@@ -146,9 +147,15 @@ def _reference(a) -> int:
 
 
 def _sample(a) -> int:
+    from dagzoo.config import json_arg
     from dagzoo.image.pipeline import sample
+    from dagzoo.image.samplers import parse_sampler
 
-    print(sample(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.name, json.loads(a.sampler),
+    sampler = json_arg(a.sampler, "--sampler")
+    if not isinstance(sampler, dict):
+        raise ConfigError(f"--sampler: expected a JSON object like {{\"kind\": \"edm\", \"steps\": 18}}, got {a.sampler}")
+    parse_sampler(sampler, "--sampler")  # before the model is loaded
+    print(sample(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.name, sampler,
                  a.n, rule=a.rule, untrained=a.untrained, grid=a.grid))
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dagzoo.argtypes import float_above, int_at_least, positive_float, positive_int
 from dagzoo.family import Family
 
 
@@ -54,28 +55,28 @@ class ReprFamily(Family):
         s = sub.add_parser("repr-encode", help="frozen features of train/val/test, MI bound, receptive fields, "
                                                "embedding plot")
         common(s)
-        s.add_argument("--mi-batch", type=int, default=256)
-        s.add_argument("--erf-images", type=int, default=64)
+        s.add_argument("--mi-batch", type=int_at_least(2), default=256)
+        s.add_argument("--erf-images", type=positive_int, default=64)
         s.set_defaults(fn=_encode)
 
         s = sub.add_parser("repr-probe", help="linear probe (C chosen on val) -> probe.json")
         s.add_argument("--features", required=True)
-        s.add_argument("--grid", type=float, nargs="+", required=True)
+        s.add_argument("--grid", type=positive_float, nargs="+", required=True)
         s.add_argument("--out", required=True)
         s.set_defaults(fn=_probe)
 
         s = sub.add_parser("repr-knn", help="weighted kNN accuracy -> knn.json")
         s.add_argument("--features", required=True)
-        s.add_argument("--k", type=int, required=True)
-        s.add_argument("--temperature", type=float, required=True)
+        s.add_argument("--k", type=positive_int, required=True)
+        s.add_argument("--temperature", type=positive_float, required=True)
         s.add_argument("--out", required=True)
         s.set_defaults(fn=_knn)
 
         s = sub.add_parser("repr-smoothed", help="soft-F1 vs cross-entropy probes on an imbalanced train split")
         s.add_argument("--features", required=True)
-        s.add_argument("--ratio", type=float, required=True)
-        s.add_argument("--epochs", type=int, required=True)
-        s.add_argument("--lr", type=float, required=True)
+        s.add_argument("--ratio", type=float_above(1.0, inclusive=True), required=True)
+        s.add_argument("--epochs", type=positive_int, required=True)
+        s.add_argument("--lr", type=positive_float, required=True)
         s.add_argument("--out", required=True)
         s.set_defaults(fn=_smoothed)
 
