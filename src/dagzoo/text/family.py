@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dagzoo.argtypes import positive_float, positive_int
+from dagzoo.argtypes import int_at_least, positive_float, positive_int
 from dagzoo.errors import ConfigError
 from dagzoo.family import Family
 
@@ -91,7 +91,7 @@ class TextFamily(Family):
 
         s = sub.add_parser("text-sample", help="samples of a trained run -> samples.txt")
         common(s)
-        s.add_argument("--samples", type=positive_int, default=4, help="number of samples")
+        s.add_argument("--samples", type=int_at_least(0), default=4, help="number of samples")
         s.add_argument("--length", type=positive_int, default=256, help="tokens per sample (<= the eval window)")
         s.add_argument("--temperature", type=positive_float, default=1.0)
         s.add_argument("--top-k", type=positive_int, default=None)
