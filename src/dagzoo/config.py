@@ -15,7 +15,7 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jsonschema
 import yaml
@@ -199,9 +199,7 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
             return ".".join([f"--{str(path[0]).replace('_', '-')}", *map(str, path[1:])])
         return ".".join([where or "arguments", *map(str, path)])
 
-    for path, node in _leaves(merged, []):
-        if isinstance(node, float) and not math.isfinite(node):
-            raise ConfigError(f"{name(path)}: must be a finite number, got {node!r}")
+    _reject_non_finite(merged, (), set(), name=lambda path: name(list(path)))
     errors = sorted(jsonschema.Draft202012Validator(fam.schema()["properties"][key]).iter_errors(merged),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -213,18 +211,8 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
     return merged
 
 
-def _leaves(node: Any, path: list):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from _leaves(v, [*path, k])
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from _leaves(v, [*path, i])
-    else:
-        yield path, node
-
-
-def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str]) -> None:
+def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str],
+                       name: Callable[[tuple], str] = lambda path: ".".join(map(str, path))) -> None:
     """Refuse NaN anywhere and +-inf outside the families' experiments, naming the key path.
 
     JSON schema's minimum / maximum let NaN through (it compares false with every bound) and an
@@ -233,13 +221,13 @@ def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str]) ->
     if isinstance(node, float) and not math.isfinite(node):
         in_experiments = len(path) >= 2 and path[0] in experiment_sections and path[1] == "experiments"
         if math.isnan(node) or not in_experiments:
-            raise ConfigError(f"{'.'.join(map(str, path))}: must be a finite number, got {node!r}")
+            raise ConfigError(f"{name(path)}: must be a finite number, got {node!r}")
     elif isinstance(node, dict):
         for key, value in node.items():
-            _reject_non_finite(value, (*path, key), experiment_sections)
+            _reject_non_finite(value, (*path, key), experiment_sections, name)
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
-            _reject_non_finite(value, (*path, i), experiment_sections)
+            _reject_non_finite(value, (*path, i), experiment_sections, name)
 
 
 def _check_results_root(results: str) -> None:
