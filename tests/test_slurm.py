@@ -26,7 +26,7 @@ def _run(workdir, cfg, *extra, env=None):
 def test_dag_through_slurm_equals_local_run(tmp_path, mlflow_server):
     """The SLURM jobs log to a live MLflow server; the local run to its default SQLite store."""
     corpus = small_corpus(tmp_path / "corpus.txt", lines=500)
-    metrics = {}
+    paths = {}
     for where in ("local", "slurm"):
         cfg = {"results": str(tmp_path / where / "results"), "seeds": [0], "threads": 1,
                "text": {"corpus": f"file:{corpus}", "split": {"val": 0.1, "test": 0.1},
@@ -34,23 +34,25 @@ def test_dag_through_slurm_equals_local_run(tmp_path, mlflow_server):
                         "experiments": {"kn3": {"model": "ngram", "order": 3},
                                         "tiny": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32,
                                                  "steps": 20, "batch_size": 8, "eval_every": 10}}}}
-        path = tmp_path / f"{where}.yaml"
-        path.write_text(yaml.safe_dump(cfg))
+        paths[where] = tmp_path / f"{where}.yaml"
+        paths[where].write_text(yaml.safe_dump(cfg))
         (tmp_path / where).mkdir()
-        if where == "local":
-            r = _run(tmp_path / where, path, "--cores", "1")
-        else:
-            env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
-            r = _run(tmp_path / where, path, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), *SMALL_NODE,
-                     env=env)
-        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-        metrics[where] = {exp: json.loads((tmp_path / where / "results" / "text" / exp / "0" / "metrics.json")
-                                          .read_text())["metrics"] for exp in ("kn3", "tiny")}
-        if where == "slurm":
-            assert "has been submitted with SLURM jobid" in r.stdout + r.stderr
-            prov = json.loads((tmp_path / where / "results" / "text" / "tiny" / "0" / "provenance-train.json")
-                              .read_text())
-            assert prov["slurm_job_id"], "the training job ran inside a SLURM allocation"
+    # the local reference runs beside the SLURM run (whose jobs mostly wait for the scheduler)
+    local = subprocess.Popen([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory",
+                              str(tmp_path / "local"), "--configfile", str(paths["local"]), "--cores", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    r = _run(tmp_path / "slurm", paths["slurm"], "--profile", str(ROOT / "workflow" / "profiles" / "slurm"),
+             *SMALL_NODE, env=env)
+    local_out = local.communicate(timeout=1500)[0]
+    assert local.returncode == 0, local_out[-4000:]
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "has been submitted with SLURM jobid" in r.stdout + r.stderr
+    prov = json.loads((tmp_path / "slurm" / "results" / "text" / "tiny" / "0" / "provenance-train.json").read_text())
+    assert prov["slurm_job_id"], "the training job ran inside a SLURM allocation"
+    metrics = {where: {exp: json.loads((tmp_path / where / "results" / "text" / exp / "0" / "metrics.json")
+                                       .read_text())["metrics"] for exp in ("kn3", "tiny")}
+               for where in ("local", "slurm")}
     for exp in ("kn3", "tiny"):
         for key in ("test/bpc", "test/nll", "train/tokens"):
             assert metrics["slurm"][exp][key] == pytest.approx(metrics["local"][exp][key], rel=1e-9), (exp, key)
