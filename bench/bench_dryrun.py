@@ -1,6 +1,10 @@
 """Seconds for Snakemake to load, validate and plan a large grid (`snakemake -n`): a
 1000-experiment text grid (transformers differing in learning rate), 4 stages each.
 
+Beside it, in the same run, the floor: Snakemake alone planning a bare workflow of the same
+shape (the same rules, jobs, files, logs, benchmarks and resources; plain string params, no
+config to validate, no imports of ours). dagzoo's share is the difference.
+
     python bench/bench_dryrun.py [--experiments 1000] [--repeats 3]
 """
 
@@ -25,27 +29,64 @@ def grid(n: int, results: Path) -> dict:
                                                             "eval": {"genppl_evaluator": "t0000"}}}
 
 
+def bare_snakefile(n: int, results: Path) -> str:
+    """A workflow of the grid's shape that only Snakemake works on: data -> train -> evaluate,
+    sample -> genppl per experiment, one report over all runs."""
+    def rule(name, inputs, outputs, per_run=True):
+        tag = "{exp}-{seed}" if per_run else "x"
+        return (f"rule {name}:\n    input: {inputs}\n    output: {outputs}\n"
+                f"    params: spec='{{exp}}', run_dir=R + '/text/{{exp}}/{{seed}}', results=R\n"
+                f"    log: R + '/logs/{name}/{tag}.log'\n    benchmark: R + '/benchmarks/{name}/{tag}.tsv'\n"
+                f"    threads: 1\n    resources: mem_mb=8000, runtime=60\n    shell: 'touch {{output}}'\n\n")
+    run, data = "R + '/text/{exp}/{seed}'", "R + '/data/tokens/manifest.json'"
+    return (f"R = {str(results)!r}\nRUNS = [f'{{R}}/text/t{{i:04d}}/0' for i in range({n})]\n\n"
+            "rule all:\n    input: R + '/summary.parquet'\n\n"
+            "rule text_prepare:\n    output: R + '/data/manifest.json'\n    log: R + '/logs/text_prepare.log'\n"
+            "    shell: 'touch {output}'\n\n"
+            f"rule text_tokenize:\n    input: R + '/data/manifest.json'\n    output: {data}\n"
+            "    log: R + '/logs/text_tokenize.log'\n    shell: 'touch {output}'\n\n"
+            + rule("train", f"data={data}", f"{run} + '/train.json'")
+            + rule("text_evaluate", f"train={run} + '/train.json', data={data}", f"{run} + '/metrics.json'")
+            + rule("text_sample", f"train={run} + '/train.json', data={data}", f"{run} + '/samples.json'")
+            + rule("text_genppl", f"samples={run} + '/samples.json', evaluator=R + '/text/t0000/0/train.json', "
+                                  f"data={data}", f"{run} + '/genppl.json'")
+            + "rule report:\n    input: metrics=[d + '/metrics.json' for d in RUNS], "
+              "genppl=[d + '/genppl.json' for d in RUNS]\n    output: R + '/summary.parquet'\n"
+              "    params: runs=RUNS\n    log: R + '/logs/report.log'\n    shell: 'touch {output}'\n")
+
+
+def timed_dry_runs(snakefile: Path, args: list[str], repeats: int) -> tuple[list[float], str]:
+    """Seconds of each of `repeats` dry runs, and the job count Snakemake printed."""
+    snakemake = Path(sys.executable).parent / "snakemake"
+    seconds, jobs = [], "?"
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = subprocess.run([str(snakemake), "-s", str(snakefile), "--cores", "2", "-n", "--quiet", "rules", *args],
+                           capture_output=True, text=True)
+        seconds.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise SystemExit(r.stderr[-2000:])
+        jobs = next((line.split()[-1] for line in r.stdout.splitlines() if line.startswith("total")), "?")
+    return seconds, jobs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experiments", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    snakemake = Path(sys.executable).parent / "snakemake"
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "grid.yaml"
+        cfg, bare = Path(tmp) / "grid.yaml", Path(tmp) / "Snakefile.bare"
         cfg.write_text(yaml.safe_dump(grid(a.experiments, Path(tmp) / "results")))
-        seconds, jobs = [], None
-        for _ in range(a.repeats):
-            t0 = time.perf_counter()
-            r = subprocess.run([str(snakemake), "-s", str(ROOT / "Snakefile"), "--directory", tmp, "--cores", "2",
-                                "--configfile", str(cfg), "-n", "--quiet", "rules"], capture_output=True, text=True)
-            seconds.append(time.perf_counter() - t0)
-            if r.returncode != 0:
-                raise SystemExit(r.stderr[-2000:])
-            jobs = next((line.split()[-1] for line in r.stdout.splitlines() if line.startswith("total")), "?")
+        bare.write_text(bare_snakefile(a.experiments, Path(tmp) / "bare"))
+        ours, jobs = timed_dry_runs(ROOT / "Snakefile", ["--directory", tmp, "--configfile", str(cfg)], a.repeats)
+        floor, bare_jobs = timed_dry_runs(bare, ["--directory", tmp], a.repeats)
     print(f"snakemake -n of {a.experiments} experiments ({jobs} jobs): "
-          f"best {min(seconds):.2f} s, median {sorted(seconds)[len(seconds) // 2]:.2f} s over {a.repeats} runs")
-
+          f"best {min(ours):.2f} s, median {sorted(ours)[len(ours) // 2]:.2f} s over {a.repeats} runs")
+    print(f"the same shape, bare ({bare_jobs} jobs, Snakemake alone): "
+          f"best {min(floor):.2f} s, median {sorted(floor)[len(floor) // 2]:.2f} s")
+    print(f"dagzoo / bare: {min(ours) / min(floor):.2f}x (best of each); dagzoo's share "
+          f"{min(ours) - min(floor):.2f} s")
 
 if __name__ == "__main__":
     main()

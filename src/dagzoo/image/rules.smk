@@ -59,6 +59,9 @@ rule image_reference:
     benchmark:
         f"{R}/benchmarks/image_reference.tsv"
     threads: CFG["threads"]  # every FID waits for it: as fast as training
+    # and among the training jobs: left for later, it ran after the samples, a two-thread job
+    # waiting while one sampler held a core (21 s of one idle core in the default DAG)
+    priority: 1
     resources:
         mem_mb=8000,
         runtime=240,
