@@ -114,9 +114,6 @@ rule image_sample:
     benchmark:
         f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
     threads: CFG["eval_threads"]
-    # a network's samplers start as soon as it is trained: left to the tail, the DAG's longest
-    # chain (1000-step ancestral sampling -> FID -> evaluation) ran last, on one core
-    priority: 1
     resources:
         mem_mb=8000,
         runtime=240,
