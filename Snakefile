@@ -5,6 +5,7 @@ import json
 import os
 import time
 import uuid
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
@@ -16,18 +17,18 @@ min_version("9.0")
 if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
-from dagzoo.config import experiment_specs, load_config, validate_config
+from dagzoo.config_cache import validated_config
 from dagzoo.errors import DagzooError
 from dagzoo.family import families
 from dagzoo.tracking import resolve_uri
 
 try:
-    # snakemake's own YAML loader keeps the last of two equal keys (an experiment can vanish):
-    # re-read every config file it loaded (--configfile, or the default above) only to refuse those
-    for _configfile in workflow.configfiles:
-        load_config(_configfile)
-    CFG = validate_config(config)
-    SPECS = experiment_specs(CFG)
+    # the config merged with the defaults, one spec per (family, experiment, seed), and what the
+    # rules need of each experiment's model; validated once per config and code version (cached
+    # under .snakemake/dagzoo, see dagzoo.config_cache). Snakemake's own YAML loader keeps the
+    # last of two equal keys: every config file it loaded (--configfile, or the default above) is
+    # read again, only to refuse those.
+    CFG, SPECS, FACTS = validated_config(config, workflow.configfiles, Path(".snakemake") / "dagzoo")
 except DagzooError as e:
     raise WorkflowError(f"dagzoo: invalid config: {e}") from None
 

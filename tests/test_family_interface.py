@@ -18,7 +18,7 @@ from conftest import BIN, ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "toy_family"
 CORE = ["config.py", "cli.py", "report.py", "tracking.py", "train.py", "registry.py", "stages.py", "lifecycle.py",
-        "family.py"]
+        "family.py", "config_cache.py"]
 
 
 def _code_words(path):

@@ -62,6 +62,12 @@ class Family:
         if check:
             check(params, section, where)
 
+    def rule_facts(self, cls: type, exp: dict) -> dict:
+        """What the family's rules file needs to know of an experiment's model class (JSON
+        values), e.g. its samplers; computed with the validated config and cached beside it
+        (dagzoo.config_cache), so planning a DAG imports no model."""
+        return {}
+
     def spec_fields(self, section: dict) -> dict:
         """What a trained model depends on besides its hyper-parameters (data, tokenizer, ...):
         fields of every run's spec (and so of its config hash)."""

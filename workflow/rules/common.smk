@@ -11,7 +11,6 @@
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
 from dagzoo.config import stage_spec
-from dagzoo.registry import get_model
 from dagzoo.workflow import input_dir, literal, output_dir, stage_shell  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
@@ -41,8 +40,7 @@ def spec_param(family, stage):
 def train_threads(w):
     """Threads of a training job: the config's, or 1 for a model whose training uses no torch
     threads (it then runs beside another job)."""
-    spec = SPEC_BY_RUN[(w.family, w.exp, w.seed)]
-    return CFG["threads"] if get_model(w.family, spec["model"]).threaded_training else 1
+    return CFG["threads"] if FACTS[f"{w.family}/{w.exp}"]["threaded_training"] else 1
 
 
 def results_root(w):

@@ -37,6 +37,9 @@ class ImageFamily(Family):
 
         check_source_config(section["data"]["source"], "image.data.source", check_files)
 
+    def rule_facts(self, cls, exp: dict) -> dict:
+        return {"samplers": image_samplers(cls, exp), "main_sampler": main_sampler(cls, exp)}
+
     def check_experiment(self, section, name, exp, cls, params, where) -> None:
         from dagzoo.image.samplers import parse_sampler
 

@@ -1,19 +1,16 @@
 # Image family: source -> uint8 arrays -> {ddpm, edm, flow, vae, gumbel_vae} (the shared train
 # rule) -> samples per named sampler -> Inception FID/KID against the train split's reference
 # statistics -> metrics.json.
-from dagzoo.image.family import image_samplers, main_sampler
 from dagzoo.data.images import dataset_slug
-from dagzoo.registry import get_model
 
 IMAGE = CFG["image"]
 IEV = IMAGE["eval"]
 IDATA = f"{R}/data/images/{dataset_slug(IMAGE['data']['source'], IMAGE['data']['resize'], IMAGE['data']['channels'])}"
 IRUN = family_run("image")
 DATA_OF["image"] = IDATA
-SAMPLERS_OF = {name: image_samplers(get_model("image", exp["model"]), exp)
-               for name, exp in IMAGE["experiments"].items()}
-MAIN_SAMPLER_OF = {name: main_sampler(get_model("image", exp["model"]), exp)
-                   for name, exp in IMAGE["experiments"].items()}
+# each experiment's samplers (its own, or its model's defaults): ImageFamily.rule_facts
+SAMPLERS_OF = {name: FACTS[f"image/{name}"]["samplers"] for name in IMAGE["experiments"]}
+MAIN_SAMPLER_OF = {name: FACTS[f"image/{name}"]["main_sampler"] for name in IMAGE["experiments"]}
 REAL_N = IEV["real_samples"] or IEV["samples"]
 FID_ARGS = f"--kid-subsets {IEV['kid_subsets']} --kid-subset-size {IEV['kid_subset_size']} --batch {IEV['feature_batch']}"
 
