@@ -88,10 +88,10 @@ def _read(path: Path, key: str) -> tuple[dict, list, dict] | None:
     return payload["cfg"], payload["specs"], payload["facts"]
 
 
-def _write(cache_dir: Path, path: Path, text: str) -> None:
+def _write(cache_dir: Path, path: Path, serialized: str) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text)
+        atomic_write_text(path, serialized)
         for old in sorted(cache_dir.glob("validated-*.json"), key=lambda p: p.stat().st_mtime)[:-KEEP]:
             old.unlink(missing_ok=True)
     except OSError:
@@ -121,10 +121,10 @@ def validated_config(raw: dict, config_files: list[str], cache_dir: Path) -> tup
     cfg = validate_config(raw)
     specs, facts = experiment_specs(cfg), experiment_facts(cfg)
     try:
-        text = json.dumps({"key": key, "cfg": cfg, "specs": specs, "facts": facts}, sort_keys=True)
+        serialized = json.dumps({"key": key, "cfg": cfg, "specs": specs, "facts": facts}, sort_keys=True)
     except (TypeError, ValueError):  # not JSON (keys of mixed types): validated on every run
         return cfg, specs, facts
-    _write(Path(cache_dir), path, text)
+    _write(Path(cache_dir), path, serialized)
     # what a later run reads back (tuples as lists, ...), so both runs plan from the same values
-    payload = json.loads(text)
+    payload = json.loads(serialized)
     return payload["cfg"], payload["specs"], payload["facts"]
