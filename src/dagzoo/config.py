@@ -164,7 +164,9 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
             cfg.pop(name, None)  # defaults of an undeclared family are not a family
             continue
         section = cfg[name]
-        fam.validate(section, cfg, check_files)
+        fam.validate(section, cfg)
+        if check_files:
+            fam.check_files(section)
         for exp_name, exp in section["experiments"].items():
             where = f"{name}.experiments.{exp_name}"
             cls, params = _model_params(fam, exp, where)

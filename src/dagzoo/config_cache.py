@@ -20,7 +20,6 @@ import json
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from dagzoo.config import experiment_specs, load_config, validate_config
 from dagzoo.family import families
@@ -102,7 +101,7 @@ def check_data_files(cfg: dict) -> None:
     """The families' checks of what the config names on disk (they may have changed since)."""
     for name, fam in families().items():
         if name in cfg:
-            fam.validate(cfg[name], cfg, True)
+            fam.check_files(cfg[name])
 
 
 def validated_config(raw: dict, config_files: list[str], cache_dir: Path) -> tuple[dict, list, dict]:

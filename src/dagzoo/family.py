@@ -53,8 +53,13 @@ class Family:
     def package(self) -> str:
         return type(self).__module__.rsplit(".", 1)[0]
 
-    def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
-        """Checks beyond the schema and the model registry (data sources, cross-references)."""
+    def validate(self, section: dict, cfg: dict) -> None:
+        """Checks beyond the schema and the model registry (data source names, cross-references)."""
+
+    def check_files(self, section: dict) -> None:
+        """Checks of what the section names on disk (a corpus file, an image folder). They can
+        change while the config does not: run on every DAG start, also when the validated config
+        is read from the cache (dagzoo.config_cache)."""
 
     def check_experiment(self, section: dict, name: str, exp: dict, cls: type, params: Any, where: str) -> None:
         """Cross-checks of one experiment against its section (the model's own by default)."""

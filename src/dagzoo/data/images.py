@@ -31,14 +31,17 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dagzoo.data.download import RemoteFile, fetch, fetch_extracted
 from dagzoo.data.integrity import check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json
+
+if TYPE_CHECKING:
+    import torch
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST = {
@@ -337,6 +340,8 @@ def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize (antialiased when shrinking) of uint8 (N, C, H, W) to size x size."""
     if x.shape[-1] == size and x.shape[-2] == size:
         return x
+    import torch  # here, not above: planning a DAG reads this module's source checks and slugs
+
     t = torch.from_numpy(x).float()
     t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
                                         antialias=size < x.shape[-1])
@@ -434,4 +439,6 @@ def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8, rounding as when images are saved (what FID sees)."""
+    import torch
+
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -32,10 +32,15 @@ class ImageFamily(Family):
     experiment_keys = ("model", "samplers", "main_sampler")
 
     # ------------------------------------------------------------------ config
-    def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
+    def validate(self, section: dict, cfg: dict) -> None:
         from dagzoo.data.images import check_source_config
 
-        check_source_config(section["data"]["source"], "image.data.source", check_files)
+        check_source_config(section["data"]["source"], "image.data.source", check_files=False)
+
+    def check_files(self, section: dict) -> None:
+        from dagzoo.data.images import check_source_config
+
+        check_source_config(section["data"]["source"], "image.data.source", check_files=True)
 
     def rule_facts(self, cls, exp: dict) -> dict:
         return {"samplers": image_samplers(cls, exp), "main_sampler": main_sampler(cls, exp)}

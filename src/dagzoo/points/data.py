@@ -29,13 +29,16 @@ import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dagzoo.data.integrity import check_prepared_file, file_digest, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json, make_staging_dir
+
+if TYPE_CHECKING:  # imported where used: planning a DAG reads this module's source checks and slugs
+    import torch
 
 SPLITS = ("train", "val", "test")
 MESH_SUFFIXES = (".off", ".obj", ".ply", ".stl")
@@ -200,6 +203,8 @@ def farthest_point_sampling(x: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (B, k) of k points of each cloud x (B, M, 3) chosen greedily: each next point is
     the one farthest from those chosen so far (Eldar et al. 1997; PointNet++). Deterministic:
     it starts at point 0 and argmax takes the first of equal distances. O(B M k), batched."""
+    import torch
+
     b, m, _ = x.shape
     if k > m:
         raise ValueError(f"farthest point sampling of {k} points from clouds of {m}")
@@ -476,6 +481,7 @@ def _clouds(files: list[Path], points: int, surface: int, seed: int, normals: bo
             desc: str = "") -> tuple[np.ndarray, np.ndarray | None]:
     """Surface samples of every mesh -> FPS to `points` -> unit sphere; each file's samples depend
     on (seed, its position) alone."""
+    import torch
     from tqdm.auto import tqdm
 
     out = np.empty((len(files), points, 3), np.float32)

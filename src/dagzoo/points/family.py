@@ -22,7 +22,7 @@ class PointsFamily(Family):
     }
 
     # ------------------------------------------------------------------ config
-    def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
+    def validate(self, section: dict, cfg: dict) -> None:
         from dagzoo.points.data import check_source
 
         data = section["data"]
@@ -31,8 +31,11 @@ class PointsFamily(Family):
             raise ConfigError(f"points.data.surface_samples: {data['surface_samples']} is fewer than points "
                               f"({data['points']}): farthest point sampling picks N distinct surface samples; "
                               "sampling with replacement is not done")
-        if check_files and data["source"].startswith("folder:") and not Path(data["source"][7:]).expanduser().is_dir():
-            raise ConfigError(f"points.data.source: folder not found: {data['source'][7:]}")
+
+    def check_files(self, section: dict) -> None:
+        source = section["data"]["source"]
+        if source.startswith("folder:") and not Path(source[7:]).expanduser().is_dir():
+            raise ConfigError(f"points.data.source: folder not found: {source[7:]}")
 
     def spec_fields(self, section: dict) -> dict:
         return {"data": dict(section["data"])}

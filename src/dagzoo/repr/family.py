@@ -24,10 +24,15 @@ class ReprFamily(Family):
     }
 
     # ------------------------------------------------------------------ config
-    def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
+    def validate(self, section: dict, cfg: dict) -> None:
         from dagzoo.data.images import check_source_config
 
-        check_source_config(section["data"]["source"], "repr.data.source", check_files, labelled=True)
+        check_source_config(section["data"]["source"], "repr.data.source", check_files=False, labelled=True)
+
+    def check_files(self, section: dict) -> None:
+        from dagzoo.data.images import check_source_config
+
+        check_source_config(section["data"]["source"], "repr.data.source", check_files=True, labelled=True)
 
     def spec_fields(self, section: dict) -> dict:
         return {"data": dict(section["data"])}

@@ -23,7 +23,7 @@ class TextFamily(Family):
     }
 
     # ------------------------------------------------------------------ config
-    def validate(self, section: dict, cfg: dict, check_files: bool) -> None:
+    def validate(self, section: dict, cfg: dict) -> None:
         from dagzoo import registry
         from dagzoo.data.text import check_corpus_name
 
@@ -31,8 +31,6 @@ class TextFamily(Family):
             check_corpus_name(section["corpus"])
         except Exception as e:  # noqa: BLE001 - the message names what is allowed
             raise ConfigError(f"text.corpus: {e}") from None
-        if check_files and section["corpus"].startswith("file:") and not Path(section["corpus"][5:]).is_file():
-            raise ConfigError(f"text.corpus: corpus file not found: {section['corpus'][5:]}")
         split = section["split"]
         if split["val"] + split["test"] >= 1:  # each is at most 0.5: both at 0.5 would leave no training text
             raise ConfigError(f"text.split: val + test = {split['val'] + split['test']:g} leaves nothing to train on; "
@@ -53,6 +51,10 @@ class TextFamily(Family):
                 raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive "
                                   "(exact-likelihood) model")
 
+
+    def check_files(self, section: dict) -> None:
+        if section["corpus"].startswith("file:") and not Path(section["corpus"][5:]).is_file():
+            raise ConfigError(f"text.corpus: corpus file not found: {section['corpus'][5:]}")
     def spec_fields(self, section: dict) -> dict:
         return {"data": {"corpus": section["corpus"], "split": section["split"], "tokenizer": section["tokenizer"]},
                 # only what the trained model depends on: sampling settings go to the sample rule
