@@ -51,10 +51,10 @@ class TextFamily(Family):
                 raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive "
                                   "(exact-likelihood) model")
 
-
     def check_files(self, section: dict) -> None:
         if section["corpus"].startswith("file:") and not Path(section["corpus"][5:]).is_file():
             raise ConfigError(f"text.corpus: corpus file not found: {section['corpus'][5:]}")
+
     def spec_fields(self, section: dict) -> dict:
         return {"data": {"corpus": section["corpus"], "split": section["split"], "tokenizer": section["tokenizer"]},
                 # only what the trained model depends on: sampling settings go to the sample rule
