@@ -89,6 +89,10 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("duplicate_key_in_list_item", "seeds: [0]\nclaims:\n  - kind: x\n    kind: y\n",
      "claims.0.kind: duplicate key (lines 3 and 4)"),
     ("duplicate_top_level_key", "seeds: [0]\nseeds: [1]\n", "seeds: duplicate key (lines 1 and 2)"),
+    ("experiment_name_a_number", "text:\n  experiments:\n    1: {model: ngram}\n    kn5: {model: ngram}\n",
+     "text.experiments.1: a key must be a string, got the int 1; quote it ('1':)"),
+    ("key_a_boolean", "text:\n  experiments:\n    kn3: {model: ngram, yes: 3}\n",
+     "text.experiments.kn3.True: a key must be a string, got the bool True"),
     # ---- top level
     ("unknown_top_key", {"resluts": "x"}, "resluts: unknown key"),
     ("unknown_family", {"audio": {"experiments": {}}}, "audio: unknown key"),

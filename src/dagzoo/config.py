@@ -149,6 +149,7 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of keys to values")
     fams = families()
+    _reject_non_string_keys(raw, ())
     _reject_non_finite(raw, (), experiment_sections=set(fams))
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
@@ -211,6 +212,22 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
             messages.append(f"{name([] if head == '<top level>' else head.split('.'))}: {message}")
         raise ConfigError("; ".join(messages))
     return merged
+
+
+def _reject_non_string_keys(node: Any, path: tuple) -> None:
+    """Refuse a mapping key that YAML read as a number, boolean or null (``1:``, ``yes:``): every
+    key is a name (an experiment's names its run directory and its wildcard), and the schema's
+    patterns check strings only."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                where = ".".join(map(str, (*path, key)))
+                raise ConfigError(f"{where}: a key must be a string, got the {type(key).__name__} {key!r}; "
+                                  f"quote it ('{key}':)")
+            _reject_non_string_keys(value, (*path, key))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _reject_non_string_keys(value, (*path, i))
 
 
 def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str],

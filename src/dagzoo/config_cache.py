@@ -66,7 +66,10 @@ def experiment_facts(cfg: dict) -> dict[str, dict]:
 
 def _key(raw: dict, config_files: list[str]) -> str:
     h = hashlib.sha256(code_fingerprint().encode())
-    h.update(json.dumps(raw, sort_keys=True, default=repr).encode())
+    try:
+        h.update(json.dumps(raw, sort_keys=True, default=repr).encode())
+    except TypeError:  # keys of mixed types (YAML allows them): the written order will do
+        h.update(repr(raw).encode())
     for path in config_files:
         try:
             data = Path(path).read_bytes()
