@@ -312,3 +312,64 @@ def test_one_metric_history_lookup_per_history_key(tmp_path, uri, monkeypatch):
     assert calls == []  # a new run holds nothing: nothing to look up
     sync_run_dir(run_dir, uri)
     assert sorted(calls) == ["progress/tokens", "train/loss", "val/bpc"]  # not test/bpc, once each
+
+
+# --------------------------------------------------------------------------- short jobs
+
+
+def _runs(uri, family="fam"):
+    exp = _client(uri).get_experiment_by_name(f"dagzoo-{family}")
+    return [] if exp is None else _client(uri).search_runs([exp.experiment_id])
+
+
+def test_a_job_shorter_than_first_sync_after_leaves_the_run_to_the_next_stage(tmp_path, uri, monkeypatch):
+    """A short training never creates the MLflow run (no MLflow import); the run's evaluation
+    mirrors it and closes it FINISHED at training's end time."""
+    import dagzoo.tracking as tracking
+
+    run_dir = _run_dir(tmp_path / "results")
+    _write_history(run_dir, [_record(s, T0 + s, 1.0 / s) for s in range(1, 4)])
+    clock = [1000.0]
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: clock[0])
+    sync = LiveSync(run_dir, uri, first_sync_after=60.0)
+    clock[0] += 59.0
+    assert sync(status="RUNNING") is True  # not forced, too early: nothing happens
+    atomic_write_json(run_dir / "train.json", {"metrics": {"train/loss": 0.3}, "step": 3, "timestamp_ms": T0 + 50})
+    assert sync.finish() is True and not sync.synced
+    assert _runs(uri) == []
+
+    atomic_write_json(run_dir / "metrics.json", {"metrics": {"test/bpc": 1.5}, "step": 3, "timestamp_ms": T0 + 90})
+    LiveSync(run_dir, uri)(force=True)  # what write_metrics does
+    (run,) = _runs(uri)
+    assert run.info.status == "FINISHED" and run.info.end_time == T0 + 50
+    assert run.data.metrics["test/bpc"] == 1.5 and [s for s, _ in _steps(_client(uri), run.info.run_id,
+                                                                            "train/loss")] == [1, 2, 3]
+
+
+def test_a_long_job_syncs_live_then_closes_its_run(tmp_path, uri, monkeypatch):
+    import dagzoo.tracking as tracking
+
+    run_dir = _run_dir(tmp_path / "results")
+    _write_history(run_dir, [_record(1, T0 + 1, 1.0)])
+    clock = [1000.0]
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: clock[0])
+    sync = LiveSync(run_dir, uri, first_sync_after=60.0, interval=30.0)
+    clock[0] += 61.0
+    assert sync(status="RUNNING") and sync.synced
+    assert [r.info.status for r in _runs(uri)] == ["RUNNING"]
+    _write_history(run_dir, [_record(1, T0 + 1, 1.0), _record(2, T0 + 2, 0.5)])
+    clock[0] += 10.0
+    sync(status="RUNNING")  # within the interval: not logged yet
+    assert _steps(_client(uri), _runs(uri)[0].info.run_id, "train/loss") == [(1, 1.0)]
+    clock[0] += 25.0
+    sync(status="RUNNING")
+    assert _steps(_client(uri), _runs(uri)[0].info.run_id, "train/loss") == [(1, 1.0), (2, 0.5)]
+    assert sync.finish()
+    assert [r.info.status for r in _runs(uri)] == ["FINISHED"]
+
+
+def test_a_failed_short_training_is_marked_failed(tmp_path, uri):
+    run_dir = _run_dir(tmp_path / "results")
+    sync = LiveSync(run_dir, uri, first_sync_after=60.0)
+    assert sync(force=True, status="FAILED")
+    assert [r.info.status for r in _runs(uri)] == ["FAILED"]

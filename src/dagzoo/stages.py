@@ -21,6 +21,8 @@ from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl
 
 #: what every run's spec.json holds (the report and MLflow read these)
 RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
+#: seconds a training runs before it first mirrors itself into MLflow (then every 30 s)
+TRAIN_FIRST_SYNC_S = 60.0
 
 def read_spec(spec: str | Path) -> tuple[dict, str]:
     """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
@@ -86,10 +88,12 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     if main:
         record_spec(run_dir, spec)
         write_provenance(run_dir, "train", rule)
-    sync = live_sync(run_dir, results) if main else (lambda *a, **k: None)
-    sync(force=True, status="RUNNING")
+    # a training shorter than TRAIN_FIRST_SYNC_S is mirrored by the run's evaluation (MLflow's
+    # import alone would add ~1.5 s to a job that holds the training's cores)
+    sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
     device = distributed.device() or default_device()
-    ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit, on_progress=sync,
+    ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
+                     on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
                      desc=f"{spec['experiment']}/{spec['seed']}")
     torch.manual_seed(spec["seed"])
     model = cls(params, fam.open_data(data_dir), device)
@@ -97,14 +101,15 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     try:
         summary = model.fit(ctx)
     except BaseException:
-        sync(force=True, status="FAILED")
+        if sync:
+            sync(force=True, status="FAILED")
         raise
     if not main:
         return summary
     metrics = train_metrics(fam.unit, summary, model, run_dir, t0)
     atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
                                                "timestamp_ms": int(time.time() * 1000)})
-    sync(force=True, status="FINISHED")
+    sync.finish("FINISHED")
     return metrics
 
 

@@ -251,6 +251,16 @@ def _metric_files(run_dir: Path) -> list[tuple[Path, dict]]:
     return out
 
 
+def _timestamp_ms(path: Path) -> int | None:
+    """A dagzoo JSON file's "timestamp_ms"; None for a file that is not one."""
+    try:
+        data = read_json(path)
+    except DataError:
+        return None
+    ts = data.get("timestamp_ms") if isinstance(data, dict) else None
+    return int(ts) if _is_number(ts) else None
+
+
 def _file_points(run_dir: Path) -> list:
     """The metrics of the run's metric files, each at its file's own "step" and "timestamp_ms"."""
     from mlflow.entities import Metric
@@ -364,10 +374,15 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
                 client.log_batch(run_id, metrics=metric_list[i:i + 1000])
             for path, artifact_path in _artifacts(run_dir):
                 client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+            end_time = None
+            if status is None and run.info.status != "FINISHED" and (run_dir / "train.json").is_file():
+                # training finished (a train job shorter than LiveSync.first_sync_after leaves its
+                # run to the next stage that mirrors it): close the run at training's end
+                status, end_time = "FINISHED", _timestamp_ms(run_dir / "train.json")
             if status == "RUNNING":
                 client.update_run(run_id, status="RUNNING")
             elif status:
-                client.set_terminated(run_id, status=status)
+                client.set_terminated(run_id, status=status, end_time=end_time)
             return run_id
         except TrackingError:
             raise
@@ -383,25 +398,34 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
 class LiveSync:
     """Best-effort syncing from a running job: at most every `interval` seconds, never fatal.
 
+    With `first_sync_after`, calls that are not forced wait until the job has run that long: a
+    job shorter than that never imports MLflow (about 1.5 s of start-up per process, a tenth of
+    a small training job); `finish` then leaves the run to the next stage that mirrors it (a
+    run's evaluation always does, and marks the run FINISHED once train.json is there).
+
     After the first failure it stops trying (so an unreachable server costs one timeout, not
     one per log line) and warns once; the data stays on disk for `dagzoo mlflow-sync`.
     """
 
-    def __init__(self, run_dir: Path, uri: str, prefix: str | None = None, interval: float = 30.0):
+    def __init__(self, run_dir: Path, uri: str, prefix: str | None = None, interval: float = 30.0,
+                 first_sync_after: float = 0.0):
         self.run_dir, self.uri, self.prefix, self.interval = Path(run_dir), uri, prefix, interval
-        self.last = 0.0
-        self.failed = False
+        self.first_sync_after = first_sync_after
+        self.started = time.monotonic()
+        self.last = -float("inf")
+        self.synced = self.failed = False
 
     def __call__(self, force: bool = False, status: str | None = None) -> bool:
         if self.failed:
             return False
         now = time.monotonic()
-        if not force and now - self.last < self.interval:
+        if not force and (now - self.last < self.interval or now - self.started < self.first_sync_after):
             return True
         self.last = now
         started = time.perf_counter()
         try:
             sync_run_dir(self.run_dir, self.uri, status=status, prefix=self.prefix)
+            self.synced = True
             return True
         except TrackingError as e:
             self.failed = True
@@ -412,6 +436,11 @@ class LiveSync:
             return False
         finally:
             timing.sync_seconds += time.perf_counter() - started
+
+    def finish(self, status: str = "FINISHED") -> bool:
+        """The job's last sync: `status` if this job has synced before (its run shows RUNNING);
+        otherwise nothing, for the next stage to mirror."""
+        return self(force=True, status=status) if self.synced else True
 
 
 def _is_run_dir(rel: Path) -> bool:
@@ -437,12 +466,11 @@ def find_run_dirs(results_dir: Path) -> list[Path]:
 def sync_results(results_dir: Path, uri: str, prefix: str | None = None) -> list[str]:
     """`dagzoo mlflow-sync`: mirror every run directory; runs already present are updated, not duplicated."""
     ids = []
-    for run_dir in find_run_dirs(results_dir):
-        status = "FINISHED" if (run_dir / "train.json").exists() else None
-        ids.append(sync_run_dir(run_dir, uri, status=status, prefix=prefix))
+    for run_dir in find_run_dirs(results_dir):  # a run with train.json is marked FINISHED
+        ids.append(sync_run_dir(run_dir, uri, prefix=prefix))
     return ids
 
 
-def live_sync(run_dir: Path, results: Path) -> "LiveSync":
+def live_sync(run_dir: Path, results: Path, first_sync_after: float = 0.0) -> "LiveSync":
     """The LiveSync of a job's run directory, logging to the DAG's tracking store."""
-    return LiveSync(run_dir, resolve_uri(results))
+    return LiveSync(run_dir, resolve_uri(results), first_sync_after=first_sync_after)
