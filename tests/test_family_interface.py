@@ -117,3 +117,40 @@ def test_claims_are_checked_before_any_job_runs(tmp_path, bad, message):
     r = subprocess.run([str(BIN / "dagzoo"), "validate-config", str(path)], capture_output=True, text=True,
                        env=toy_env())
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+MODEL_FILE = """
+from dataclasses import dataclass
+from dagzoo.registry import register
+
+@register("regfam", {key!r})
+class M:
+    @dataclass
+    class Params:
+        pass
+"""
+
+
+def test_a_stage_imports_its_own_model_module_only(tmp_path):
+    """get_model imports the module named after the model (a job of a model without torch then
+    imports no torch); a model file named otherwise, or an unknown key, falls back to the whole
+    models folder."""
+    models = tmp_path / "dagzoo" / "regfam" / "models"
+    models.mkdir(parents=True)
+    (models.parent / "__init__.py").write_text("")
+    (models / "__init__.py").write_text("")
+    for module, key in (("alpha", "alpha"), ("beta", "beta"), ("other_name", "gamma")):
+        (models / f"{module}.py").write_text(MODEL_FILE.format(key=key))
+    script = ("import sys\nfrom dagzoo.errors import ConfigError\nfrom dagzoo.registry import get_model\n"
+              "def loaded():\n    return sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('dagzoo.regfam.models.'))\n"
+              "print(get_model('regfam', 'alpha').registry_key, loaded())\n"
+              "print(get_model('regfam', 'gamma').registry_key, loaded())\n"
+              "try:\n    get_model('regfam', 'delta', where='regfam.experiments.x.model')\n"
+              "except ConfigError as e:\n    print(e)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([str(BIN / "python"), "-c", script], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "alpha ['alpha']",
+        "gamma ['alpha', 'beta', 'other_name']",
+        "regfam.experiments.x.model: unknown regfam model 'delta'; allowed: alpha, beta, gamma"]

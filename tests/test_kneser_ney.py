@@ -1,5 +1,6 @@
 """The vectorized Kneser-Ney model against an independent brute-force reference and by hand."""
 
+import json
 import math
 
 import numpy as np
@@ -135,3 +136,33 @@ def test_large_vocabulary_keys_do_not_overflow():
     assert np.all(np.isfinite(lp))
     p = lm.distributions(train[None, 10:15])
     np.testing.assert_allclose(p.sum(), 1.0, atol=1e-12)
+
+
+TORCH_PROBE = ("import sys\nfrom dagzoo.cli import main\nrc = main(sys.argv[1:])\n"
+               "print('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(rc)\n")
+
+
+def test_ngram_jobs_train_evaluate_and_score_without_torch(tmp_path):
+    """An n-gram's train, evaluate and gen-PPL jobs (Model.uses_torch False) never import torch
+    (about 1.1 s of each job's start-up); its sampling does (torch's generator): the probe sees it."""
+    import subprocess
+
+    from conftest import BIN, prepare_text_runs
+
+    data, runs, results = prepare_text_runs(tmp_path, {"kn3": {"model": "ngram", "order": 3}})
+    run = runs["kn3"]
+    common = ["--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results, "--threads", "1"]
+
+    def torch_imported(command, *extra):
+        r = subprocess.run([str(BIN / "python"), "-c", TORCH_PROBE, command, *map(str, common), *map(str, extra)],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.splitlines()[-1] == "torch imported"
+
+    assert not torch_imported("train")
+    assert not torch_imported("text-evaluate")
+    assert torch_imported("text-sample", "--length", 16)
+    assert not torch_imported("text-genppl", "--evaluator", run)
+    prov = json.loads((run / "provenance-train.json").read_text())
+    assert prov["cuda"] is None and prov["torch_version"].split("+")[0].count(".") == 2  # recorded, not imported
+    assert json.loads((run / "genppl.json").read_text())["metrics"]["samples/gen_ppl"] > 1

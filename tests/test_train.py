@@ -52,10 +52,13 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
 
     client = MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
 
-    def mirrored_loss_steps():
+    def mirror():
         exp = client.get_experiment_by_name("dagzoo-text")
-        [mirror] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "a/0"]
-        return [m.step for m in client.get_metric_history(mirror.info.run_id, "train/loss")]
+        [run_a] = [r for r in client.search_runs([exp.experiment_id]) if r.info.run_name == "a/0"]
+        return run_a
+
+    def mirrored_loss_steps():
+        return [m.step for m in client.get_metric_history(mirror().info.run_id, "train/loss")]
     dagzoo("mlflow-sync", "--results", results)  # mirror what the killed job left, past its checkpoint
     before = mirrored_loss_steps()
     assert max(before) > step, "points after the checkpoint are mirrored (a resume logs those steps again)"
@@ -67,7 +70,11 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
     assert losses == list(range(5, 601, 5)), "the step counter continues; no step is logged twice"
     summary = read_json(run / "train.json")["summary"]
     assert summary["resumed_from"] == resumed and summary["steps"] == 600
-    # MLflow mirrored the killed run live and then the resumed one: still one point per step
+    # the resumed job (shorter than a minute) left MLflow to the run's next sync (its evaluation;
+    # here mlflow-sync), which closes the run; still one point per step
+    assert mirror().info.status == "RUNNING"
+    dagzoo("mlflow-sync", "--results", results)
+    assert mirror().info.status == "FINISHED"
     assert sorted(mirrored_loss_steps()) == list(range(5, 601, 5)), "no MLflow point is logged twice"
 
     # the resumed run equals a run that was never interrupted (same seed, same config)

@@ -14,13 +14,12 @@ from dagzoo.errors import DagzooError
 
 
 def _start_stage(threads: int | None) -> None:
-    """A stage's heavy import (torch) and its threads, before its work is timed."""
+    """A stage's threads: torch, imported later by the stage's model (if it uses torch at all),
+    and OpenMP read them from the environment, as Snakemake sets it for a job."""
     if threads:
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
 
 
 def cmd_validate_config(a) -> int:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING, Callable
 
 from dagzoo.errors import ConfigError
+
+if TYPE_CHECKING:  # one process never needs torch.distributed; a model without torch never needs torch
+    import torch
 
 
 @dataclass
@@ -43,7 +43,12 @@ def init_from_env() -> DistState:
     """Join the process group torchrun describes in the environment (no-op for one process)."""
     global _STATE
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
+    if world <= 1:
+        return _STATE
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if backend == "nccl":
@@ -59,9 +64,11 @@ def state() -> DistState:
 
 def device() -> torch.device | None:
     """The device of this rank (cuda:LOCAL_RANK under NCCL), or None to use the default."""
-    if _STATE.active and torch.cuda.is_available():
-        return torch.device("cuda", _STATE.local_rank)
-    return None
+    if not _STATE.active:
+        return None
+    import torch
+
+    return torch.device("cuda", _STATE.local_rank) if torch.cuda.is_available() else None
 
 
 @contextlib.contextmanager
@@ -90,34 +97,45 @@ def shard(batch: torch.Tensor) -> torch.Tensor:
 def shard_rand(local_shape, generator: torch.Generator, **kw) -> torch.Tensor:
     """Uniform noise for this rank's rows, cut from the global batch's draw, so a sharded step uses
     exactly the noise a single process would."""
+    import torch
+
     if not _splitting():
         return torch.rand(local_shape, generator=generator, **kw)
     full = torch.rand((local_shape[0] * _STATE.world, *local_shape[1:]), generator=generator, **kw)
     return full.chunk(_STATE.world)[_STATE.rank]
 
 
-def _reduce(value: float, op) -> float:
-    t = torch.tensor([value], dtype=torch.float64 if op == dist.ReduceOp.SUM else torch.float32,
+def _reduce(value: float, op: str) -> float:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64 if op == "sum" else torch.float32,
                      device=device() or torch.device("cpu"))
-    dist.all_reduce(t, op=op)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return float(t.item())
 
 
 def mean_over_ranks(value: float) -> float:
-    return _reduce(value, dist.ReduceOp.SUM) / _STATE.world if _STATE.active else value
+    return _reduce(value, "sum") / _STATE.world if _STATE.active else value
 
 
 def any_rank(flag: bool) -> bool:
-    return _reduce(1.0 if flag else 0.0, dist.ReduceOp.MAX) > 0 if _STATE.active else flag
+    return _reduce(1.0 if flag else 0.0, "max") > 0 if _STATE.active else flag
 
 
 def barrier() -> None:
     if _STATE.active:
+        import torch.distributed as dist
+
         dist.barrier()
 
 
 def shutdown() -> None:
-    if _STATE.active and dist.is_initialized():
+    if not _STATE.active:
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 

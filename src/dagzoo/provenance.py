@@ -30,20 +30,23 @@ def git_commit(cwd: Path | None = None) -> str:
 
 
 def write_provenance(run_dir: Path, stage: str, rule: str | None = None) -> dict:
-    import torch
+    """provenance-<stage>.json; `cuda` is null for a stage that did not use torch."""
+    import importlib.metadata
+    import sys
 
+    torch = sys.modules.get("torch")  # imported by the stage's model, if it uses torch
     prov = {
         "stage": stage,
         "rule": rule or os.environ.get("DAGZOO_RULE") or stage,
         "git_commit": git_commit(Path.cwd()),
         "dagzoo_version": dagzoo.__version__,
-        "torch_version": torch.__version__,
+        "torch_version": torch.__version__ if torch else importlib.metadata.version("torch"),
         "python": platform.python_version(),
         "host": platform.node(),
         "invocation_id": os.environ.get("DAGZOO_INVOCATION_ID", "manual"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "cuda": torch.cuda.is_available(),
+        "cuda": torch.cuda.is_available() if torch else None,
     }
     atomic_write_json(Path(run_dir) / f"provenance-{stage}.json", prov)
     return prov

@@ -20,6 +20,7 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
+from dagzoo import timing
 from dagzoo.errors import ConfigError
 
 _REGISTRY: dict[str, dict[str, type]] = {}
@@ -38,16 +39,36 @@ def register(family: str, key: str):
 
 
 def models(family: str) -> dict[str, type]:
+    """Every model of a family (imports all of its model modules)."""
     if family not in _LOADED:
-        package = importlib.import_module(f"dagzoo.{family}.models")
-        for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+        with timing.importing():
+            package = importlib.import_module(f"dagzoo.{family}.models")
+            for info in pkgutil.iter_modules(package.__path__):
+                importlib.import_module(f"{package.__name__}.{info.name}")
         _LOADED.add(family)
     return _REGISTRY.get(family, {})
 
 
+def _import_named_module(family: str, key: str) -> None:
+    """Import the model module named after `key` (the usual layout), if there is one: a stage then
+    imports its own model only (a model without torch never imports it)."""
+    if not key.isidentifier():
+        return
+    name = f"dagzoo.{family}.models.{key}"
+    with timing.importing():
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a module the model needs is missing: say so
+                raise
+
+
 def get_model(family: str, key: str, where: str = "model") -> type:
-    available = models(family)
+    if family not in _LOADED and key not in _REGISTRY.get(family, {}):
+        _import_named_module(family, key)
+    available = _REGISTRY.get(family, {})
+    if key not in available:  # a model file named otherwise, or an unknown key: look at all of them
+        available = models(family)
     if key not in available:
         raise ConfigError(f"{where}: unknown {family} model {key!r}; allowed: {', '.join(sorted(available))}")
     return available[key]

@@ -42,18 +42,25 @@ def record_spec(run_dir: Path, spec: dict) -> None:
     atomic_write_json(Path(run_dir) / ("spec.json" if stage == "train" else f"spec-{stage}.json"), spec)
 
 
-def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dict, Any, type, Any]:
-    """A run's spec (a JSON string or a file) -> (spec, family, model class, validated params);
-    `family`, when given, must match the spec's."""
-    from dagzoo.family import get_family
-    from dagzoo.registry import get_model, validate_params
-
+def read_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dict, str]:
+    """A run's spec (a JSON string or a file) -> (spec, where it came from), checked to be a run
+    spec (of `family`, when given) without importing its model."""
     spec, spec_path = read_spec(spec_path)
     if not isinstance(spec, dict) or not set(RUN_SPEC_KEYS) - {"config_hash"} <= set(spec) \
             or not isinstance(spec["params"], dict):
         raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and a params object)")
     if family is not None and spec["family"] != family:
         raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec['family']!r})")
+    return spec, spec_path
+
+
+def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dict, Any, type, Any]:
+    """A run's spec (a JSON string or a file) -> (spec, family, model class, validated params);
+    `family`, when given, must match the spec's."""
+    from dagzoo.family import get_family
+    from dagzoo.registry import get_model, validate_params
+
+    spec, spec_path = read_run_spec(spec_path, family)
     fam = get_family(spec["family"], where=f"{spec_path}: family")
     where = f"{spec['family']}.experiments.{spec['experiment']}"
     cls = get_model(spec["family"], spec["model"], where=f"{where}.model")
@@ -75,13 +82,9 @@ def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, r
 
 
 def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
-    import torch
-
-    from dagzoo import distributed
     from dagzoo.tracking import live_sync
     from dagzoo.lifecycle import RunContext
     from dagzoo.provenance import write_provenance
-    from dagzoo.train import default_device
 
     run_dir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main
@@ -91,11 +94,11 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     # a training shorter than TRAIN_FIRST_SYNC_S is mirrored by the run's evaluation (MLflow's
     # import alone would add ~1.5 s to a job that holds the training's cores)
     sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
-    device = distributed.device() or default_device()
+    device = model_device(cls)
     ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
                      on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
                      desc=f"{spec['experiment']}/{spec['seed']}")
-    torch.manual_seed(spec["seed"])
+    seed_torch(cls, spec["seed"])
     model = cls(params, fam.open_data(data_dir), device)
     t0 = time.time()
     try:
@@ -111,6 +114,25 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
                                                "timestamp_ms": int(time.time() * 1000)})
     sync.finish("FINISHED")
     return metrics
+
+
+def model_device(cls: type):
+    """The device a model class runs on (this rank's under DDP, else $DAGZOO_DEVICE or CUDA when
+    there is one, else the CPU); None for a model without torch (nothing imports torch for it)."""
+    if not cls.uses_torch:
+        return None
+    from dagzoo import distributed
+    from dagzoo.train import default_device
+
+    return distributed.device() or default_device()
+
+
+def seed_torch(cls: type, seed: int) -> None:
+    """Seed torch's global RNG for a stage of a model that uses torch (a bound's noise draws)."""
+    if cls.uses_torch:
+        import torch
+
+        torch.manual_seed(seed)
 
 
 def train_metrics(unit: str, summary: dict, model, run_dir: Path, t0: float) -> dict:
@@ -138,7 +160,6 @@ def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: st
     (a bool, or a predicate of the model class) False: the model is not loaded (None), for
     stages that only read the run's files."""
     from dagzoo.provenance import write_provenance
-    from dagzoo.train import default_device
 
     from dagzoo.config import LATER_STAGES
 
@@ -151,7 +172,7 @@ def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: st
     data = fam.open_data(Path(data_dir))
     record_spec(run_dir, spec)
     write_provenance(Path(run_dir), stage, rule)
-    model = (cls.load(params, data, None if untrained else Path(run_dir), default_device(), seed=spec["seed"])
+    model = (cls.load(params, data, None if untrained else Path(run_dir), model_device(cls), seed=spec["seed"])
              if (with_model(cls) if callable(with_model) else with_model) else None)
     return spec, fam, cls, data, model
 

@@ -1,47 +1,19 @@
-"""What every text model provides, and the context a training job hands it."""
+"""What every text model provides (neural or not: the neural backbone is dagzoo.text.neural)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from dagzoo.data.tokenize import TokenData
-from dagzoo.errors import ConfigError, DataError
 from dagzoo.lifecycle import Model
-from dagzoo.registry import param
-from dagzoo.train import TrainParams, step_seed
+
+if TYPE_CHECKING:  # the n-gram model's stages run without torch (see Model.uses_torch)
+    import torch
 
 # (stream, window) -> (NLL or its upper bound per window in nats, variance of that estimate or None)
 WindowNLL = Callable[[np.ndarray, int], "tuple[np.ndarray, np.ndarray | None]"]
-
-
-@dataclass
-class BackboneParams(TrainParams):
-    """The shared transformer backbone of every neural text model."""
-
-    n_layer: int = param(4, "transformer blocks", min=1)
-    n_head: int = param(4, "attention heads", min=1)
-    d_model: int = param(128, "width", min=8)
-    dropout: float = param(0.0, "dropout", min=0.0, max=0.99)
-    positional: str = param("rotary", "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) "
-                            "or learned absolute embeddings (GPT-2)", choices=("rotary", "learned"))
-    eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
-
-    def check(self, where: str) -> None:
-        if self.d_model % self.n_head:
-            raise ConfigError(f"{where}.d_model: must be divisible by n_head ({self.n_head}), got {self.d_model}")
-
-
-def random_windows(train: torch.Tensor, batch: int, window: int, seed: int, step: int) -> torch.Tensor:
-    """(batch, window) slices of the train stream at offsets that depend only on (seed, step)."""
-    if train.numel() <= window:
-        raise DataError(f"the train split has {train.numel()} tokens, not more than one window ({window})")
-    g = torch.Generator().manual_seed(step_seed(seed, step) ^ 0x5EED)
-    starts = torch.randint(0, train.numel() - window + 1, (batch,), generator=g)
-    return train[starts[:, None] + torch.arange(window)]
 
 
 def val_metrics_fn(data: TokenData, spec: dict) -> Callable[[WindowNLL], dict]:
@@ -88,6 +60,8 @@ def sample_from_logits(logits: torch.Tensor, generator: torch.Generator, tempera
                        top_k: int | None = None) -> torch.Tensor:
     """One categorical draw per row (last axis) of logits, by Gumbel-max in float64; the argmax
     (no noise drawn) at temperature <= 0."""
+    import torch
+
     logits = logits.detach().cpu().to(torch.float64)
     if temperature <= 0:
         return logits.argmax(dim=-1)

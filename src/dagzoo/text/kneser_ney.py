@@ -264,7 +264,6 @@ class KneserNeyLM:
         for k in range(1, self.order + 1):
             if k == 1:
                 gram_ids = self._lookup(1, np.zeros(V, dtype=np.int64), np.arange(V))
-                tokens = [np.arange(V)[:, None]]
                 ctx_ids = np.zeros(V, dtype=np.int64)
                 p_lower = np.full(V, 1.0 / V)
                 lasts = np.arange(V)

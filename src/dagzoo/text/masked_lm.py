@@ -14,9 +14,8 @@ import torch
 from dagzoo import distributed
 from dagzoo.nn.transformer import TransformerConfig
 from dagzoo.registry import param
-from dagzoo.text.base import BackboneParams
 from dagzoo.text.diffusion import nelbo_windows, split_windows, stratified_times
-from dagzoo.text.neural import NeuralTextModel
+from dagzoo.text.neural import BackboneParams, NeuralTextModel
 from dagzoo.train import step_seed
 
 

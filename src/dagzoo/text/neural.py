@@ -4,16 +4,45 @@ ranks), validated on the run's fixed validation subset."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dagzoo import distributed
-from dagzoo.errors import CheckpointError
+from dagzoo.errors import CheckpointError, ConfigError, DataError
 from dagzoo.lifecycle import NeuralModel, RunContext
 from dagzoo.nn.transformer import Transformer, TransformerConfig
-from dagzoo.text.base import TextModel, random_windows, val_metrics_fn
+from dagzoo.registry import param
+from dagzoo.text.base import TextModel, val_metrics_fn
+from dagzoo.train import TrainParams, step_seed
+
+
+@dataclass
+class BackboneParams(TrainParams):
+    """The shared transformer backbone of every neural text model."""
+
+    n_layer: int = param(4, "transformer blocks", min=1)
+    n_head: int = param(4, "attention heads", min=1)
+    d_model: int = param(128, "width", min=8)
+    dropout: float = param(0.0, "dropout", min=0.0, max=0.99)
+    positional: str = param("rotary", "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) "
+                            "or learned absolute embeddings (GPT-2)", choices=("rotary", "learned"))
+    eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
+
+    def check(self, where: str) -> None:
+        if self.d_model % self.n_head:
+            raise ConfigError(f"{where}.d_model: must be divisible by n_head ({self.n_head}), got {self.d_model}")
+
+
+def random_windows(train: torch.Tensor, batch: int, window: int, seed: int, step: int) -> torch.Tensor:
+    """(batch, window) slices of the train stream at offsets that depend only on (seed, step)."""
+    if train.numel() <= window:
+        raise DataError(f"the train split has {train.numel()} tokens, not more than one window ({window})")
+    g = torch.Generator().manual_seed(step_seed(seed, step) ^ 0x5EED)
+    starts = torch.randint(0, train.numel() - window + 1, (batch,), generator=g)
+    return train[starts[:, None] + torch.arange(window)]
 
 
 class NeuralTextModel(NeuralModel, TextModel):

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dagzoo.data.tokenize import TokenData
 from dagzoo.errors import ConfigError
@@ -22,8 +21,7 @@ from dagzoo.eval.perplexity import likelihood_metrics
 from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from dagzoo.plotting import write_run_curve
 from dagzoo.provenance import write_provenance
-from dagzoo.stages import load_run_spec, load_trained, write_metrics
-from dagzoo.train import default_device
+from dagzoo.stages import load_run_spec, load_trained, model_device, read_run_spec, seed_torch, write_metrics
 
 
 def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
@@ -32,7 +30,7 @@ def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path
     window = spec["eval"]["window"]
     t0 = time.perf_counter()
     test = data.tokens("test")
-    torch.manual_seed(spec["seed"])  # bound estimates draw noise levels and masks
+    seed_torch(cls, spec["seed"])  # bound estimates draw noise levels and masks
     nll, var = model.window_nll(test, window)
     metrics = likelihood_metrics(nll, var, len(test), data.chars("test"), "test")
     metrics["test/eval_time_s"] = time.perf_counter() - t0
@@ -46,6 +44,8 @@ def sample(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, 
     spec, _, _, data, model = load_trained(spec_path, data_dir, run_dir, "sample", rule, "text")
     if length > spec["eval"]["window"]:
         raise ConfigError(f"text.eval.sample_length: must be <= the window ({spec['eval']['window']}), got {length}")
+    import torch
+
     ev = {"samples": samples, "sample_length": length, "temperature": temperature, "top_k": top_k}
     generator = torch.Generator().manual_seed(spec["seed"])
     t0 = time.perf_counter()
@@ -79,7 +79,7 @@ def genppl(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, 
     """Generative perplexity of a run's samples under a fixed autoregressive evaluator run, with the
     samples' unigram entropy next to it."""
     run_dir = Path(run_dir)
-    load_run_spec(spec_path, "text")
+    read_run_spec(spec_path, "text")  # the scored run's model is not needed (nor imported)
     ev_spec, _, ev_cls, ev_params = load_run_spec(Path(evaluator) / "spec.json", "text")
     if not ev_cls.exact_likelihood:
         raise ConfigError(f"text.eval.genppl_evaluator: {ev_spec['experiment']!r} is not an exact-likelihood "
@@ -91,7 +91,7 @@ def genppl(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, 
     metrics = {"samples/unigram_entropy": unigram_entropy(tokens), "samples/nfe": samples.get("nfe", 0),
                "samples/seconds": samples.get("seconds", 0.0)}
     if tokens.size:
-        model = ev_cls.load(ev_params, data, Path(evaluator), default_device())
+        model = ev_cls.load(ev_params, data, Path(evaluator), model_device(ev_cls))
         nll, _ = model.window_nll(tokens.reshape(-1), tokens.shape[1])
         metrics["samples/gen_ppl"] = float(np.exp(nll.sum() / tokens.size))
     atomic_write_json(run_dir / "genppl.json", {"metrics": metrics, "evaluator": ev_spec["experiment"],

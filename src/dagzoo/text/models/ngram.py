@@ -6,20 +6,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from dagzoo.eval.perplexity import window_history
 from dagzoo.io import append_jsonl
 from dagzoo.registry import param, register
-from dagzoo.lifecycle import RunContext
 from dagzoo.text.base import TextModel, sample_from_logits, val_metrics_fn
 from dagzoo.text.kneser_ney import KneserNeyLM
+
+if TYPE_CHECKING:
+    from dagzoo.lifecycle import RunContext
 
 
 @register("text", "ngram")
 class NGram(TextModel):
     """Interpolated modified Kneser-Ney n-gram LM (exact likelihood; counting, no gradient steps)."""
+
+    # counting and scoring are numpy; only sampling draws with torch's generator (the same
+    # Gumbel-max draws as every text model)
+    uses_torch = False
 
     @dataclass
     class Params:
@@ -56,6 +63,8 @@ class NGram(TextModel):
         return self.lm.log_probs(stream, window_history(len(stream), window))
 
     def sample(self, n, length, generator, temperature, top_k):
+        import torch
+
         out = np.zeros((n, length), dtype=np.int64)
         for t in range(length):
             m = min(t, self.lm.order - 1)

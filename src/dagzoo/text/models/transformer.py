@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from dagzoo.nn.transformer import TransformerConfig
 from dagzoo.registry import register
-from dagzoo.text.base import BackboneParams, sample_from_logits
-from dagzoo.text.neural import NeuralTextModel
+from dagzoo.text.base import sample_from_logits
+from dagzoo.text.neural import BackboneParams, NeuralTextModel
 
 
 @register("text", "transformer")
