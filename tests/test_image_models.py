@@ -115,6 +115,27 @@ def test_edm_ema_half_life():
     assert ramp.current_decay() == pytest.approx(0.5 ** (64 / 320))
 
 
+def test_ema_update_is_the_elementwise_average_bit_for_bit():
+    """shadow <- shadow * d + w * (1 - d) per float tensor, written out by hand; integer buffers
+    (BatchNorm's step count) are copied."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    ema = EMA(net, 0.9)
+    by_hand = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    for _ in range(4):
+        with torch.no_grad():
+            for q in net.parameters():
+                q.add_(torch.randn_like(q))
+            net[1].num_batches_tracked += 1
+        ema.update(net)
+        d = ema.current_decay()  # the decay this update used (it counts itself first)
+        for k, v in net.state_dict().items():
+            by_hand[k] = by_hand[k].mul(d).add(v, alpha=1 - d) if v.dtype.is_floating_point else v.clone()
+    for k in by_hand:
+        assert torch.equal(ema.shadow[k], by_hand[k]), k
+    assert int(ema.shadow["1.num_batches_tracked"]) == 4
+
+
 # ---------------------------------------------------------------------------------- receptive field
 def test_receptive_field_of_stacked_convolutions():
     three = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.SiLU(), nn.Conv2d(2, 2, 3, padding=1), nn.SiLU(),

@@ -15,7 +15,11 @@ from dagzoo.errors import DagzooError
 
 def _start_stage(threads: int | None) -> None:
     """A stage's threads: torch, imported later by the stage's model (if it uses torch at all),
-    and OpenMP read them from the environment, as Snakemake sets it for a job."""
+    and OpenMP read them from the environment, as Snakemake sets it for a job. Importing torch
+    counts as the job's start-up, wherever it happens."""
+    from dagzoo import timing
+
+    timing.count_first_import_as_startup("torch")
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         if "torch" in sys.modules:

@@ -114,11 +114,17 @@ class EMA:
     def update(self, model: torch.nn.Module) -> None:
         self.updates += 1
         d = self.current_decay()
+        floats, live = [], []
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+                floats.append(self.shadow[k])
+                live.append(v.detach())
             else:
                 self.shadow[k].copy_(v)
+        # shadow = shadow * d + live * (1 - d), the same two elementwise ops per tensor as a loop
+        # of mul_ / add_ (bit-identical), in two calls instead of two per tensor
+        torch._foreach_mul_(floats, d)
+        torch._foreach_add_(floats, live, alpha=1 - d)
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}

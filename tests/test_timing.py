@@ -1,0 +1,38 @@
+"""dagzoo.timing, which bench/bench_overhead.py reads from every job's log: when a process
+started, and which of its seconds were start-up (interpreter, imports) rather than work."""
+
+import subprocess
+import sys
+import time
+
+CHILD = """
+import sys, time
+from dagzoo import timing
+start = timing.process_start()
+timing.count_first_import_as_startup("json_probe_module")
+ready = time.time()
+import json_probe_module  # sleeps 0.3 s while it is imported
+with timing.importing():
+    with timing.importing():  # nested: counted once
+        time.sleep(0.2)
+time.sleep(0.1)  # work
+print(start, time.time(), timing.import_seconds)
+print(timing.timing_line("probe", ready, time.time()))
+"""
+
+
+def test_process_start_and_import_seconds(tmp_path):
+    (tmp_path / "json_probe_module.py").write_text("import time\ntime.sleep(0.3)\n")
+    before = time.time()
+    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=tmp_path,
+                       env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    first, line = r.stdout.splitlines()
+    start, now, imports = map(float, first.split())
+    # the child started after `before` (to the clock tick, 10 ms) and well before it printed; the
+    # boot time of /proc/stat once put it 0.8 s too early
+    assert before - 0.02 <= start <= now - 0.5
+    assert 0.5 <= imports < 0.7  # the timed first import (0.3 s) and the nested block (0.2 s) once
+    fields = dict(f.split("=") for f in line.split()[2:])
+    assert fields["command"] == "probe" and float(fields["startup_s"]) >= 0.5
+    assert 0.1 <= float(fields["useful_s"]) < 0.2
