@@ -36,3 +36,22 @@ def test_process_start_and_import_seconds(tmp_path):
     fields = dict(f.split("=") for f in line.split()[2:])
     assert fields["command"] == "probe" and float(fields["startup_s"]) >= 0.5
     assert 0.1 <= float(fields["useful_s"]) < 0.2
+
+
+FREEZE_PROBE = """
+import gc, sys
+from dagzoo.cli import main
+main(["mlflow-sync", "--results", sys.argv[1]])  # called as a library: nothing frozen
+print(gc.get_freeze_count())
+sys.argv = ["dagzoo", "mlflow-sync", "--results", sys.argv[1]]
+main()  # the program itself, about to exit: its objects are left out of the exit's collections
+print(gc.get_freeze_count())
+"""
+
+
+def test_only_the_program_freezes_its_objects_before_exit(tmp_path):
+    r = subprocess.run([sys.executable, "-c", FREEZE_PROBE, str(tmp_path / "missing")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    library, program = map(int, r.stdout.split())
+    assert library == 0 and program > 1000
+    assert r.stderr.count("dagzoo: error: --results:") == 2  # both calls ran the command

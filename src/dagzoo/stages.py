@@ -24,6 +24,7 @@ RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params
 #: seconds a training runs before it first mirrors itself into MLflow (then every 30 s)
 TRAIN_FIRST_SYNC_S = 60.0
 
+
 def read_spec(spec: str | Path) -> tuple[dict, str]:
     """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
     given = str(spec)
