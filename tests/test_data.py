@@ -3,13 +3,11 @@
 import hashlib
 import http.server
 import io
-import os
 import tarfile
 import threading
 import zipfile
 from functools import partial
 
-import numpy as np
 import pytest
 
 from conftest import small_corpus

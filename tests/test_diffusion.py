@@ -157,9 +157,7 @@ def test_llada_low_confidence_reveals_most_confident_first_block_by_block():
         logits[0, torch.arange(length), target] = conf
         return logits
 
-    x = torch.full((1, length), MASK)
     # one token per step: record which position each step reveals
-    prev = x
     calls = []
 
     def recording(x_now, t):

@@ -189,12 +189,10 @@ def test_fashion_mnist_is_checksummed_before_decoding(tmp_path, monkeypatch):
 @pytest.mark.probe
 def test_malformed_idx_file_is_reported(tmp_path, monkeypatch):
     from dagzoo.data import images
-    from dagzoo.data.download import RemoteFile, file_digest
 
     path = tmp_path / "bad.gz"
     with gzip.open(path, "wb") as f:
         f.write(bytes([0, 0, 8, 3]) + (5).to_bytes(4, "big") * 3 + b"\x00" * 10)  # promises 125 values
-    remote = RemoteFile("http://x/bad.gz", md5=file_digest(path, "md5"))
     with pytest.raises(DataError, match="promises shape"):
         images._parse_idx(path, gzip.decompress(path.read_bytes()))
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import BIN, dagzoo, prepare_text_runs
-from dagzoo.errors import CheckpointError, TrainingError
+from dagzoo.errors import TrainingError
 from dagzoo.io import read_json, read_jsonl
 from dagzoo.train import Trainer, TrainParams, lr_at
 
