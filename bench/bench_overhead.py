@@ -66,6 +66,20 @@ def main() -> None:
     print(f"DAG wall time {wall:.0f} s = {wall / total['useful']:.3f} x the sum of the jobs' useful work")
     print(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; "
           f"ratio wall / ideal = {wall / ideal:.3f}")
+    print(f"cores left idle between the first job's start and the last job's end: {idle_core_seconds(jobs, a.cores):.0f} "
+          "core-seconds (no job ready, or Snakemake's turn-around between jobs)")
+
+
+def idle_core_seconds(jobs: list[dict], cores: int) -> float:
+    """Core-seconds during which fewer than `cores` threads were running a job."""
+    events = sorted([(j["start"], min(j["threads"], cores)) for j in jobs] +
+                    [(j["end"], -min(j["threads"], cores)) for j in jobs])
+    idle, busy, last = 0.0, 0, events[0][0]
+    for t, change in events:
+        idle += max(cores - busy, 0) * (t - last)
+        busy, last = busy + change, t
+    return idle
+
 
 if __name__ == "__main__":
     main()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 CHILD = """
 import sys, time
 from dagzoo import timing
@@ -55,3 +57,25 @@ def test_only_the_program_freezes_its_objects_before_exit(tmp_path):
     library, program = map(int, r.stdout.split())
     assert library == 0 and program > 1000
     assert r.stderr.count("dagzoo: error: --results:") == 2  # both calls ran the command
+
+
+def test_bench_overhead_reads_timing_lines_and_counts_idle_cores(tmp_path):
+    """bench/bench_overhead.py on hand-written logs: a two-thread job from 0 to 10 s, a gap of
+    0.5 s (two idle cores), then two one-thread jobs from 10.5 s, one ending at 11 s (one idle
+    core until 12 s): 2 idle core-seconds."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_overhead", ROOT / "bench" / "bench_overhead.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, start, end, threads in (("a", 100.0, 110.0, 2), ("b", 110.5, 112.0, 1), ("c", 110.5, 111.0, 1)):
+        (logs / f"{name}.log").write_text(
+            f"work\n[dagzoo] timing: command={name} start={start:.2f} end={end:.2f} threads={threads} "
+            f"startup_s=0.10 useful_s={end - start - 0.1:.2f} sync_s=0.00\n")
+    jobs = bench.job_timings(tmp_path)
+    assert sorted(j["command"] for j in jobs) == ["a", "b", "c"]
+    assert bench.idle_core_seconds(jobs, 2) == pytest.approx(2.0)
