@@ -152,3 +152,33 @@ def test_a_dry_run_from_the_cache_imports_no_model(tmp_path, monkeypatch):
     assert jobs == sorted(planned_jobs(first.stdout))
     assert ("image_sample", "exp=ddpm, sampler=heun18, seed=0") in jobs or \
         any(rule == "image_sample" and "heun18" in w for rule, w in jobs), jobs
+
+
+def test_rule_functions_carry_their_signature():
+    """Snakemake inspects a param or input function's signature on every call (several times per
+    job); the rules' helper functions carry it precomputed (inspect returns `__signature__` as it
+    is) and still compute what they did."""
+    import inspect
+
+    from dagzoo.workflow import input_dir, job_function, literal, output_dir
+
+    for function, parameters in ((input_dir("train", levels=2), ["w", "input"]), (output_dir(), ["w", "output"]),
+                                 (literal("{x}"), ["wildcards"]), (job_function(lambda w, seed=1: seed), ["w", "seed"])):
+        assert inspect.signature(function) is function.__signature__
+        assert list(function.__signature__.parameters) == parameters
+    assert input_dir("train", levels=2)(None, {"train": "r/text/a/0/train.json"}) == "r/text/a"
+    assert output_dir()(None, ["r/text/a/0/train.json"]) == "r/text/a/0"
+    assert literal("{x}")(None) == "{x}"
+
+
+def test_the_dry_run_floor_uses_the_snakefiles_collector_settings():
+    """bench/bench_dryrun.py times Snakemake alone with the garbage-collector settings the
+    Snakefile makes (so dagzoo's share is not flattered): both must be the same lines."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_dryrun", ROOT / "bench" / "bench_dryrun.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    settings = [line for line in bench.COLLECTOR_SETTINGS.splitlines() if line.startswith("gc.")]
+    snakefile = [line for line in (ROOT / "Snakefile").read_text().splitlines() if line.startswith("gc.")]
+    assert settings and settings == snakefile

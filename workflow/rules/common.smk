@@ -11,7 +11,7 @@
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
 from dagzoo.config import stage_spec
-from dagzoo.workflow import input_dir, literal, output_dir, stage_shell  # noqa: F401 - for the rules files
+from dagzoo.workflow import input_dir, job_function, literal, output_dir, stage_shell  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}
@@ -34,15 +34,24 @@ def spec_param(family, stage):
     the job's {family} wildcard."""
     def spec(w):
         return json.dumps(stage_spec(SPEC_BY_RUN[(family or w.family, w.exp, w.seed)], stage), sort_keys=True)
-    return spec
+    return job_function(spec)
 
 
+@job_function
 def train_threads(w):
     """Threads of a training job: the config's, or 1 for a model whose training uses no torch
     threads (it then runs beside another job)."""
     return CFG["threads"] if FACTS[f"{w.family}/{w.exp}"]["threaded_training"] else 1
 
 
+@job_function
 def results_root(w):
-    """The results root (the default MLflow store lives there)."""
+    """The results root (the default MLflow store lives there; a function, since `--lint` takes a
+    path param that prefixes the job's files for a hard-coded one)."""
     return R
+
+
+@job_function
+def training_data(w):
+    """The manifest of the prepared data a training job of the {family} wildcard reads."""
+    return f"{DATA_OF[w.family]}/manifest.json"

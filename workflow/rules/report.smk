@@ -17,7 +17,7 @@ rule report:
         table=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
         **REPORT_FIGURES,
     params:
-        out=lambda w, output: os.path.dirname(output.markdown),
+        out=job_function(lambda w, output: os.path.dirname(output.markdown)),
         results=results_root,
         runs=ALL_RUN_DIRS,
         claims=json.dumps(CFG["claims"], sort_keys=True),

@@ -3,7 +3,7 @@
 rule train:
     # every family's models train through the one train stage (dagzoo.stages.train)
     input:
-        data=lambda w: f"{DATA_OF[w.family]}/manifest.json",
+        data=training_data,
     output:
         f"{RUN}/train.json",
     params:

@@ -103,7 +103,7 @@ rule image_sample:
         data=input_dir("data"),
         run_dir=input_dir("train"),
         results=results_root,
-        sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][w.sampler], sort_keys=True),
+        sampler=job_function(lambda w: json.dumps(SAMPLERS_OF[w.exp][w.sampler], sort_keys=True)),
         n=IEV["samples"],
         grid=IEV["grid"],
     log:
@@ -129,7 +129,7 @@ rule image_sample_untrained:
         data=input_dir("data"),
         run_dir=output_dir(levels=3),
         results=results_root,
-        sampler=lambda w: json.dumps(SAMPLERS_OF[w.exp][MAIN_SAMPLER_OF[w.exp]], sort_keys=True),
+        sampler=job_function(lambda w: json.dumps(SAMPLERS_OF[w.exp][MAIN_SAMPLER_OF[w.exp]], sort_keys=True)),
         n=IEV["baseline_samples"],
         grid=IEV["grid"],
     log:
@@ -167,8 +167,8 @@ rule image_evaluate:
     input:
         train=f"{IRUN}/train.json",
         data=f"{IDATA}/manifest.json",
-        fid=lambda w: [f"{R}/image/{w.exp}/{w.seed}/samples/{s}/fid.json"
-                       for s in [*SAMPLERS_OF[w.exp], "untrained"]],
+        fid=job_function(lambda w: [f"{R}/image/{w.exp}/{w.seed}/samples/{s}/fid.json"
+                                    for s in [*SAMPLERS_OF[w.exp], "untrained"]]),
     output:
         f"{IRUN}/metrics.json",
     params:
@@ -176,8 +176,8 @@ rule image_evaluate:
         data=input_dir("data"),
         run_dir=input_dir("train"),
         results=results_root,
-        samplers=lambda w: list(SAMPLERS_OF[w.exp]),
-        main=lambda w: MAIN_SAMPLER_OF[w.exp],
+        samplers=job_function(lambda w: list(SAMPLERS_OF[w.exp])),
+        main=job_function(lambda w: MAIN_SAMPLER_OF[w.exp]),
     log:
         f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
