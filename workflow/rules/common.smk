@@ -46,8 +46,8 @@ def train_threads(w):
 
 @job_function
 def results_root(w):
-    """The results root (the default MLflow store lives there; a function, since `--lint` takes a
-    path param that prefixes the job's files for a hard-coded one)."""
+    """The results root (the default MLflow store lives there). A function: `snakemake --lint`
+    flags a plain-string path param that prefixes the job's files as hard-coded."""
     return R
 
 
