@@ -13,7 +13,8 @@ export PATH := $(BIN):$(PATH)
 export CONFIG CORES
 SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores "$$CORES" $${CONFIG:+--configfile "$$CONFIG"}
 # Snakemake reads --configfile itself, with a traceback for an unreadable file: check it first
-VALIDATE = if [ -n "$$CONFIG" ]; then dagzoo validate-config "$$CONFIG" > /dev/null; fi
+# (and keep the outcome where the Snakefile finds it, so snakemake does not validate it again)
+VALIDATE = if [ -n "$$CONFIG" ]; then dagzoo validate-config --cache .snakemake/dagzoo "$$CONFIG" > /dev/null; fi
 
 .PHONY: install run dry-run test test-slow bench mlflow-ui mlflow-server report
 

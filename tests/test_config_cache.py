@@ -5,11 +5,12 @@ on every read; a dry run from the cache imports no model (and so no torch)."""
 
 import json
 import os
+import subprocess
 
 import pytest
 import yaml
 
-from conftest import ROOT, planned_jobs, small_corpus, snakemake
+from conftest import BIN, ROOT, planned_jobs, small_corpus, snakemake
 from dagzoo import config_cache
 from dagzoo.config import experiment_specs, validate_config
 from dagzoo.errors import ConfigError
@@ -182,3 +183,32 @@ def test_the_dry_run_floor_uses_the_snakefiles_collector_settings():
     settings = [line for line in bench.COLLECTOR_SETTINGS.splitlines() if line.startswith("gc.")]
     snakefile = [line for line in (ROOT / "Snakefile").read_text().splitlines() if line.startswith("gc.")]
     assert settings and settings == snakefile
+
+
+def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(tmp_path, monkeypatch):
+    """`make run CONFIG=...` checks the config with `dagzoo validate-config --cache
+    .snakemake/dagzoo` first: the Snakemake run that follows reads that outcome and imports no
+    model (a config that does not validate is refused as before, and cached nowhere)."""
+    raw, path = _text_config(tmp_path, tf={"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 16,
+                                           "steps": 5})
+    cache = tmp_path / ".snakemake" / "dagzoo"
+    # as the Makefile calls it: relative paths, where snakemake then runs
+    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", ".snakemake/dagzoo", path.name],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "valid (1 experiment x seed runs)" in r.stdout, r.stderr
+    assert len(list(cache.glob("validated-*.json"))) == 1
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    dry = snakemake(tmp_path, path, "-n")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in dry.stderr.splitlines() if line.startswith("import time:")}
+    assert "dagzoo.config_cache" in imported, "the import list was not captured"
+    assert "torch" not in imported and not any(".models." in m for m in imported), sorted(imported)
+    assert len(list(cache.glob("validated-*.json"))) == 1  # read, not written anew
+    monkeypatch.delenv("PYTHONPROFILEIMPORTTIME")
+    raw["text"]["experiments"]["tf"]["lr"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", str(cache), str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "text.experiments.tf.lr" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(list(cache.glob("validated-*.json"))) == 1

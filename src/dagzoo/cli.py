@@ -30,8 +30,14 @@ def _start_stage(threads: int | None) -> None:
 def cmd_validate_config(a) -> int:
     from dagzoo.config import experiment_specs, load_config, validate_config
 
-    cfg = validate_config(load_config(a.config))
-    specs = experiment_specs(cfg)
+    raw = load_config(a.config)
+    if a.cache:  # where the Snakefile looks (.snakemake/dagzoo): the run that follows validates no more
+        from dagzoo.config_cache import validated_config
+
+        # the file's path as Snakemake records a --configfile (absolute, not resolved): part of the key
+        specs = validated_config(raw, [Path(a.config).absolute()], Path(a.cache))[1]
+    else:
+        specs = experiment_specs(validate_config(raw))
     print(f"{a.config}: valid ({len(specs)} experiment x seed runs)")
     return 0
 
@@ -135,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate-config", help="check a config file against the schema and the model registry")
     s.add_argument("config")
+    s.add_argument("--cache", metavar="DIR", help="keep the validated config in DIR, where the Snakefile reads it "
+                   "(.snakemake/dagzoo of the directory snakemake runs in; the Makefile passes it)")
     s.set_defaults(fn=cmd_validate_config)
 
     s = sub.add_parser("models", help="list the registered models and their hyper-parameters")
