@@ -86,10 +86,11 @@ def main() -> None:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cfg, bare, tuned = Path(tmp) / "grid.yaml", Path(tmp) / "Snakefile.bare", Path(tmp) / "Snakefile.tuned"
-        cfg.write_text(yaml.safe_dump(grid(a.experiments, Path(tmp) / "results")))
+        experiments = grid(a.experiments, Path(tmp) / "results")
+        cfg.write_text(yaml.safe_dump(experiments))
         # the same grid as JSON (YAML includes JSON; Snakemake tries JSON first, with a fast parser)
         cfg_json = Path(tmp) / "grid.json"
-        cfg_json.write_text(json.dumps(grid(a.experiments, Path(tmp) / "results"), indent=1))
+        cfg_json.write_text(json.dumps(experiments, indent=1))
         bare.write_text(bare_snakefile(a.experiments, Path(tmp) / "bare"))
         tuned.write_text(bare_snakefile(a.experiments, Path(tmp) / "tuned") + "\n" + COLLECTOR_SETTINGS)
         # the first run validates the config, later ones read it from .snakemake/dagzoo
