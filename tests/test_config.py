@@ -74,3 +74,17 @@ def test_snakemake_refuses_invalid_config_before_any_job(tmp_path):
     assert r.returncode != 0
     assert "text.experiments.x.steps: must be >= 1, got -1" in r.stdout + r.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_json_config_is_read_as_snakemake_reads_it(tmp_path):
+    """A config that is JSON is read as JSON, as Snakemake reads a --configfile (1e-05 is a number
+    there; YAML 1.1 reads it as text); a key written twice in one object is refused with both lines
+    (through the YAML reading, JSON being YAML), where Snakemake would keep the last."""
+    path = tmp_path / "c.json"
+    path.write_text('{\n "seeds": [0],\n "text": {"experiments": {"t": {"model": "transformer", "lr": 1e-05}}}\n}\n')
+    assert load_config(path)["text"]["experiments"]["t"]["lr"] == 1e-05
+    path.write_text('{\n "seeds": [0],\n "text": {\n  "tokenizer": {"kind": "char"},\n  "tokenizer": {}\n }\n}\n')
+    with pytest.raises(ConfigError, match=r"c.json: text.tokenizer: duplicate key \(lines 4 and 5\)"):
+        load_config(path)
+    path.write_text("lr: 1e-05\n")  # YAML: text, as Snakemake's YAML reader also has it
+    assert load_config(path)["lr"] == "1e-05"

@@ -185,12 +185,18 @@ def test_the_dry_run_floor_uses_the_snakefiles_collector_settings():
     assert settings and settings == snakefile
 
 
-def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(tmp_path, monkeypatch):
+@pytest.mark.parametrize("form", ["yaml", "json"])
+def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(tmp_path, monkeypatch, form):
     """`make run CONFIG=...` checks the config with `dagzoo validate-config --cache
     .snakemake/dagzoo` first: the Snakemake run that follows reads that outcome and imports no
-    model (a config that does not validate is refused as before, and cached nowhere)."""
+    model (a config that does not validate is refused as before, and cached nowhere). A JSON
+    config is read as Snakemake reads it (json.dumps writes 1e-05, which YAML 1.1 reads as text)."""
     raw, path = _text_config(tmp_path, tf={"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 16,
-                                           "steps": 5})
+                                           "steps": 5, "lr": 1e-5})
+    if form == "json":
+        path = path.with_suffix(".json")
+        path.write_text(json.dumps(raw, indent=1))
+        assert "1e-05" in path.read_text()
     cache = tmp_path / ".snakemake" / "dagzoo"
     # as the Makefile calls it: relative paths, where snakemake then runs
     r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", ".snakemake/dagzoo", path.name],
@@ -206,8 +212,8 @@ def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(
     assert len(list(cache.glob("validated-*.json"))) == 1  # read, not written anew
     monkeypatch.delenv("PYTHONPROFILEIMPORTTIME")
     raw["text"]["experiments"]["tf"]["lr"] = 0
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(raw))
+    bad = tmp_path / f"bad.{form}"
+    bad.write_text(json.dumps(raw) if form == "json" else yaml.safe_dump(raw))
     r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", str(cache), str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "text.experiments.tf.lr" in r.stderr and "Traceback" not in r.stderr, r.stderr

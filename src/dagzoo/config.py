@@ -90,6 +90,26 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's
                 self._reject_duplicate_keys(value_node, (*path, key), seen)
 
 
+class _JsonDuplicateKey(Exception):
+    pass
+
+
+def _json_object(pairs: list) -> dict:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise _JsonDuplicateKey
+    return dict(pairs)
+
+
+def _read_document(text: str) -> Any:
+    """The document as Snakemake reads a --configfile: as JSON if it is JSON (where 1e-05 is a
+    number; YAML 1.1 reads it as a string), else as YAML. A JSON object with a key written twice
+    is read as YAML (which JSON is), so the refusal names the key path and both lines."""
+    try:
+        return json.loads(text, object_pairs_hook=_json_object)
+    except (ValueError, _JsonDuplicateKey):
+        return yaml.load(text, Loader=_StrictLoader)
+
+
 def _yaml_error(e: yaml.YAMLError) -> str:
     """':line:column: is not valid YAML: problem' on one line (PyYAML's own message spans several)."""
     mark = getattr(e, "problem_mark", None)
@@ -103,7 +123,7 @@ def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.load(f, Loader=_StrictLoader)
+            cfg = _read_document(f.read())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:

@@ -106,6 +106,21 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+def _exponent_hint(value: Any, tp: Any) -> str:
+    """Why a number reached a float field as text: YAML 1.1 (PyYAML, Snakemake's reader) takes
+    3e-4 for a string, since its floats need a dot (3.0e-4); JSON and YAML 1.2 do not."""
+    if not (isinstance(value, str) and (tp is float or float in get_args(tp))):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    mantissa, _, exponent = value.lower().partition("e")
+    if not exponent or "." in mantissa or not math.isfinite(number):
+        return ""
+    return f" (YAML reads a number with an exponent but no dot as text: write {mantissa}.0e{exponent})"
+
+
 def _non_finite(value: Any) -> float | None:
     """The first NaN or +-inf in `value` (a number or a list of them), else None."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -166,7 +181,7 @@ def validate_params(params_cls: type, values: dict, where: str) -> Any:
         f, tp = fields[name], hints[name]
         path = f"{where}.{name}"
         if not _type_ok(value, tp):
-            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{path}: expected {_type_name(tp)}, got {value!r}{_exponent_hint(value, tp)}")
         if value is not None:
             _check_finite(value, f.metadata, path)
             _check_constraints(value, f.metadata, path)
