@@ -142,7 +142,7 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("text_lr_string", {T + "transformer.lr": "1e-3x"}, "text.experiments.transformer.lr:"),
     ("text_lr_exponent_without_dot", {T + "transformer.lr": "3e-4"},
      "text.experiments.transformer.lr: expected float, got '3e-4' (YAML reads a number with an exponent but no dot "
-     "as text: write 3.0e-4)"),
+     "as a string: write 3.0e-4)"),
     ("text_dropout_nan", {T + "transformer.dropout": NAN}, "text.experiments.transformer.dropout: must be a finite"),
     ("text_dropout_one", {T + "transformer.dropout": 1.0}, "text.experiments.transformer.dropout:"),
     ("text_optimizer_unknown", {T + "transformer.optimizer": "adam"}, "text.experiments.transformer.optimizer:"),

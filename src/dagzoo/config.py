@@ -100,14 +100,14 @@ def _json_object(pairs: list) -> dict:
     return dict(pairs)
 
 
-def _read_document(text: str) -> Any:
+def _read_document(source: str) -> Any:
     """The document as Snakemake reads a --configfile: as JSON if it is JSON (where 1e-05 is a
     number; YAML 1.1 reads it as a string), else as YAML. A JSON object with a key written twice
     is read as YAML (which JSON is), so the refusal names the key path and both lines."""
     try:
-        return json.loads(text, object_pairs_hook=_json_object)
+        return json.loads(source, object_pairs_hook=_json_object)
     except (ValueError, _JsonDuplicateKey):
-        return yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(source, Loader=_StrictLoader)
 
 
 def _yaml_error(e: yaml.YAMLError) -> str:

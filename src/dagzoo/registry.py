@@ -118,7 +118,7 @@ def _exponent_hint(value: Any, tp: Any) -> str:
     mantissa, _, exponent = value.lower().partition("e")
     if not exponent or "." in mantissa or not math.isfinite(number):
         return ""
-    return f" (YAML reads a number with an exponent but no dot as text: write {mantissa}.0e{exponent})"
+    return f" (YAML reads a number with an exponent but no dot as a string: write {mantissa}.0e{exponent})"
 
 
 def _non_finite(value: Any) -> float | None:
