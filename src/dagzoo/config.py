@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -128,6 +129,9 @@ def load_config(path: str | Path) -> dict:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; allowed: a config as deep as config/config.yaml "
+                          "(a handful of levels)") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
     except _DuplicateKeyError as e:
@@ -150,6 +154,10 @@ def _merge(defaults: dict, values: dict) -> dict:
     return out
 
 
+#: the pattern of every name the schemas allow (experiments, samplers)
+NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
 def _format_schema_error(err: jsonschema.ValidationError) -> str:
     path = ".".join(str(p) for p in err.absolute_path) or "<top level>"
     if err.validator == "additionalProperties":
@@ -157,11 +165,45 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         key = extra[0] if extra else "?"
         return f"{key if path == '<top level>' else f'{path}.{key}'}: unknown key; allowed: {allowed}"
+    if err.validator == "pattern" and err.schema.get("pattern") == NAME_PATTERN:
+        return (f"{path}: {err.instance!r} is not a name; allowed: ASCII letters, digits, '_', '.' and '-', "
+                "starting with a letter or digit (it names files and a Snakemake wildcard)")
     if err.validator == "enum":
         return f"{path}: {err.instance!r} is not allowed; allowed: {registry.quoted(err.validator_value)}"
-    if err.validator == "required":
-        return f"{path}: {err.message}"
+    types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+    if err.validator == "type" and "integer" in types and isinstance(err.instance, float) and err.instance.is_integer():
+        return f"{path}: expected an integer, got {err.instance!r} (write {int(err.instance)})"
     return f"{path}: {err.message}"
+
+
+def _is_integer(checker, instance) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: JSON Schema counts 2.0 as an integer; every integer of ours is a count, a size or a seed that
+#: reaches a path, a command line or a numpy shape, where 2.0 fails late (seed "1.0" names a run
+#: directory no rule makes): a whole-number float is refused as a model's int hyper-parameter is
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+#: Snakemake takes a wildcard value that ends in 20 repeats of one piece (aaaa..., abab...) for a
+#: rule matching its own output without end and refuses the DAG (PeriodicWildcardError)
+_PERIODIC = re.compile(r"(.+)\1{19,}$")
+#: a name becomes part of file names (the log {family}-{name}-{seed}.log among them): 255 bytes at most
+MAX_NAME_LENGTH = 100
+
+
+def check_name(name: str, where: str) -> None:
+    """A name that becomes a wildcard value and a file name (an experiment's, a sampler's): refused
+    when it is too long for a file name or looks periodic to Snakemake."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise ConfigError(f"{where}: a name of {len(name)} characters; allowed: at most {MAX_NAME_LENGTH} "
+                          "(it becomes part of file names)")
+    periodic = _PERIODIC.search(name)
+    if periodic:
+        raise ConfigError(f"{where}: a name ending in 20 or more repeats of {periodic.group(1)!r}, which Snakemake "
+                          "refuses as a runaway wildcard; allowed: any other name")
 
 
 def validate_config(raw: dict, check_files: bool = True) -> dict:
@@ -169,9 +211,10 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping of keys to values")
     fams = families()
+    _reject_cycles(raw, (), set())
     _reject_non_string_keys(raw, ())
     _reject_non_finite(raw, (), experiment_sections=set(fams))
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = Validator(schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("; ".join(_format_schema_error(e) for e in errors[:5]))
@@ -190,6 +233,7 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
             fam.check_files(section)
         for exp_name, exp in section["experiments"].items():
             where = f"{name}.experiments.{exp_name}"
+            check_name(exp_name, where)
             cls, params = _model_params(fam, exp, where)
             fam.check_experiment(section, exp_name, exp, cls, params, where)
             batch = exp.get("batch_size")
@@ -223,7 +267,7 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
         return ".".join([where or "arguments", *map(str, path)])
 
     _reject_non_finite(merged, (), set(), name=lambda path: name(list(path)))
-    errors = sorted(jsonschema.Draft202012Validator(fam.schema()["properties"][key]).iter_errors(merged),
+    errors = sorted(Validator(fam.schema()["properties"][key]).iter_errors(merged),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         messages = []
@@ -234,6 +278,28 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
     return merged
 
 
+#: deeper than any config can sensibly be; the walks over it recurse
+MAX_DEPTH = 50
+
+
+def _reject_cycles(node: Any, path: tuple, open_nodes: set[int]) -> None:
+    """Refuse a mapping or list that contains itself (a YAML alias used inside its own anchor,
+    ``a: &x [*x]``): every later walk over the config would recurse without end."""
+    if not isinstance(node, (dict, list, tuple)):
+        return
+    if len(path) > MAX_DEPTH:
+        raise ConfigError(f"{'.'.join(map(str, path[:3]))}...: nested more than {MAX_DEPTH} levels deep; allowed: "
+                          "a config as deep as config/config.yaml (a handful of levels)")
+    if id(node) in open_nodes:
+        where = ".".join(map(str, path))
+        raise ConfigError(f"{where}: contains itself (a YAML alias used inside its own anchor); allowed: an alias "
+                          "of a value written before it, outside it")
+    open_nodes.add(id(node))
+    for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+        _reject_cycles(value, (*path, key), open_nodes)
+    open_nodes.discard(id(node))
+
+
 def _reject_non_string_keys(node: Any, path: tuple) -> None:
     """Refuse a mapping key that YAML read as a number, boolean or null (``1:``, ``yes:``): every
     key is a name (an experiment's names its run directory and its wildcard), and the schema's
@@ -242,8 +308,9 @@ def _reject_non_string_keys(node: Any, path: tuple) -> None:
         for key, value in node.items():
             if not isinstance(key, str):
                 where = ".".join(map(str, (*path, key)))
+                written = "~" if key is None else key  # YAML reads ~ (and null) as no value
                 raise ConfigError(f"{where}: a key must be a string, got the {type(key).__name__} {key!r}; "
-                                  f"quote it ('{key}':)")
+                                  f"quote it ('{written}':)")
             _reject_non_string_keys(value, (*path, key))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
@@ -271,6 +338,12 @@ def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str],
 
 def _check_results_root(results: str) -> None:
     """Every output lives under `results`: the filesystem root would scatter them over the disk."""
+    if results.startswith("~"):  # no shell expands it: the outputs would go to a directory named "~"
+        raise ConfigError(f"results: {results!r} starts with ~, which nothing expands here (the outputs would go "
+                          "to a directory named ~); allowed: the path written out, e.g. /home/me/results")
+    if os.path.exists(results) and not os.path.isdir(results):
+        raise ConfigError(f"results: {results!r} is an existing file, not a directory; allowed: a directory, "
+                          "or a path that does not exist yet")
     normalized = Path(os.path.normpath(results))
     if normalized.is_absolute() and normalized == Path(normalized.anchor):
         raise ConfigError(f"results: {results!r} is the filesystem root; allowed: a directory below it, "

@@ -54,12 +54,14 @@ def code_fingerprint() -> str:
 
 def experiment_facts(cfg: dict) -> dict[str, dict]:
     """What the rules need to know of each experiment's model class, by "<family>/<experiment>":
-    whether its training uses the job's threads, and what its family's `rule_facts` adds."""
+    whether its training uses the job's threads, whether every data-parallel rank trains it (else
+    one process does, and no launcher starts more), and what its family's `rule_facts` adds."""
     facts = {}
     for name, fam in families().items():
         for exp_name, exp in cfg.get(name, {}).get("experiments", {}).items():
             cls = get_model(name, exp["model"])
             facts[f"{name}/{exp_name}"] = {"threaded_training": bool(cls.threaded_training),
+                                           "distributed_training": bool(cls.distributed_training),
                                            **fam.rule_facts(cls, exp)}
     return facts
 
@@ -68,7 +70,7 @@ def _key(raw: dict, config_files: list[str]) -> str:
     h = hashlib.sha256(code_fingerprint().encode())
     try:
         h.update(json.dumps(raw, sort_keys=True, default=repr).encode())
-    except TypeError:  # keys of mixed types (YAML allows them): the written order will do
+    except (TypeError, ValueError):  # keys of mixed types (YAML allows them), a cycle: validation refuses those
         h.update(repr(raw).encode())
     for path in config_files:
         try:

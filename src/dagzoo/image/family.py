@@ -46,6 +46,7 @@ class ImageFamily(Family):
         return {"samplers": image_samplers(cls, exp), "main_sampler": main_sampler(cls, exp)}
 
     def check_experiment(self, section, name, exp, cls, params, where) -> None:
+        from dagzoo.config import check_name
         from dagzoo.image.samplers import parse_sampler
 
         samplers = image_samplers(cls, exp)
@@ -53,6 +54,7 @@ class ImageFamily(Family):
             raise ConfigError(f"{where}.samplers: {exp['model']} has no default sampler; name at least one "
                               f"(kinds: {', '.join(cls.sampler_kinds)})")
         for sname, sspec in samplers.items():
+            check_name(sname, f"{where}.samplers.{sname}")
             if sspec.get("kind") not in cls.sampler_kinds:
                 raise ConfigError(f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
                                   f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}")
