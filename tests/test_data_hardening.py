@@ -306,6 +306,19 @@ def test_train_and_test_images_of_different_sizes_are_refused(tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+def test_a_jpeg_in_an_image_folder_is_refused_and_an_upper_case_png_is_read(tmp_path):
+    from PIL import Image
+
+    root = _png_folder(tmp_path / "imgs")
+    (root / "train" / "0.png").rename(root / "train" / "0.PNG")
+    prepared = prepare_images(f"folder:{root}", tmp_path / "out")
+    assert prepared["splits"]["train"]["n"] == 2
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "test" / "2.jpg")
+    with pytest.raises(DataError) as e:
+        prepare_images(f"folder:{root}", tmp_path / "out2")
+    refused(e, root / "test" / "2.jpg", "is not a PNG", "allowed: .png files")
+
+
 def test_decompression_bomb_png_is_refused(tmp_path):
     root = _png_folder(tmp_path / "imgs")
     bomb = _huge_1bit_png(root / "train" / "bomb.png")
@@ -440,3 +453,65 @@ def test_unreadable_manifest_is_a_one_line_error(tmp_path):
     with pytest.raises(DataError) as e:
         ImageData(tmp_path / "d")
     refused(e, "prepare-images")
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _flip_last_data_byte(data: bytes) -> bytes:
+    cut = data.index(b"PK\x01\x02") - 1  # the last byte of the last stored array, before the central directory
+    return data[:cut] + bytes([data[cut] ^ 0xFF]) + data[cut + 1:]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (lambda: _npz_bytes(a=np.arange(100))[:60], "is not a readable .npz archive"),
+    (lambda: _flip_last_data_byte(_npz_bytes(a=np.arange(100))), "is not a readable .npz archive"),
+    (lambda: b"", "is not a readable .npz archive"),
+    (lambda: _npy_bytes(np.arange(3)), "is a .npy array, not an .npz archive"),
+    (lambda: _npz_bytes(b=np.arange(3)), "has no a array"),
+    (lambda: _npz_bytes(a=np.array([{"x": 1}], dtype=object)), "is not a readable .npz archive"),
+])
+def test_a_damaged_npz_archive_is_one_line_naming_it(tmp_path, content, needle):
+    path = tmp_path / "x.npz"
+    path.write_bytes(content())
+    with pytest.raises(DataError) as e:
+        integrity.load_npz(path, ("a",), "redo it")
+    assert str(path) in str(e.value) and needle in str(e.value) and str(e.value).endswith("redo it")
+    assert len(str(e.value).splitlines()) == 1
+
+
+def _npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_image_fid_checks_its_reference_before_the_inception_pass(tmp_path):
+    reference = tmp_path / "ref.npz"
+    reference.write_bytes(_npz_bytes(features=np.zeros((2, 3))))
+    r = dagzoo("image-fid", "--samples", tmp_path / "no-samples-here", "--reference", reference, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{reference} has no mu, sigma, n array" in r.stderr
+
+
+@pytest.mark.parametrize("reader, manifest, needle", [
+    ("text", {"source": "corpus"}, "'vocab_size' is a required property"),
+    ("text", {"vocab_size": "65", "bos_id": 65, "splits": {}}, "vocab_size: '65' is not of type 'integer'"),
+    ("text", {"vocab_size": 65, "bos_id": 65, "splits": {}, "files": {"train.npy": {"bytes": "x"}}},
+     "files.train.npy"),
+    ("image", {"splits": {"test": {"n": 1, "shape": [1, 8, 8]}}}, "'train' is a required property"),
+    ("image", {"splits": {"train": {"n": 1, "shape": [8, 8]}}}, "splits.train.shape"),
+    ("points", {"classes": [], "points": 64}, "classes"),
+])
+def test_a_manifest_of_another_stage_is_one_line(tmp_path, reader, manifest, needle):
+    from dagzoo.points.data import PointData
+
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError) as e:
+        {"text": TokenData, "image": ImageData, "points": PointData}[reader](tmp_path)
+    message = str(e.value)
+    assert f"{tmp_path / 'manifest.json'} is not the manifest this stage reads" in message and needle in message
+    assert len(message.splitlines()) == 1

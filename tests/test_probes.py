@@ -173,7 +173,7 @@ def test_largest_seed_a_results_subdirectory_and_an_uneven_last_block_are_valid(
     (["prepare-points", "--data", '{"source": "shapes", "pts": 3}', "--out", "{tmp}/out"], "--data.pts: unknown key"),
     (["prepare-points", "--data", '{"source": "shapez"}', "--out", "{tmp}/out"], "unknown data source 'shapez'"),
     (["image-fid", "--samples", "{tmp}/none", "--reference", "{tmp}/none.npz"],
-     "{tmp}/none/images.npy: No such file or directory"),
+     "{tmp}/none.npz is missing; rerun `dagzoo image-reference`"),
 ])
 def test_command_line_mistakes_are_one_line(tmp_path, argv, needle):
     err, out = io.StringIO(), io.StringIO()

@@ -79,8 +79,14 @@ def cmd_report(a) -> int:
     if a.runs is not None and missing:  # the DAG lists finished runs; a mistyped one would vanish from the report
         raise DagzooError(f"--runs: {missing[0]} has no metrics.json (not a finished run)"
                           + (f", and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    seen = set()
+    for run in runs:  # a run given twice would count as two seeds of its experiment, with a spread of zero
+        if run.resolve() in seen:
+            raise DagzooError(f"--runs: {run} is given twice")
+        seen.add(run.resolve())
     claims = _claims_arg(a.claims)
-    paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims)
+    tables = a.tables or a.out or a.results
+    paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables))
     # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
     # best effort: an unreachable store costs one warning, the data wait on disk
     for run in runs:
@@ -107,7 +113,7 @@ def _claims_arg(value: str | None) -> list[dict]:
     import jsonschema
 
     from dagzoo.claims import CLAIM_SCHEMA
-    from dagzoo.config import load_config
+    from dagzoo.config import Validator, load_config
 
     if not value:
         return []
@@ -118,7 +124,7 @@ def _claims_arg(value: str | None) -> list[dict]:
             raise DagzooError(f"--claims: not a JSON list ({e})") from None
     else:
         claims = load_config(value).get("claims", [])
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(CLAIM_SCHEMA).iter_errors(claims))
+    error = jsonschema.exceptions.best_match(Validator(CLAIM_SCHEMA).iter_errors(claims))
     if error is not None:
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         raise DagzooError(f"--claims{where}: {error.message}")
@@ -160,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")
     s.add_argument("--results", default="results")
     s.add_argument("--out", default=None, help="report directory (default: <results>/report)")
+    s.add_argument("--tables", default=None, help="directory of summary.parquet, summary_by_experiment.parquet and "
+                   "claims.json (default: --results, or --out when --out is given, so a report made elsewhere "
+                   "leaves the DAG's tables alone)")
     s.add_argument("--runs", nargs="*", default=None, help="run directories to report (default: all under results)")
     s.add_argument("--claims", default=None, help="the claims to evaluate: a JSON list or a config file")
     s.set_defaults(fn=cmd_report)

@@ -134,15 +134,32 @@ def read_json(path: Path) -> Any:
         raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
 
 
-def read_json_object(path: Path, required: Iterable[str] = ()) -> dict:
-    """A JSON file holding an object with the `required` keys (else a DataError naming them)."""
+def read_json_object(path: Path, required: Iterable[str] | dict[str, type | tuple[type, ...]] = ()) -> dict:
+    """A JSON file holding an object with the `required` keys (a dict: key -> the type(s) its value
+    must have; bool never counts as a number), else a DataError naming them."""
     obj = read_json(path)
     if not isinstance(obj, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(obj).__name__}; rerun the stage that writes it")
     missing = [k for k in required if k not in obj]
     if missing:
         raise DataError(f"{path}: missing {', '.join(missing)}; rerun the stage that writes it")
+    problem = wrong_type(obj, required) if isinstance(required, dict) else None
+    if problem:
+        raise DataError(f"{path}: {problem}; rerun the stage that writes it")
     return obj
+
+
+_JSON_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+
+
+def wrong_type(obj: dict, types: dict[str, type | tuple[type, ...]]) -> str | None:
+    """'<key> is <value>, not <type>' for the first of `types`' keys present in `obj` with a value
+    of another type (bool is no number unless named), else None."""
+    for key, allowed in types.items():
+        allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+        if key in obj and (not isinstance(obj[key], allowed) or (isinstance(obj[key], bool) and bool not in allowed)):
+            return f"{key} is {obj[key]!r}, not {' or '.join(_JSON_NAMES.get(t, t.__name__) for t in allowed)}"
+    return None
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -151,10 +168,11 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_jsonl(path: Path) -> Iterable[dict]:
+def read_jsonl(path: Path, numeric: bool = False) -> Iterable[dict]:
     """The records (JSON objects) of a JSON-lines file. A torn last line (a crash mid-write) is
-    skipped silently; any other line that is not a JSON object is skipped with a warning naming
-    the file and line, so one bad line costs that point, not the run's history."""
+    skipped silently; any other line that is not a JSON object (`numeric`: of numbers and nulls,
+    as a run's history is) is skipped with a warning naming the file and line, so one bad line
+    costs that point, not the run's history."""
     import sys
 
     path = Path(path)
@@ -166,15 +184,20 @@ def read_jsonl(path: Path) -> Iterable[dict]:
     for i, line in enumerate(lines):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             record = None
             if i == len(lines) - 1 and not line.endswith("\n"):
                 break
-        if isinstance(record, dict):
+        if isinstance(record, dict) and not (numeric and not all(map(_is_number_or_null, record.values()))):
             out.append(record)
         elif line.strip():
-            print(f"[dagzoo] warning: {path}:{i + 1}: not a JSON object, line skipped", file=sys.stderr)
+            what = "a JSON object of numbers" if numeric else "a JSON object"
+            print(f"[dagzoo] warning: {path}:{i + 1}: not {what}, line skipped", file=sys.stderr)
     return out
+
+
+def _is_number_or_null(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def sha256_text(text: str) -> str:

@@ -62,13 +62,20 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
         spec = read_json_object(d / "spec.json", RUN_SPEC_KEYS)
         if not isinstance(doc["metrics"], dict):
             raise DataError(f"{d / 'metrics.json'}: 'metrics' is not an object; rerun the run's evaluation")
-        metrics = {k: v for k, v in doc["metrics"].items() if v is None or isinstance(v, (int, float, str))}
+        if doc.get("config_hash", spec["config_hash"]) != spec["config_hash"]:  # trained anew, not evaluated since
+            raise DataError(f"{d / 'metrics.json'}: evaluates another training of this run directory (config_hash "
+                            f"{doc['config_hash']}; spec.json has {spec['config_hash']}); rerun the run's evaluation")
+        wrong = next(((k, v) for k, v in doc["metrics"].items() if isinstance(v, (str, bool))), None)
+        if wrong:  # every family's metric is a number (lists and objects are details, not columns)
+            raise DataError(f"{d / 'metrics.json'}: metric {wrong[0]!r} is {wrong[1]!r}, not a number; rerun the "
+                            "run's evaluation")
+        metrics = {k: v for k, v in doc["metrics"].items() if v is None or isinstance(v, (int, float))}
         fam = get_family(spec.get("family"), where=f"{d / 'spec.json'}: family")
         fields = fam.summary_fields(d, spec, metrics)
         rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],
                      "seed": spec["seed"], "config_hash": spec["config_hash"], "run_dir": str(d), **fields,
                      **metrics})
-        histories[str(d)] = read_jsonl(d / "history.jsonl")
+        histories[str(d)] = read_jsonl(d / "history.jsonl", numeric=True)
     df = pd.DataFrame(rows)
     if not df.empty:
         df = df.sort_values(["family", "experiment", "seed"]).reset_index(drop=True)
@@ -100,34 +107,39 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 # ---------------------------------------------------------------------------------- the report
 def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | None = None,
-                 claims: list[dict] | None = None) -> list[Path]:
+                 claims: list[dict] | None = None, tables: Path | None = None) -> list[Path]:
+    """The report of `run_dirs` (default: every run under `results`) into `out` (default:
+    <results>/report), and its tables (summary.parquet, summary_by_experiment.parquet,
+    claims.json) into `tables` (default: `results`)."""
     from dagzoo.claims import claims_table, evaluate_claims, write_claims
     from dagzoo.family import families
     from dagzoo.tracking import find_run_dirs
 
     results = Path(results)
     out = out or results / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    tables = tables or results
     run_dirs = run_dirs if run_dirs is not None else find_run_dirs(results)
     df, histories = collect(run_dirs)
-    summary, by_exp = results / "summary.parquet", results / "summary_by_experiment.parquet"
-    _write_parquet(df, summary)
     agg = aggregate(df)
-    _write_parquet(agg, by_exp)
-    atomic_write_text(out / "summary.csv", agg.to_csv(index=False))
     claim_results = evaluate_claims(claims or [], df)
-    claims_path = results / "claims.json"
-    write_claims(claims_path, claim_results)
-
     md = ["# dagzoo report", "", f"{len(df)} runs from `{results}`.", ""]
     if claim_results:
         md += ["## Claims", "", *claims_table(claim_results), ""]
-    written = [summary, by_exp, out / "summary.csv", claims_path, out / "report.md"]
+    out.mkdir(parents=True, exist_ok=True)
+    plots = []
     for fam in families().values():
         if df.empty or not (df.family == fam.name).any():
             continue
-        section, plots = fam.report_section(df, histories, results, out)
+        section, family_plots = fam.report_section(df, histories, results, out)
         md += section
-        written += plots
+        plots += family_plots
+    # the tables last, once every section is made: a report that fails replaces none of them
+    tables.mkdir(parents=True, exist_ok=True)
+    summary, by_exp, claims_path = tables / "summary.parquet", tables / "summary_by_experiment.parquet", \
+        tables / "claims.json"
+    _write_parquet(df, summary)
+    _write_parquet(agg, by_exp)
+    atomic_write_text(out / "summary.csv", agg.to_csv(index=False))
+    write_claims(claims_path, claim_results)
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    return written
+    return [summary, by_exp, out / "summary.csv", claims_path, out / "report.md", *plots]

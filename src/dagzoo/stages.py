@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from dagzoo.errors import ConfigError
-from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl
+from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl, wrong_type
 
 
 #: what every run's spec.json holds (the report and MLflow read these)
 RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
+RUN_SPEC_TYPES = {"family": str, "experiment": str, "model": str, "seed": int, "config_hash": str, "params": dict}
 #: seconds a training runs before it first mirrors itself into MLflow (then every 30 s)
 TRAIN_FIRST_SYNC_S = 60.0
 
@@ -28,7 +29,7 @@ TRAIN_FIRST_SYNC_S = 60.0
 def read_spec(spec: str | Path) -> tuple[dict, str]:
     """A stage's --spec: the JSON string the DAG passes, or a spec file (by hand) -> (spec, where)."""
     given = str(spec)
-    if given.lstrip().startswith("{"):
+    if given.lstrip().startswith(("{", "[")):  # JSON (a list is no spec: the caller says so)
         try:
             return json.loads(given), "--spec"
         except json.JSONDecodeError as e:
@@ -47,9 +48,12 @@ def read_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     """A run's spec (a JSON string or a file) -> (spec, where it came from), checked to be a run
     spec (of `family`, when given) without importing its model."""
     spec, spec_path = read_spec(spec_path)
-    if not isinstance(spec, dict) or not set(RUN_SPEC_KEYS) - {"config_hash"} <= set(spec) \
-            or not isinstance(spec["params"], dict):
-        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed and a params object)")
+    if not isinstance(spec, dict) or not set(RUN_SPEC_KEYS) <= set(spec):
+        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed, config_hash and a "
+                          "params object)")
+    problem = wrong_type(spec, RUN_SPEC_TYPES) or (f"seed is {spec['seed']}, not >= 0" if spec["seed"] < 0 else None)
+    if problem:
+        raise ConfigError(f"{spec_path}: not a run spec ({problem})")
     if family is not None and spec["family"] != family:
         raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec['family']!r})")
     return spec, spec_path
@@ -87,6 +91,7 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     from dagzoo.lifecycle import RunContext
     from dagzoo.provenance import write_provenance
 
+    data = fam.open_data(data_dir)  # first: a wrong --data must not touch the run directory
     run_dir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main
     if main:
@@ -100,7 +105,7 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
                      on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
                      desc=f"{spec['experiment']}/{spec['seed']}")
     seed_torch(cls, spec["seed"])
-    model = cls(params, fam.open_data(data_dir), device)
+    model = cls(params, data, device)
     t0 = time.time()
     try:
         summary = model.fit(ctx)
@@ -212,7 +217,7 @@ def _warn_if_defaults(spec_path, spec: dict, cls: type, stage: str) -> None:
 def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **extra) -> dict:
     """metrics.json: the run's evaluation metrics after its train metrics, in one envelope that
     every family shares (the report and MLflow read nothing else); then the MLflow mirror."""
-    train = read_json(run_dir / "train.json")
+    train = read_json_object(run_dir / "train.json", {"metrics": dict, "step": int})
     merged = {**metrics, **train["metrics"]}
     atomic_write_json(run_dir / "metrics.json", {
         "metrics": merged, "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],

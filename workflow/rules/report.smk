@@ -18,11 +18,12 @@ rule report:
         **REPORT_FIGURES,
     params:
         out=job_function(lambda w, output: os.path.dirname(output.markdown)),
+        tables=job_function(lambda w, output: os.path.dirname(output.summary)),
         results=results_root,
         runs=ALL_RUN_DIRS,
         claims=json.dumps(CFG["claims"], sort_keys=True),
     log:
         f"{R}/logs/report.log",
     shell:
-        "dagzoo report --results {params.results:q} --out {params.out:q} --claims {params.claims:q} --runs {params.runs:q} "
-        "> {log:q} 2>&1"
+        "dagzoo report --results {params.results:q} --out {params.out:q} --tables {params.tables:q} "
+        "--claims {params.claims:q} --runs {params.runs:q} > {log:q} 2>&1"

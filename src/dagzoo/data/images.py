@@ -11,7 +11,8 @@ Sources:
 - ``cifar10`` / ``cifar100``: the python pickles as published; the archive's md5 is checked
   before it is extracted (safely), the extracted files' sha256 on every later use, and the
   batches are decoded by an unpickler that can build only dicts, lists, bytes and numpy arrays.
-- ``folder:<path>``: PNG files under ``<path>/train`` and ``<path>/test`` (recursively), one size
+- ``folder:<path>``: PNG files (.png in any case; another image type there is refused, not
+  skipped) under ``<path>/train`` and ``<path>/test`` (recursively), one size
   and channel count for both splits, at most PIL's ``Image.MAX_IMAGE_PIXELS`` pixels each;
   labelled by class folders (``train/<class>/*.png``, classes in sorted order) or unlabelled
   (label -1) when the PNGs lie directly in ``train/`` and ``test/``.
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dagzoo.data.download import RemoteFile, fetch, fetch_extracted
-from dagzoo.data.integrity import check_prepared_file, file_record, load_npy, read_manifest
+from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json
 
@@ -275,11 +276,26 @@ def _read_png(f: Path) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+#: image files a folder source refuses rather than skip (its images are PNGs: lossless, 8 bit)
+_OTHER_IMAGES = (".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _png_files(directory: Path) -> list[Path]:
+    """The PNG files under `directory` (.png in any case), sorted; another kind of image there is
+    refused, so none is silently left out of the data set."""
+    files = sorted(f for f in directory.rglob("*") if f.suffix.lower() in (".png", *_OTHER_IMAGES) and f.is_file())
+    other = [f for f in files if f.suffix.lower() != ".png"]
+    if other:
+        raise DataError(f"folder source: {other[0]} is not a PNG" + (f" (nor are {len(other) - 1} more)"
+                        if len(other) > 1 else "") + "; allowed: .png files (convert the others, or move them out)")
+    return files
+
+
 def _folder(path: Path) -> dict[str, Split]:
     out = {}
     first: tuple[Path, tuple[int, ...]] | None = None  # every image, train and test, must match it
     for split in SPLITS:
-        files = sorted((path / split).rglob("*.png"))
+        files = _png_files(path / split)
         if not files:
             raise DataError(f"folder source {path}: no PNG files under {path / split} (expected train/ and test/)")
         images = []
@@ -319,7 +335,7 @@ def _folder_labels(path: Path, split: str, files: list[Path]) -> np.ndarray:
 
 def _folder_classes(path: Path) -> list[str]:
     """The class names of a folder source: its train split's class folders, sorted."""
-    return sorted(d.name for d in (path / "train").iterdir() if d.is_dir() and any(d.rglob("*.png")))
+    return sorted(d.name for d in (path / "train").iterdir() if d.is_dir() and _png_files(d))
 
 
 def load_source(name: str, cache: Path) -> dict[str, Split]:
@@ -394,6 +410,19 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
     return manifest
 
 
+#: what ImageData reads of a prepared image directory's manifest
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["splits"],
+    "properties": {
+        "splits": {"type": "object", "required": ["train"], "additionalProperties": {
+            "type": "object", "required": ["n", "shape"],
+            "properties": {"n": {"type": "integer", "minimum": 0},
+                           "classes": {"type": "integer", "minimum": 0},
+                           "shape": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                     "minItems": 3, "maxItems": 3}}}},
+        "files": FILE_RECORDS}}
+
+
 class ImageData:
     """A prepared image data set (see `prepare_images`).
 
@@ -405,7 +434,7 @@ class ImageData:
         self.dir = Path(directory)
         self.redo = f"delete {self.dir} and rerun `dagzoo prepare-images` (the image_prepare rule)"
         self.manifest = read_manifest(self.dir / "manifest.json",
-                                      "run `dagzoo prepare-images` (the image_prepare rule) first")
+                                      "run `dagzoo prepare-images` (the image_prepare rule) first", MANIFEST_SCHEMA)
 
     def _check_split(self, split: str) -> None:
         if split not in self.manifest["splits"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -69,17 +70,33 @@ def check_prepared_file(path: Path, record: dict | None, redo: str) -> None:
         raise DataError(f"{path} changed after it was prepared ({problem}) and is not used; {redo}")
 
 
-def read_manifest(path: Path, missing: str) -> dict:
-    """The manifest at `path`; `missing` says which stage writes it (for the error message)."""
+#: a manifest's records of the files it vouches for (file name -> size and sha256)
+FILE_RECORDS = {"type": "object", "additionalProperties": {
+    "type": "object", "required": ["sha256"],
+    "properties": {"bytes": {"type": "integer", "minimum": 0}, "sha256": {"type": "string"}}}}
+
+
+def read_manifest(path: Path, missing: str, schema: dict | None = None) -> dict:
+    """The manifest at `path`; `missing` says which stage writes it (for the error message).
+    `schema` (JSON schema) holds what the reading stage needs of it: a manifest of another stage
+    (e.g. the corpus directory's, where the tokenized one is wanted) is refused in one line
+    instead of failing on the first key it lacks."""
     try:
         with open(path, encoding="utf-8") as f:
             manifest = json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path.parent} has no manifest.json: {missing}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise DataError(f"{path} is not a readable manifest ({e}): {missing}") from None
     if not isinstance(manifest, dict):
         raise DataError(f"{path} is not a readable manifest (not a JSON object): {missing}")
+    if schema is not None:
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(manifest))
+        if error is not None:
+            where = ".".join(map(str, error.absolute_path)) or "<top level>"
+            raise DataError(f"{path} is not the manifest this stage reads ({where}: {error.message}): {missing}")
     return manifest
 
 
@@ -110,3 +127,22 @@ def load_npy(path: Path, dtypes: tuple[type, ...], redo: str) -> np.ndarray:
     if array.dtype not in [np.dtype(d) for d in dtypes]:
         raise DataError(f"{path} holds {array.dtype} values; allowed: {allowed}; {redo}")
     return array
+
+
+def load_npz(path: Path, required: tuple[str, ...], redo: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive, never unpickling anything; a missing, truncated or
+    damaged archive, or one without the `required` arrays, is one line naming the file."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(f"{path} is a .npy array, not an .npz archive; {redo}")
+        with archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; {redo}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise DataError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); {redo}") from None
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise DataError(f"{path} has no {', '.join(missing)} array; {redo}")
+    return arrays

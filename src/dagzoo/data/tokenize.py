@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dagzoo.data.integrity import check_prepared_file, file_record, load_npy, read_manifest
+from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json, atomic_write_text, read_json
 
@@ -161,12 +161,23 @@ def read_corpus_splits(corpus_dir: Path) -> dict[str, str]:
     return texts
 
 
+#: what TokenData reads of a tokenized directory's manifest
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["vocab_size", "bos_id", "splits"],
+    "properties": {
+        "vocab_size": {"type": "integer", "minimum": 1}, "bos_id": {"type": "integer", "minimum": 0},
+        "splits": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["chars"], "properties": {"chars": {"type": "integer", "minimum": 0}}}},
+        "files": FILE_RECORDS}}
+
+
 class TokenData:
     """The token streams and tokenizer of one (corpus, tokenizer) preparation."""
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        self.manifest = read_manifest(self.dir / "manifest.json", "run the tokenize stage first")
+        self.manifest = read_manifest(self.dir / "manifest.json", "--data is the tokenized directory (e.g. "
+                                      "results/data/<corpus>/char), made by the tokenize stage", MANIFEST_SCHEMA)
         self.vocab_size = int(self.manifest["vocab_size"])
         self.bos_id = int(self.manifest["bos_id"])
         self.redo = f"delete {self.dir} and rerun `dagzoo tokenize` (the tokenize stage)"

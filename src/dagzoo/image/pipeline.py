@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dagzoo.data.images import ImageData
+from dagzoo.data.integrity import load_npy, load_npz
 from dagzoo.errors import ConfigError
 from dagzoo.eval.fid import InceptionFeatures, feature_stats, fid_kid
 from dagzoo.image.samplers import parse_sampler
@@ -52,8 +53,8 @@ def reference(data_dir: Path, split: str, out: Path, n: int | None = None, seed:
 
 
 def load_reference(path: Path) -> dict:
-    with np.load(path) as z:
-        return {"features": z["features"], "mu": z["mu"], "sigma": z["sigma"], "n": int(z["n"])}
+    z = load_npz(path, ("features", "mu", "sigma", "n"), "rerun `dagzoo image-reference` (the image_reference rule)")
+    return {"features": z["features"], "mu": z["mu"], "sigma": z["sigma"], "n": int(z["n"])}
 
 
 # ---------------------------------------------------------------------------------- sample
@@ -107,10 +108,10 @@ def save_grid(images: np.ndarray, path: Path, nrow: int | None = None) -> None:
 def fid(samples_dir: Path, reference_path: Path, out: Path | None = None, subsets: int = 100,
         subset_size: int = 1000, batch: int = 50) -> dict:
     samples_dir = Path(samples_dir)
-    images = np.load(samples_dir / "images.npy")
+    ref = load_reference(reference_path)  # first: a bad reference must not cost the Inception pass
+    images = load_npy(samples_dir / "images.npy", (np.uint8,), f"rerun the sampling that wrote {samples_dir}")
     t0 = time.perf_counter()
     feats = InceptionFeatures()(images, batch=batch, desc=f"inception {samples_dir.name}")
-    ref = load_reference(reference_path)
     result = fid_kid(feats, ref, subsets, subset_size)
     result["feature_seconds"] = time.perf_counter() - t0
     result["reference_n"] = ref["n"]

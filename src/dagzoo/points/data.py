@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dagzoo.data.integrity import check_prepared_file, file_digest, file_record, load_npy, read_manifest
+from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_digest, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json, make_staging_dir
 
@@ -574,6 +574,16 @@ def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_ur
     return manifest
 
 
+#: what PointData reads of a prepared directory's manifest
+MANIFEST_SCHEMA = {
+    "type": "object", "required": ["classes", "points"],
+    "properties": {
+        "classes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "points": {"type": "integer", "minimum": 1},
+        "arrays": FILE_RECORDS,
+        "files": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
+
+
 class PointData:
     """A prepared directory: clouds, labels and class names per split, checked against the
     manifest before use."""
@@ -581,7 +591,7 @@ class PointData:
     def __init__(self, directory: Path):
         self.dir = Path(directory)
         redo = "rerun the points_prepare stage"
-        self.manifest = read_manifest(self.dir / "manifest.json", redo)
+        self.manifest = read_manifest(self.dir / "manifest.json", redo, MANIFEST_SCHEMA)
         self.classes: list[str] = list(self.manifest["classes"])
         self.points = int(self.manifest["points"])
         self._redo = redo

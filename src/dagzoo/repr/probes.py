@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dagzoo.data.integrity import load_npz
 from dagzoo.errors import DataError
 
 
@@ -36,13 +37,10 @@ class FrozenFeatures:
 
     @classmethod
     def load(cls, path: Path) -> "FrozenFeatures":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls({k: z[k] for k in z.files})
-        except FileNotFoundError:
-            raise DataError(f"{path} does not exist: run the repr_encode stage first") from None
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path}: not a readable features file ({e}); delete it and rerun repr_encode") from None
+        if not Path(path).exists():
+            raise DataError(f"{path} does not exist: run the repr_encode stage first")
+        return cls(load_npz(path, tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in "xy"),
+                            "delete it and rerun repr_encode"))
 
     def x(self, split: str) -> np.ndarray:
         return self.arrays[f"{split}_x"]

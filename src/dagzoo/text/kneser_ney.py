@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dagzoo.data.integrity import load_npz
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_writer
 
@@ -231,13 +232,20 @@ class KneserNeyLM:
             np.savez_compressed(f, **arrays)
 
     @classmethod
-    def load(cls, path: Path) -> "KneserNeyLM":
-        with np.load(path) as z:
+    def load(cls, path: Path, redo: str = "rerun its training") -> "KneserNeyLM":
+        z = load_npz(path, ("meta",), redo)
+        try:
             meta = json.loads(bytes(z["meta"]).decode())
-            order, V = meta["order"], meta["vocab_size"]
-            keys = [z[f"keys{k}"] for k in range(1, order + 1)]
-            raw_counts = [z[f"raw{k}"] for k in range(1, order + 1)]
-            cont_counts = [z[f"cont{k}"] for k in range(1, order)]
+            order, V = int(meta["order"]), int(meta["vocab_size"])
+        except (ValueError, TypeError, KeyError):
+            raise DataError(f"{path}: its 'meta' array is not the model's description; {redo}") from None
+        names = [f"keys{k}" for k in range(1, order + 1)] + [f"raw{k}" for k in range(1, order + 1)] \
+            + [f"cont{k}" for k in range(1, order)]
+        if any(name not in z for name in names):
+            raise DataError(f"{path} lacks the counts of an order-{order} model; {redo}")
+        keys = [z[f"keys{k}"] for k in range(1, order + 1)]
+        raw_counts = [z[f"raw{k}"] for k in range(1, order + 1)]
+        cont_counts = [z[f"cont{k}"] for k in range(1, order)]
         n_ctx = [1] + [keys[k - 2].size for k in range(2, order + 1)]
         prefix = [np.zeros(keys[0].size, dtype=np.int64)] + [keys[k - 1] // V for k in range(2, order + 1)]
         raw = [KNLevel.from_counts(raw_counts[k], prefix[k], n_ctx[k]) for k in range(order)]

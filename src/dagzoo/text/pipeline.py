@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from dagzoo.data.tokenize import TokenData
-from dagzoo.errors import ConfigError
+from dagzoo.errors import ConfigError, DataError
 from dagzoo.eval.perplexity import likelihood_metrics
-from dagzoo.io import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from dagzoo.io import atomic_write_json, atomic_write_text, read_json_object, read_jsonl
 from dagzoo.plotting import write_run_curve
 from dagzoo.provenance import write_provenance
 from dagzoo.stages import load_run_spec, load_trained, model_device, read_run_spec, seed_torch, write_metrics
@@ -86,8 +86,16 @@ def genppl(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, 
                           "(autoregressive) model")
     data = TokenData(data_dir)
     write_provenance(run_dir, "genppl", rule)
-    samples = read_json(run_dir / "samples.json")
-    tokens = np.asarray(samples["tokens"], dtype=np.int64)
+    samples = read_json_object(run_dir / "samples.json", {"tokens": list})
+    try:
+        tokens = np.asarray(samples["tokens"], dtype=np.int64)
+    except (ValueError, TypeError, OverflowError):
+        tokens = None
+    if tokens is not None and tokens.size == 0:
+        tokens = tokens.reshape(0, 0)  # no samples drawn
+    if tokens is None or tokens.ndim != 2 or (tokens.size and not 0 <= tokens.min() <= tokens.max() < data.vocab_size):
+        raise DataError(f"{run_dir / 'samples.json'}: tokens is not a list of equal-length lists of token ids "
+                        f"(0 to {data.vocab_size - 1}); rerun the run's sampling")
     metrics = {"samples/unigram_entropy": unigram_entropy(tokens), "samples/nfe": samples.get("nfe", 0),
                "samples/seconds": samples.get("seconds", 0.0)}
     if tokens.size:

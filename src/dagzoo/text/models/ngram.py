@@ -56,7 +56,7 @@ class NGram(TextModel):
     @classmethod
     def load(cls, params, data, run_dir: Path, device, seed: int = 0):
         model = cls(params, data, device)
-        model.lm = KneserNeyLM.load(Path(run_dir) / "model.npz")
+        model.lm = KneserNeyLM.load(Path(run_dir) / "model.npz", redo=f"rerun the training of {run_dir}")
         return model
 
     def log_probs(self, stream: np.ndarray, window: int) -> np.ndarray:
