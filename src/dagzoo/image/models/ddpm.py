@@ -21,7 +21,9 @@ class DDPMModel(DenoisingModel):
 
     @dataclass
     class Params(UNetParams):
-        schedule: str = param("linear", "beta schedule", choices=("linear", "cosine"))
+        # not `schedule`: that is the learning-rate schedule every trained model has (TrainParams)
+        beta_schedule: str = param("linear", "beta schedule: linear (Ho et al. 2020) or cosine (Nichol & Dhariwal "
+                                   "2021)", choices=("linear", "cosine"))
         T: int = param(1000, "diffusion steps", min=2)
         beta_start: float = param(1e-4, "linear schedule: beta_1", min=0.0, max=1.0)
         beta_end: float = param(0.02, "linear schedule: beta_T", min=0.0, max=1.0)
@@ -35,4 +37,4 @@ class DDPMModel(DenoisingModel):
 
     def preconditioning(self):
         p = self.params
-        return DDPM(p.schedule, p.T, p.beta_start, p.beta_end)
+        return DDPM(p.beta_schedule, p.T, p.beta_start, p.beta_end)
