@@ -38,3 +38,22 @@ def test_two_process_ddp_equals_single_process(tmp_path, model):
     torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=1e-4, atol=1e-5)
     # rank 0 alone wrote: one history line per logged step, one provenance file
     assert len(list(runs["ddp"].glob("provenance-*.json"))) == 1
+
+
+def test_processes_start_ranks_only_for_a_model_every_rank_trains(tmp_path):
+    """processes: 2 launches torchrun for the transformer; an n-gram, fitted by one process, is
+    started as it is (torchrun would import torch and start a second process only to exit)."""
+    import yaml
+
+    from conftest import small_corpus, snakemake
+
+    cfg = {"processes": 2, "text": {"corpus": f"file:{small_corpus(tmp_path / 'c.txt')}", "experiments": {
+        "kn2": {"model": "ngram", "order": 2}, "tf": {"model": "transformer", **BACKBONE}}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, path, "-n", "-p")
+    assert r.returncode == 0, r.stderr[-2000:]
+    commands = [line.strip().removeprefix("Shell command: ") for line in (r.stdout + r.stderr).splitlines()
+                if " train --spec " in line]
+    launcher = {next(w for w in ("kn2", "tf") if f"/text/{w}/0" in c): c.split()[0] for c in commands}
+    assert launcher == {"kn2": "dagzoo", "tf": "torchrun"}, commands

@@ -45,6 +45,15 @@ def train_threads(w):
 
 
 @job_function
+def train_launcher(w):
+    """What starts a training job: `dagzoo`, or with processes > 1 torchrun's data-parallel ranks
+    for a model every rank trains."""
+    if CFG["processes"] == 1 or not FACTS[f"{w.family}/{w.exp}"]["distributed_training"]:
+        return "dagzoo"
+    return f"torchrun --standalone --nproc_per_node {CFG['processes']} \"$(command -v dagzoo)\""
+
+
+@job_function
 def results_root(w):
     """The results root (the default MLflow store lives there). A function: `snakemake --lint`
     flags a plain-string path param that prefixes the job's files as hard-coded."""

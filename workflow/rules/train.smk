@@ -11,9 +11,9 @@ rule train:
         data=input_dir("data"),
         run_dir=output_dir(),
         results=results_root,
-        # processes > 1: torchrun starts one data-parallel rank per process (e.g. per GPU)
-        launcher="dagzoo" if CFG["processes"] == 1 else
-            f"torchrun --standalone --nproc_per_node {CFG['processes']} \"$(command -v dagzoo)\"",
+        # processes > 1: torchrun starts one data-parallel rank per process (e.g. per GPU) for a
+        # model that trains on every rank; one fitted in one process (n-grams) runs alone
+        launcher=train_launcher,
     log:
         f"{R}/logs/train/{{family}}-{{exp}}-{{seed}}.log",
     benchmark:
