@@ -146,6 +146,33 @@ def test_effective_receptive_field_of_one_3x3_conv_is_its_support():
     assert float(erf.sum()) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("rows, side", [((9, 24), 15), ((8, 16), 8), ((12, 15), 3)])
+def test_the_erf_square_is_centred_on_the_measured_unit(rows, side):
+    """A uniform field over rows/columns [a, b) of a 28-px image: the smallest square holding 90%
+    is the field's own side (15: (14/15)^2 < 0.9), wherever the field lies; an 8-px field (a CPC
+    patch) centred between pixels fits an 8-px square."""
+    from dagzoo.repr.pipeline import _erf_summary
+
+    erf = np.zeros((28, 28))
+    erf[rows[0]:rows[1], rows[0]:rows[1]] = 1.0
+    erf /= erf.sum()
+    assert _erf_summary(erf)["side_90"] == side
+
+
+def test_epoch_batches_hold_every_image_once_per_epoch_and_depend_on_seed_and_step_alone():
+    from dagzoo.augment import _epoch_permutation, epoch_batch
+
+    n, batch = 50, 16  # 3 batches per epoch, 2 images left out of each
+    epoch = [epoch_batch(n, batch, 7, step, 0x5E1) for step in range(3)]
+    drawn = torch.cat(epoch)
+    assert len(set(drawn.tolist())) == 48  # no image twice within an epoch, let alone a batch
+    assert not torch.equal(epoch_batch(n, batch, 7, 3, 0x5E1), epoch[0])  # the next epoch: a new order
+    _epoch_permutation.cache_clear()  # a resumed process
+    assert torch.equal(epoch_batch(n, batch, 7, 1, 0x5E1), epoch[1])
+    with pytest.raises(ValueError):
+        epoch_batch(10, 16, 7, 0, 0x5E1)
+
+
 # ---------------------------------------------------------------------------------- probes
 def _features(train, val, test):
     return FrozenFeatures({f"{s}_{k}": v for s, (x, y) in zip(("train", "val", "test"), (train, val, test))
@@ -207,18 +234,19 @@ def test_unlabelled_split_is_refused_by_name():
         ff.y("test")
 
 
-def test_knn_equals_brute_force_weighted_votes():
+@pytest.mark.parametrize("temperature", [0.1, 0.005])  # exp(1 / 0.005) is no float (nor float64)
+def test_knn_equals_brute_force_weighted_votes(temperature):
     rng = np.random.default_rng(3)
     bank, labels, queries = rng.normal(size=(50, 4)), rng.integers(0, 3, 50), rng.normal(size=(20, 4))
     got = knn_predict(torch.from_numpy(bank), torch.from_numpy(labels), torch.from_numpy(queries), 3, k=7,
-                      temperature=0.1, chunk=6).numpy()
+                      temperature=temperature, chunk=6).numpy()
     nb = bank / np.linalg.norm(bank, axis=1, keepdims=True)
     for i, q in enumerate(queries):
         sims = nb @ (q / np.linalg.norm(q))
-        votes = np.zeros(3)
+        log_votes = np.full(3, -np.inf)  # log of the sum of exp(s / T) per class, exactly
         for j in np.argsort(-sims)[:7]:
-            votes[labels[j]] += math.exp(sims[j] / 0.1)
-        assert got[i] == np.argmax(votes)
+            log_votes[labels[j]] = np.logaddexp(log_votes[labels[j]], sims[j] / temperature)
+        assert got[i] == np.argmax(log_votes)
 
 
 def test_soft_f1_equals_hard_f1_on_one_hot_predictions():

@@ -9,6 +9,8 @@ scaling, jitter, shuffling) are in dagzoo.points.transforms, the only family tha
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from dagzoo.diffusion import per_example
@@ -24,6 +26,23 @@ def random_rows(data: torch.Tensor, batch: int, generator: torch.Generator) -> t
     """`batch` rows of `data` drawn uniformly with replacement."""
     idx = torch.randint(0, data.shape[0], (batch,), generator=generator)
     return data[idx.to(data.device)]
+
+
+def epoch_batch(n: int, batch: int, seed: int, step: int, stream: int) -> torch.Tensor:
+    """The row indices of step `step`'s batch when each epoch is a fresh permutation of the `n`
+    rows, cut into n // batch batches (the remainder dropped): sampling without replacement, so
+    no row appears twice in a batch (a contrastive loss would otherwise take another view of the
+    anchor's own image for a negative). A function of (seed, step) alone: a resumed run draws
+    the batches it would have drawn."""
+    if not 0 < batch <= n:
+        raise ValueError(f"a batch of {batch} rows from {n}")
+    epoch, i = divmod(step, n // batch)
+    return _epoch_permutation(n, seed, epoch, stream)[i * batch:(i + 1) * batch]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(n: int, seed: int, epoch: int, stream: int) -> torch.Tensor:
+    return torch.randperm(n, generator=step_generator(seed, epoch, stream))
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5, dim: int = -1) -> torch.Tensor:

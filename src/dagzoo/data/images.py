@@ -2,8 +2,8 @@
 
 Sources:
 - ``digits``: scikit-learn's 1,797 8x8 handwritten digits (embedded in the package; 17 grey
-  levels 0..16, mapped to 0..255). sklearn ships no train/test split, so the first 80% (1,437)
-  is train and the last 20% (360) test, positionally.
+  levels 0..16, mapped to 0..255). sklearn ships no train/test split, so the first 80% (1,438)
+  is train and the last 20% (359) test, positionally.
 - ``fashion_mnist``: the 60k/10k split as published, from the Debian package
   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``) when present, else downloaded.
   Debian recompressed the .gz files, so what is pinned is the decompressed IDX data (size and

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dagzoo.augment import (color_jitter, gaussian_noise, random_affine, random_flip, random_grayscale,
-                            random_resized_crop, step_generator)
+from dagzoo.augment import (color_jitter, epoch_batch, gaussian_noise, random_affine, random_flip,
+                            random_grayscale, random_resized_crop, step_generator)
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import NeuralModel
 from dagzoo.registry import param
@@ -171,10 +171,16 @@ class ReprModel(NeuralModel):
     def prepare(self, ctx) -> None:
         self._train = torch.from_numpy(self.data.images("train")).to(self.device)
         self._labels = torch.from_numpy(self.data.labels("train")).to(self.device)
+        if self.params.batch_size > len(self._train):
+            raise ConfigError(f"repr.experiments.{ctx.spec['experiment']}.batch_size: {self.params.batch_size} is "
+                              f"more than the {len(self._train)} training images; allowed: at most that many "
+                              "(a batch holds each image once)")
 
     def batch(self, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
-        g = step_generator(seed, step, BATCH_STREAM)
-        idx = torch.randint(0, len(self._train), (self.params.batch_size,), generator=g).to(self.device)
+        """Step `step`'s images, each once (epochs without replacement, as SimCLR's loader draws
+        them: every negative of a view is another image), its labels, and its augmentations'
+        generator."""
+        idx = epoch_batch(len(self._train), self.params.batch_size, seed, step, BATCH_STREAM).to(self.device)
         return self._train[idx].float() / 255.0, self._labels[idx], step_generator(seed, step, AUGMENT_STREAM)
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:

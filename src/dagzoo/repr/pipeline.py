@@ -96,15 +96,22 @@ def _mi_bound(model, images, seed: int, batch: int) -> dict:
 
 
 def _erf_summary(erf: np.ndarray) -> dict:
-    """Side of the smallest centred square holding 90% of the ERF's mass (and the whole map's)."""
+    """Side of the smallest square centred on the measured unit that holds 90% of the ERF's mass
+    (and the whole map's support). The unit's centre in the image is the ERF's centroid: with
+    stride 2 the central unit of a 28-px image sees rows 9-23, not a field around pixel 14, and
+    an 8-px patch's centre lies between two pixels (a square of even side then fits it)."""
     h, w = erf.shape
-    cy, cx = h // 2, w // 2
+    total = erf.sum()
+    cy = float((erf.sum(axis=1) * np.arange(h)).sum() / total) if total > 0 else (h - 1) / 2
+    cx = float((erf.sum(axis=0) * np.arange(w)).sum() / total) if total > 0 else (w - 1) / 2
     side = max(h, w)
-    for r in range(max(h, w)):
-        if erf[max(0, cy - r):cy + r + 1, max(0, cx - r):cx + r + 1].sum() >= 0.9:
-            side = 2 * r + 1
+    for s in range(1, max(h, w) + 1):
+        top, left = max(0, round(cy - (s - 1) / 2)), max(0, round(cx - (s - 1) / 2))
+        if erf[top:top + s, left:left + s].sum() >= 0.9 * total:
+            side = s
             break
-    return {"side_90": int(side), "support": int((erf > 1e-12).sum()), "image": [int(h), int(w)]}
+    return {"side_90": int(side), "support": int((erf > 1e-12).sum()), "image": [int(h), int(w)],
+            "centre": [round(cy, 2), round(cx, 2)]}
 
 
 def _plot_erf(erf: dict, table: list[dict], spec: dict, path: Path) -> None:

@@ -121,7 +121,10 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     for start in range(0, len(queries), chunk):
         q = F.normalize(queries[start:start + chunk].float(), dim=1)
         sim, idx = (q @ bank.T).topk(k, dim=1)
-        votes = torch.zeros(len(q), classes).scatter_add_(1, bank_labels[idx], torch.exp(sim / temperature))
+        # exp((s - s_max) / T): the same vote up to a factor per query, finite for any T (exp(s / T)
+        # overflows float32 below T = 0.0113 and ties every vote at inf)
+        weights = torch.exp((sim - sim[:, :1]) / temperature)
+        votes = torch.zeros(len(q), classes).scatter_add_(1, bank_labels[idx], weights)
         out.append(votes.argmax(1))
     return torch.cat(out)
 
