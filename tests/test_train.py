@@ -182,6 +182,31 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert not (run / "train.json").exists()
 
 
+def test_scancel_of_the_whole_job_still_writes_the_sigterm_checkpoint(tmp_path):
+    """SLURM signals every process of a job: the job shell dies at once and the training, now an
+    orphan, must still write the checkpoint of the step at which the signal came (and no output)."""
+    import shlex
+
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
+    run, log = runs["a"], tmp_path / "job.log"
+    command = " ".join(shlex.quote(str(x)) for x in [BIN / "dagzoo", *train_args(data, run, results)])
+    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
+                             env={**os.environ, "DAGZOO_INVOCATION_ID": "test"}, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+            "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")):
+        time.sleep(0.05)
+    os.killpg(shell.pid, signal.SIGTERM)  # as scancel does: the shell and the training together
+    shell.wait()
+    while time.time() < deadline and "stopped by SIGTERM" not in log.read_text() and "is gone" not in log.read_text():
+        time.sleep(0.1)
+    time.sleep(0.5)  # the log's last line, then the process's exit
+    assert "stopped by SIGTERM" in log.read_text(), log.read_text()[-2000:]
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert 20 <= step < 1000, "the checkpoint is the step at which the signal came, not the periodic one"
+    assert not (run / "train.json").exists()
+
+
 @pytest.mark.probe
 def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp_path):
     """Snakemake records a job as failed when its shell dies; the Python child lives on (an

@@ -33,8 +33,20 @@ def watch_job_shell() -> None:
     _JOB_SHELL_PID = os.getppid()
 
 
+def terminating() -> None:
+    """Called by a stage that caught SIGTERM and is writing its last state before it exits (the
+    Trainer's checkpoint of the current step): SLURM's scancel, time limit or pre-emption signals
+    the job shell too, which dies at once and leaves this process an orphan, and the checkpoint
+    must still be written. The stage then fails, so it never writes a file Snakemake waits for."""
+    global _TERMINATING
+    _TERMINATING = True
+
+
+_TERMINATING = False
+
+
 def refuse_if_orphaned(path: Path) -> None:
-    if _JOB_SHELL_PID is not None and os.getppid() != _JOB_SHELL_PID:
+    if _JOB_SHELL_PID is not None and not _TERMINATING and os.getppid() != _JOB_SHELL_PID:
         raise OrphanedJobError(f"the job that started this process (pid {_JOB_SHELL_PID}) is gone: {path} is "
                                "not written, so the DAG reruns this stage (a training run resumes from its last "
                                "checkpoint)")

@@ -353,7 +353,10 @@ class Trainer:
         distributed.barrier()
 
     def _on_sigterm(self, *_):
+        from dagzoo.io import terminating
+
         self._stop_requested = True
+        terminating()  # the job shell got the signal too: the checkpoint below is written all the same
 
     def fit(self) -> dict:
         self.maybe_resume()
