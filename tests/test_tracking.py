@@ -88,3 +88,69 @@ def test_unreachable_mlflow_does_not_lose_the_run(tmp_path, monkeypatch):
                 "dagzoo.config_hash", "dagzoo.invocation_id", "dagzoo.rule.train"):
         assert tags.get(key), key
     assert runs_[0].data.params["params.order"] == "3"
+
+
+def _spec_and_history(run_dir, steps, scale=1.0):
+    from dagzoo.io import append_jsonl, atomic_write_json
+
+    atomic_write_json(run_dir / "spec.json", {"family": "text", "experiment": "live", "model": "ngram", "seed": 0,
+                                              "config_hash": "c0ffee", "params": {"order": 3}})
+    for step in steps:
+        append_jsonl(run_dir / "history.jsonl", {"step": step, "timestamp_ms": 1_700_000_000_000 + step,
+                                                 "train/loss": scale / step, "val/bpc": scale * step})
+
+
+def test_a_live_sync_sends_only_new_points_after_its_first_sync(tmp_path, monkeypatch):
+    """A training's syncs (every 30 s) look its curves up in MLflow once per process: after its
+    first sync a process's history only grows. A resumed process (history cut back to its
+    checkpoint, the steps after it recomputed) still logs each step once, the first value kept."""
+    from mlflow.tracking import MlflowClient
+
+    from dagzoo.tracking import LiveSync
+
+    calls = []
+    original = MlflowClient.get_metric_history
+    monkeypatch.setattr(MlflowClient, "get_metric_history",
+                        lambda self, run_id, key: calls.append(key) or original(self, run_id, key))
+    uri, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "text" / "live" / "0"
+    first = LiveSync(run, uri, interval=0)
+    _spec_and_history(run, range(1, 51))
+    assert first(force=True) and calls == []  # a new run: nothing to look up
+    (run / "history.jsonl").write_text("".join(line + "\n" for line in (run / "history.jsonl").read_text()
+                                               .splitlines()[:30]))  # the resume's cut
+    resumed = LiveSync(run, uri, interval=0)
+    _spec_and_history(run, range(31, 61), scale=2.0)
+    assert resumed(force=True) and sorted(calls) == ["train/loss", "val/bpc"]
+    for end in (90, 120):
+        _spec_and_history(run, range(end - 29, end + 1), scale=2.0)
+        assert resumed(force=True)
+    assert sorted(calls) == ["train/loss", "val/bpc"], "no lookups after the process's first sync"
+    client = MlflowClient(uri)
+    run_id = client.search_runs([client.get_experiment_by_name("dagzoo-text").experiment_id])[0].info.run_id
+    points = {m.step: m.value for m in original(client, run_id, "val/bpc")}
+    assert sorted(points) == list(range(1, 121))
+    assert points[40] == 40.0 and points[55] == 110.0 and points[120] == 240.0  # the first value of a step stays
+
+
+def test_a_store_whose_lock_cannot_be_had_costs_one_warning(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    from dagzoo import tracking
+
+    uri, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "text" / "live" / "0"
+    _spec_and_history(run, range(1, 5))
+
+    def no_locks(*_):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(tracking.fcntl, "flock", no_locks)
+    assert tracking.LiveSync(run, uri)(force=True) is False
+    assert "has no file locks" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    monkeypatch.setattr(tracking, "LOCK_TIMEOUT_S", 0.2)
+    with open(tmp_path / "mlflow.db.lock", "w") as held:  # another job holds the store
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert tracking.LiveSync(run, uri)(force=True) is False
+    assert "was held for over 0 s by another job" in capsys.readouterr().err

@@ -130,15 +130,41 @@ def _sqlite_path(uri: str) -> Path | None:
     return None
 
 
+#: seconds a job waits for the SQLite store's lock before it leaves its sync for later (a job
+#: stopped by the scheduler while it holds the lock must not stop every other job with it)
+LOCK_TIMEOUT_S = 120.0
+
+
 @contextlib.contextmanager
 def _exclusive(uri: str) -> Iterator[None]:
+    """One writer at a time for a SQLite store (its own locking fails under concurrent jobs).
+    A lock that cannot be had is a TrackingError, like any other failure of the mirror: a
+    filesystem without file locks (Lustre without -o flock, NFS without lockd), or one held
+    longer than LOCK_TIMEOUT_S."""
     db = _sqlite_path(uri)
     if db is None:
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    path = db.with_name(db.name + ".lock")
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "w")
+    except OSError as e:
+        raise TrackingError(f"cannot open the lock {path} of the MLflow store: {e.strerror or e}") from None
+    with lock:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TrackingError(f"the MLflow store's lock {path} was held for over {LOCK_TIMEOUT_S:.0f} s "
+                                        "by another job") from None
+                time.sleep(0.05)
+            except OSError as e:
+                raise TrackingError(f"cannot lock {path} ({e.strerror or e}): the filesystem has no file locks; on "
+                                    "a cluster, point mlflow.tracking_uri at an MLflow server") from None
         try:
             yield
         finally:
@@ -275,7 +301,7 @@ def _file_points(run_dir: Path) -> list:
     return metric_list
 
 
-def _points_to_log(client, run, history: list, files: list) -> list:
+def _points_to_log(client, run, history: list, files: list, synced: dict[str, int] | None = None) -> list:
     """The metric_list to log: per (metric, step), none that the run already holds, for history keys.
 
     After a kill and resume, history.jsonl is cut back to the checkpoint and the metric_list between
@@ -288,19 +314,32 @@ def _points_to_log(client, run, history: list, files: list) -> list:
     train/loss in train.json); keys only metric files have are not looked up, so they cost no
     request and a re-evaluation's new value still becomes the run's latest (MLflow's SQL store
     skips an exact repeat of a point).
+
+    `synced` (a LiveSync's, kept between the syncs of one process: key -> the last step the run
+    holds) spares the lookups after a process's first sync: its history only grows, so a key it
+    has synced needs only the points after that step (a training's sync would otherwise cost one
+    request per key and the whole curve, every 30 s: 1.8 s at 10,000 history lines).
     """
+    synced = {} if synced is None else synced
     held_keys = run.data.metrics
     held = {key: {m.step for m in client.get_metric_history(run.info.run_id, key)}
-            for key in sorted({p.key for p in history}) if key in held_keys}
-    held.update({key: set() for key in {p.key for p in history} if key not in held})
+            for key in sorted({p.key for p in history} - set(synced)) if key in held_keys}
+    held.update({key: set() for key in {p.key for p in history} - set(synced) if key not in held})
     out = []
     for p in history + files:
         steps = held.get(p.key)
-        if steps is None:  # a key only metric files have
+        if p.key in synced:
+            if p.step > synced[p.key]:
+                out.append(p)
+        elif steps is None:  # a key only metric files have
             out.append(p)
         elif p.step not in steps:
             steps.add(p.step)  # also one point per step within what is logged now
             out.append(p)
+    for key, steps in held.items():
+        synced[key] = max(steps, default=-1)
+    for p in history:
+        synced[p.key] = max(synced[p.key], p.step)
     return out
 
 
@@ -341,8 +380,10 @@ def _run_params(run_dir: Path, spec: dict) -> dict:
     return {**{k: v for k, v in spec.items() if k not in _SPEC_IDENTITY}, "params": params}
 
 
-def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None) -> str:
-    """Idempotently mirror one run directory into MLflow; returns the MLflow run id."""
+def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None,
+                 synced: dict[str, int] | None = None) -> str:
+    """Idempotently mirror one run directory into MLflow; returns the MLflow run id. `synced`:
+    see `_points_to_log` (LiveSync's state between syncs)."""
     from mlflow.entities import Param, RunTag
 
     prefix = default_prefix() if prefix is None else prefix
@@ -369,7 +410,7 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
             tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
             for i in range(0, max(len(new_params), 1), 100):
                 client.log_batch(run_id, params=new_params[i:i + 100], tags=tags if i == 0 else [])
-            metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir))
+            metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir), synced)
             for i in range(0, len(metric_list), 1000):
                 client.log_batch(run_id, metrics=metric_list[i:i + 1000])
             for path, artifact_path in _artifacts(run_dir):
@@ -413,6 +454,7 @@ class LiveSync:
         self.first_sync_after = first_sync_after
         self.started = time.monotonic()
         self.last = -float("inf")
+        self.synced_steps: dict[str, int] = {}  # what this process's syncs put into the run (see _points_to_log)
         self.synced = self.failed = False
 
     def __call__(self, force: bool = False, status: str | None = None) -> bool:
@@ -424,7 +466,7 @@ class LiveSync:
         self.last = now
         started = time.perf_counter()
         try:
-            sync_run_dir(self.run_dir, self.uri, status=status, prefix=self.prefix)
+            sync_run_dir(self.run_dir, self.uri, status=status, prefix=self.prefix, synced=self.synced_steps)
             self.synced = True
             return True
         except TrackingError as e:
