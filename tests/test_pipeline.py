@@ -84,3 +84,22 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert sorted(jobs) == [("all", ""), ("report", ""), ("text_genppl", "exp=diff, seed=0"),
                             ("text_genppl", "exp=diff, seed=1"), ("text_sample", "exp=diff, seed=0"),
                             ("text_sample", "exp=diff, seed=1")], jobs
+
+
+def test_every_command_of_a_3000_run_grid_fits_one_shell_argument(tmp_path):
+    """Snakemake runs a job's shell command as one argument, which Linux caps at 128 KiB: the
+    report's list of runs goes in a file (report_runs), so a grid of 1,000 experiments x 3 seeds
+    with long names plans commands far below the cap."""
+    experiments = {f"ngram-order-3-with-a-long-descriptive-name-{i:04d}": {"model": "ngram", "order": 3}
+                   for i in range(1000)}
+    cfg = {"results": str(tmp_path / "a-results-root-on-a-cluster-scratch-filesystem"), "seeds": [0, 1, 2],
+           "text": {"corpus": "kjv", "experiments": experiments}}
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(cfg))
+    r = snakemake(tmp_path, path, "-n", "-p")
+    assert r.returncode == 0, r.stderr[-2000:]
+    commands = [line.removeprefix("Shell command: ") for line in (r.stdout + r.stderr).splitlines()
+                if line.startswith(("Shell command: dagzoo", "dagzoo "))]
+    report = [c for c in commands if c.startswith("dagzoo report ")]
+    assert len(report) == 1 and "--runs-file" in report[0], report
+    assert len(commands) > 3000 and max(map(len, commands)) < 8192

@@ -74,15 +74,19 @@ def cmd_report(a) -> int:
 
     from dagzoo.tracking import find_run_dirs, live_sync
 
-    runs = [Path(r) for r in a.runs] if a.runs is not None else find_run_dirs(Path(a.results))
+    if a.runs is not None and a.runs_file is not None:
+        raise DagzooError("--runs and --runs-file: give the runs one way")
+    option = "--runs-file" if a.runs_file is not None else "--runs"
+    listed = _read_lines(a.runs_file) if a.runs_file is not None else a.runs
+    runs = [Path(r) for r in listed] if listed is not None else find_run_dirs(Path(a.results))
     missing = [str(r) for r in runs if not (r / "metrics.json").is_file()]
-    if a.runs is not None and missing:  # the DAG lists finished runs; a mistyped one would vanish from the report
-        raise DagzooError(f"--runs: {missing[0]} has no metrics.json (not a finished run)"
+    if listed is not None and missing:  # the DAG lists finished runs; a mistyped one would vanish from the report
+        raise DagzooError(f"{option}: {missing[0]} has no metrics.json (not a finished run)"
                           + (f", and {len(missing) - 1} more" if len(missing) > 1 else ""))
     seen = set()
     for run in runs:  # a run given twice would count as two seeds of its experiment, with a spread of zero
         if run.resolve() in seen:
-            raise DagzooError(f"--runs: {run} is given twice")
+            raise DagzooError(f"{option}: {run} is given twice")
         seen.add(run.resolve())
     claims = _claims_arg(a.claims)
     tables = a.tables or a.out or a.results
@@ -106,6 +110,14 @@ def cmd_mlflow_sync(a) -> int:
     ids = sync_results(Path(a.results), uri, prefix=a.prefix)
     print(f"synced {len(ids)} runs to {redact_uri(uri)}")
     return 0
+
+
+def _read_lines(path: str) -> list[str]:
+    """The non-empty lines of a text file (--runs-file: one run directory per line)."""
+    try:
+        return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DagzooError(f"--runs-file: cannot read {path} ({getattr(e, 'strerror', None) or e})") from None
 
 
 def _claims_arg(value: str | None) -> list[dict]:
@@ -170,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "claims.json (default: --results, or --out when --out is given, so a report made elsewhere "
                    "leaves the DAG's tables alone)")
     s.add_argument("--runs", nargs="*", default=None, help="run directories to report (default: all under results)")
+    s.add_argument("--runs-file", default=None, help="a file listing the run directories, one per line (what the "
+                   "DAG passes: a shell command holds at most 128 KiB, some 2,000 run paths)")
     s.add_argument("--claims", default=None, help="the claims to evaluate: a JSON list or a config file")
     s.set_defaults(fn=cmd_report)
 
