@@ -169,6 +169,8 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("image_source_unknown", {"image.data.source": "mnist"}, "image.data.source:"),
     ("image_resize_zero", {"image.data.resize": 0}, "image.data.resize:"),
     ("image_resize_whole_float", {"image.data.resize": 16.0}, "image.data.resize: expected an integer"),
+    ("image_sampler_name_with_a_dash", {I + "ddpm.samplers": {"x-2-y": {"kind": "ddim", "steps": 10}}},
+     "image.experiments.ddpm.samplers: 'x-2-y' is not a name; allowed: ASCII letters, digits, '_' and '.'"),
     ("image_sampler_name_periodic", {I + "ddpm.samplers": {"d" * 25: {"kind": "ddim", "steps": 10}}},
      "image.experiments.ddpm.samplers.ddddddddddddddddddddddddd: a name ending in 20 or more repeats of 'd'"),
     ("image_eval_samples_zero", {"image.eval.samples": 0}, "image.eval.samples:"),

@@ -154,8 +154,10 @@ def _merge(defaults: dict, values: dict) -> dict:
     return out
 
 
-#: the pattern of every name the schemas allow (experiments, samplers)
-NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+#: the patterns of the names the schemas allow (experiments; samplers, which end their jobs'
+#: log names after a '-'), and what they allow in words
+NAME_PATTERNS = {"^[A-Za-z0-9][A-Za-z0-9_.-]*$": "ASCII letters, digits, '_', '.' and '-'",
+                 "^[A-Za-z0-9][A-Za-z0-9_.]*$": "ASCII letters, digits, '_' and '.'"}
 
 
 def _format_schema_error(err: jsonschema.ValidationError) -> str:
@@ -165,8 +167,8 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         key = extra[0] if extra else "?"
         return f"{key if path == '<top level>' else f'{path}.{key}'}: unknown key; allowed: {allowed}"
-    if err.validator == "pattern" and err.schema.get("pattern") == NAME_PATTERN:
-        return (f"{path}: {err.instance!r} is not a name; allowed: ASCII letters, digits, '_', '.' and '-', "
+    if err.validator == "pattern" and err.schema.get("pattern") in NAME_PATTERNS:
+        return (f"{path}: {err.instance!r} is not a name; allowed: {NAME_PATTERNS[err.schema['pattern']]}, "
                 "starting with a letter or digit (it names files and a Snakemake wildcard)")
     if err.validator == "enum":
         return f"{path}: {err.instance!r} is not allowed; allowed: {registry.quoted(err.validator_value)}"
