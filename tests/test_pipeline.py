@@ -85,6 +85,12 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
                             ("text_genppl", "exp=diff, seed=1"), ("text_sample", "exp=diff, seed=0"),
                             ("text_sample", "exp=diff, seed=1")], jobs
 
+    # an edited file: corpus is the data prepare's input: everything after it reruns
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(corpus.read_text() + "And the lord said behold.\n")
+    rules = {r for r, _ in planned_jobs(snakemake(tmp_path, cfg, "-n").stdout)}
+    assert {"text_prepare", "text_tokenize", "train", "text_evaluate"} <= rules, rules
+
 
 def test_every_command_of_a_3000_run_grid_fits_one_shell_argument(tmp_path):
     """Snakemake runs a job's shell command as one argument, which Linux caps at 128 KiB: the

@@ -29,6 +29,8 @@ class RunContext:
     unit: str  # what the Trainer counts (the family's unit)
     on_progress: Callable[..., Any]
     desc: str = "train"
+    #: sha256 of the prepared data's manifest.json (which records every data file's sha256)
+    data_digest: str | None = None
 
     @property
     def seed(self) -> int:
@@ -135,7 +137,8 @@ class NeuralModel(Model):
         trainer = Trainer(net, self.params, ctx.run_dir, ctx.seed, ctx.config_hash,
                           lambda model, step: self.step_loss(model, step, ctx.seed),
                           units_per_step=self.units_per_step(), unit=ctx.unit, flops_per_step=self.flops_per_step(),
-                          eval_fn=self.eval_fn(ctx), on_progress=ctx.on_progress, device=self.device, desc=ctx.desc)
+                          eval_fn=self.eval_fn(ctx), on_progress=ctx.on_progress, device=self.device, desc=ctx.desc,
+                          data_digest=ctx.data_digest)
         summary = trainer.fit()
         net.load_state_dict(trainer.final_state_dict())
         if distributed.state().is_main:

@@ -87,8 +87,9 @@ def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, r
 
 
 def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
-    from dagzoo.tracking import live_sync
+    from dagzoo.data.integrity import file_digest
     from dagzoo.lifecycle import RunContext
+    from dagzoo.tracking import live_sync
     from dagzoo.provenance import write_provenance
 
     data = fam.open_data(data_dir)  # first: a wrong --data must not touch the run directory
@@ -101,9 +102,11 @@ def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path,
     # import alone would add ~1.5 s to a job that holds the training's cores)
     sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
     device = model_device(cls)
+    manifest = data_dir / "manifest.json"
     ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
                      on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
-                     desc=f"{spec['experiment']}/{spec['seed']}")
+                     desc=f"{spec['experiment']}/{spec['seed']}",
+                     data_digest=file_digest(manifest) if manifest.is_file() else None)
     seed_torch(cls, spec["seed"])
     model = cls(params, data, device)
     t0 = time.time()

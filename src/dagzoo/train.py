@@ -233,8 +233,11 @@ class Trainer:
                  flops_per_step: float | None = None,
                  eval_fn: Callable[[torch.nn.Module], dict] | None = None,
                  on_progress: Callable[[], None] | None = None, device: torch.device | None = None,
-                 desc: str = "train"):
+                 desc: str = "train", data_digest: str | None = None):
         self.model, self.p, self.seed, self.config_hash = model, params, seed, config_hash
+        # the prepared data's fingerprint: a checkpoint of the same config trained on other data
+        # (a corpus file edited and prepared again) is not resumed
+        self.data_digest = data_digest
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ckpt_path = self.ckpt_dir / "last.pt"
@@ -266,6 +269,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "step": self.step,
             "train_time": self.train_time, "config_hash": self.config_hash, "seed": self.seed,
+            "data_digest": self.data_digest,
         }, self.ckpt_path)
 
     def maybe_resume(self) -> None:
@@ -284,11 +288,16 @@ class Trainer:
                 self.history_path.unlink()  # a history without a checkpoint belongs to no resumable state
             return None
         state = load_checkpoint(self.ckpt_path)
-        if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed:
+        # a checkpoint written before data digests were recorded has none: its data is trusted
+        other_data = None not in (state.get("data_digest"), self.data_digest) \
+            and state["data_digest"] != self.data_digest
+        if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed or other_data:
             stale = self.ckpt_path.with_name(f"stale-{state.get('config_hash')}.pt")
             os.replace(self.ckpt_path, stale)
             self.history_path.unlink(missing_ok=True)
-            log(f"{self.ckpt_path} belongs to another config; moved to {stale.name}, starting fresh")
+            what = "other prepared data" if other_data and state.get("config_hash") == self.config_hash else \
+                "another config"
+            log(f"{self.ckpt_path} belongs to {what}; moved to {stale.name}, starting fresh")
             return None
         # drop history written after the checkpoint: those steps are recomputed identically
         step = int(state["step"])

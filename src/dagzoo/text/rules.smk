@@ -7,6 +7,7 @@ TEXT = CFG["text"]
 TEXT_DATA = f"{R}/data/{corpus_slug(TEXT['corpus'])}"
 TEXT_TOKENS = f"{TEXT_DATA}/{tokenizer_slug(TEXT['tokenizer'])}"
 TEXT_RUN = family_run("text")
+TEXT_CORPUS_FILE = TEXT["corpus"][len("file:"):] if TEXT["corpus"].startswith("file:") else None
 DATA_OF["text"] = TEXT_TOKENS
 GENPPL_EVALUATOR = TEXT["eval"]["genppl_evaluator"]
 REPORT_INPUTS += [f"{d}/{name}" for d in run_dirs("text")
@@ -18,6 +19,10 @@ localrules: text_prepare  # small, or needs the internet (a login node has it)
 
 
 rule text_prepare:
+    input:
+        # a file: corpus is the rule's input, so editing it prepares the data (and all after it)
+        # again; not one whose path has braces, which Snakemake reads as wildcards in any input
+        corpus=[TEXT_CORPUS_FILE] if TEXT_CORPUS_FILE and not set("{}") & set(TEXT_CORPUS_FILE) else [],
     output:
         f"{TEXT_DATA}/manifest.json",
     params:
