@@ -22,6 +22,8 @@ def _start_stage(threads: int | None) -> None:
 
     timing.count_first_import_as_startup("torch")
     if threads:
+        # torchrun's ranks on one node share the job's threads (each would otherwise take them all)
+        threads = max(1, threads // int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
         os.environ["OMP_NUM_THREADS"] = str(threads)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
