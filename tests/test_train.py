@@ -228,6 +228,31 @@ def test_scancel_of_the_whole_job_still_writes_the_sigterm_checkpoint(tmp_path):
 
 
 @pytest.mark.probe
+def test_a_second_training_of_a_running_run_stops_and_touches_nothing(tmp_path):
+    """A Snakemake restarted while its cluster jobs still run resubmits them: the second training
+    of a run directory must not race the first on its history and checkpoints."""
+    data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
+    run = runs["a"]
+    first = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "history.jsonl").exists():
+        time.sleep(0.05)
+    history = (run / "history.jsonl").read_text()
+    second = dagzoo(*train_args(data, run, results), check=False)
+    lines = second.stderr.strip().splitlines()
+    assert second.returncode == 1 and len(lines) == 1, second.stderr
+    assert f"{run} is being trained by pid {first.pid}" in lines[0] and "touches nothing" in lines[0]
+    assert (run / "history.jsonl").read_text().startswith(history)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=60)
+    import fcntl
+
+    with open(run / ".train.lock") as lock:  # released with its process
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.probe
 def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp_path):
     """Snakemake records a job as failed when its shell dies; the Python child lives on (an
     orphan). It must not write train.json later (the next run would skip a job it never saw

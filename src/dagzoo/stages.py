@@ -10,12 +10,15 @@ for is always written last and atomically, and the run is mirrored into MLflow f
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from dagzoo.errors import ConfigError
+from dagzoo.errors import ConfigError, TrainingError
 from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl, wrong_type
 
 
@@ -80,19 +83,56 @@ def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, r
     dist = distributed.init_from_env()
     try:
         if dist.is_main or cls.distributed_training:
-            return _train(spec, fam, cls, params, Path(data_dir), Path(run_dir), Path(results), rule, dist)
+            data = fam.open_data(Path(data_dir))  # first: a wrong --data must not touch the run directory
+            with _only_training_of(Path(run_dir)) if dist.is_main else contextlib.nullcontext():
+                return _train(spec, fam, cls, params, data, Path(data_dir), Path(run_dir), Path(results), rule, dist)
         return {}
     finally:
         distributed.shutdown()
 
 
-def _train(spec, fam, cls, params, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
+@contextlib.contextmanager
+def _only_training_of(run_dir: Path):
+    """Hold the run directory's training lock: a second training of the same run (a Snakemake
+    restarted after its login node died while its cluster jobs run on, resubmitting them) would
+    race the first on the history and the checkpoints. A filesystem without file locks goes
+    unlocked, as before."""
+    import fcntl
+
+    path = run_dir / ".train.lock"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a+")
+    except OSError:
+        yield
+        return
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise TrainingError(f"{run_dir} is being trained by {holder} (it holds {path}); this job stops and "
+                                "touches nothing: rerun once that training has ended") from None
+        except OSError:  # no file locks here (Lustre without -o flock, NFS without lockd)
+            yield
+            return
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}"
+                   + (f" (SLURM job {os.environ['SLURM_JOB_ID']})" if "SLURM_JOB_ID" in os.environ else "") + "\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
     from dagzoo.data.integrity import file_digest
     from dagzoo.lifecycle import RunContext
     from dagzoo.tracking import live_sync
     from dagzoo.provenance import write_provenance
 
-    data = fam.open_data(data_dir)  # first: a wrong --data must not touch the run directory
     run_dir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main
     if main:
