@@ -154,3 +154,28 @@ def test_a_store_whose_lock_cannot_be_had_costs_one_warning(tmp_path, monkeypatc
         fcntl.flock(held, fcntl.LOCK_EX)
         assert tracking.LiveSync(run, uri)(force=True) is False
     assert "was held for over 0 s by another job" in capsys.readouterr().err
+
+
+def test_a_later_stage_setting_changed_after_the_first_sync_shows_as_a_tag(tmp_path):
+    """A sampling temperature changed reruns sampling into the same MLflow run, whose params
+    cannot change: the new value is the tag dagzoo.param_now.<param>, dropped once it is back."""
+    from mlflow.tracking import MlflowClient
+
+    from dagzoo.io import atomic_write_json
+    from dagzoo.tracking import sync_run_dir
+
+    uri, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "text" / "live" / "0"
+    _spec_and_history(run, range(1, 3))
+    stage = {"family": "text", "experiment": "live", "model": "ngram", "seed": 0, "config_hash": "c0ffee",
+             "stage": "sample", "params": {"order": 3, "temperature": 1.0}}
+    atomic_write_json(run / "spec-sample.json", stage)
+    run_id = sync_run_dir(run, uri)
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).data.params["params.temperature"] == "1.0"
+    atomic_write_json(run / "spec-sample.json", {**stage, "params": {"order": 3, "temperature": 0.5}})
+    sync_run_dir(run, uri)
+    data = client.get_run(run_id).data
+    assert data.params["params.temperature"] == "1.0" and data.tags["dagzoo.param_now.params.temperature"] == "0.5"
+    atomic_write_json(run / "spec-sample.json", stage)
+    sync_run_dir(run, uri)
+    assert "dagzoo.param_now.params.temperature" not in client.get_run(run_id).data.tags

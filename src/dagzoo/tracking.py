@@ -380,6 +380,10 @@ def _run_params(run_dir: Path, spec: dict) -> dict:
     return {**{k: v for k, v in spec.items() if k not in _SPEC_IDENTITY}, "params": params}
 
 
+#: the tag of a param whose value changed after MLflow logged it (params cannot change)
+PARAM_NOW = "dagzoo.param_now."
+
+
 def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None,
                  synced: dict[str, int] | None = None) -> str:
     """Idempotently mirror one run directory into MLflow; returns the MLflow run id. `synced`:
@@ -403,11 +407,18 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
                 run = client.create_run(exp_id, run_name=f"{spec['experiment']}/{spec['seed']}",
                                         tags={RUN_KEY_TAG: run_key(spec)})
                 run_id = run.info.run_id
-            params = _flatten("", _run_params(run_dir, spec), {})
+            params = {k: v[:6000] for k, v in _flatten("", _run_params(run_dir, spec), {}).items()}
             run = client.get_run(run_id)
             existing = run.data.params
-            new_params = [Param(k, v[:6000]) for k, v in params.items() if k not in existing]
+            new_params = [Param(k, v) for k, v in params.items() if k not in existing]
+            # MLflow keeps a param's first value; a later stage's setting changed since (which
+            # reran that stage only, into the same run) shows as a tag, dropped once it is back
+            changed = {k: v for k, v in params.items() if k in existing and existing[k] != v}
             tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
+            tags += [RunTag(f"{PARAM_NOW}{k}", v[:5000]) for k, v in changed.items()]
+            for key in run.data.tags:
+                if key.startswith(PARAM_NOW) and key[len(PARAM_NOW):] not in changed:
+                    client.delete_tag(run_id, key)
             for i in range(0, max(len(new_params), 1), 100):
                 client.log_batch(run_id, params=new_params[i:i + 100], tags=tags if i == 0 else [])
             metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir), synced)
