@@ -233,11 +233,15 @@ def test_a_second_training_of_a_running_run_stops_and_touches_nothing(tmp_path):
     of a run directory must not race the first on its history and checkpoints."""
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
     run = runs["a"]
+    leftover = run / "checkpoints" / ".last.pt.k1ll3d.tmp"  # a checkpoint write killed mid-way
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"half a checkpoint")
     first = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "history.jsonl").exists():
         time.sleep(0.05)
+    assert not leftover.exists(), "the training that holds the run's lock removes leftovers"
     history = (run / "history.jsonl").read_text()
     second = dagzoo(*train_args(data, run, results), check=False)
     lines = second.stderr.strip().splitlines()

@@ -96,7 +96,7 @@ def _only_training_of(run_dir: Path):
     """Hold the run directory's training lock: a second training of the same run (a Snakemake
     restarted after its login node died while its cluster jobs run on, resubmitting them) would
     race the first on the history and the checkpoints. A filesystem without file locks goes
-    unlocked, as before."""
+    unlocked (and keeps any leftover temporary files), as before."""
     import fcntl
 
     path = run_dir / ".train.lock"
@@ -117,6 +117,10 @@ def _only_training_of(run_dir: Path):
         except OSError:  # no file locks here (Lustre without -o flock, NFS without lockd)
             yield
             return
+        # a checkpoint write killed mid-way (SIGKILL) leaves its temporary file; with the lock
+        # held nothing else writes here, so any left are such leftovers (each checkpoint-sized)
+        for leftover in (run_dir / "checkpoints").glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
         lock.truncate(0)
         lock.write(f"pid {os.getpid()} on {socket.gethostname()}"
                    + (f" (SLURM job {os.environ['SLURM_JOB_ID']})" if "SLURM_JOB_ID" in os.environ else "") + "\n")
