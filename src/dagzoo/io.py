@@ -200,7 +200,7 @@ def read_jsonl(path: Path, numeric: bool = False) -> Iterable[dict]:
             record = None
             if i == len(lines) - 1 and not line.endswith("\n"):
                 break
-        if isinstance(record, dict) and not (numeric and not all(map(_is_number_or_null, record.values()))):
+        if isinstance(record, dict) and (not numeric or all(map(_is_number_or_null, record.values()))):
             out.append(record)
         elif line.strip():
             what = "a JSON object of numbers" if numeric else "a JSON object"

@@ -134,8 +134,8 @@ def _only_training_of(run_dir: Path):
 def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
     from dagzoo.data.integrity import file_digest
     from dagzoo.lifecycle import RunContext
-    from dagzoo.tracking import live_sync
     from dagzoo.provenance import write_provenance
+    from dagzoo.tracking import live_sync
 
     run_dir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main
