@@ -55,7 +55,7 @@ for _family in FAMILIES.values():
 include: "workflow/rules/report.smk"
 
 # small: run on the submitting node, never as cluster jobs
-localrules: all, report_runs, report
+localrules: all, report
 
 rule all:
     input:

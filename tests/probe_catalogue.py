@@ -189,6 +189,9 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
      "image.experiments.edm.samplers.heun18.S_churn: must be a finite number"),
     ("image_sampler_rho_negative", {I + "edm.samplers.heun18.rho": -1}, "image.experiments.edm.samplers.heun18.rho:"),
     ("image_sampler_wrong_model", {I + "flow.samplers.euler50.kind": "ddpm"}, "image.experiments.flow.samplers.euler50"),
+    ("image_ddpm_schedule_alone", {I + "ddpm.schedule": "cosine"},
+     "image.experiments.ddpm.schedule: for ddpm, `schedule` is the learning-rate schedule and the betas' is "
+     "`beta_schedule`"),
     ("image_latent_zero", {I + "vae.latent_dim": 0}, "image.experiments.vae.latent_dim:"),
     ("image_gumbel_one_class", {I + "gumbel_vae.n_classes": 1}, "image.experiments.gumbel_vae.n_classes:"),
     ("image_ema_negative", {I + "ddpm.ema_halflife_kimg": -1}, "image.experiments.ddpm.ema_halflife_kimg:"),

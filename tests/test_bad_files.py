@@ -154,8 +154,11 @@ def test_report_refuses_a_metrics_file_of_another_training(finished_run, tmp_pat
     results = tmp_path / "results"
     damaged = _copy(run, results / "text" / "kn2" / "0")
     (damaged / "spec.json").write_text(_spec_edit(config_hash="0ther")((damaged / "spec.json").read_text()))
-    r = dagzoo("report", "--results", results, check=False)
+    r = dagzoo("report", "--results", results, "--runs", damaged, check=False)  # as the DAG names its runs
     _one_line_error(r, "evaluates another training of this run directory", "rerun the run's evaluation")
+    r = dagzoo("report", "--results", results, check=False)  # whatever the tree holds: the run is left out
+    assert r.returncode == 0 and "left out of the report until it is evaluated" in r.stderr, r.stderr
+    assert "0 runs" in (results / "report" / "report.md").read_text()
 
 
 def test_report_refuses_a_metric_that_is_not_a_number(finished_run, tmp_path):

@@ -515,3 +515,16 @@ def test_a_manifest_of_another_stage_is_one_line(tmp_path, reader, manifest, nee
     message = str(e.value)
     assert f"{tmp_path / 'manifest.json'} is not the manifest this stage reads" in message and needle in message
     assert len(message.splitlines()) == 1
+
+
+def test_the_data_digest_is_of_the_data_not_of_the_manifest_bytes(tmp_path):
+    """Preparing the same data again (a deleted directory, --forcerun) writes another wall time:
+    the digest, which decides whether a checkpoint is resumed, stays; another file's bytes change it."""
+    def manifest(seconds, sha):
+        (tmp_path / "manifest.json").write_text(json.dumps(
+            {"seconds": seconds, "root": str(tmp_path), "files": {"train_x.npy": {"bytes": 3, "sha256": sha}}}))
+        return integrity.data_digest(tmp_path)
+
+    assert manifest(1.5, "aa") == manifest(9.0, "aa") != manifest(1.5, "bb")
+    (tmp_path / "manifest.json").write_text("{}")
+    assert integrity.data_digest(tmp_path) is None  # nothing vouches for the data: trusted, as before

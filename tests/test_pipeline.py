@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import yaml
 
-from conftest import planned_jobs, small_corpus, snakemake
+from conftest import ROOT, planned_jobs, small_corpus, snakemake
 
 
 def write_cfg(tmp_path, lr=0.003, samples=2, nelbo_samples=2, sample_steps=4):
@@ -53,6 +53,9 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert df.loc[df.experiment == "diff", "test/bpc_se"].gt(0).all()
     assert (results / "report" / "text_val_bpc.png").stat().st_size > 10_000
     assert (results / "text" / "tiny" / "0" / "samples.txt").read_text().count("----- sample") == 2
+    # the report read the config's runs from the list its rule wrote (no command line holds 3,000)
+    listed = (results / "report" / "runs.txt").read_text().split()
+    assert sorted(listed) == sorted(f"{results}/text/{e}/{s}" for e in ("diff", "kn3", "tiny") for s in (0, 1))
 
     r = snakemake(tmp_path, cfg, "-n")
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
@@ -94,8 +97,8 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
 
 def test_every_command_of_a_3000_run_grid_fits_one_shell_argument(tmp_path):
     """Snakemake runs a job's shell command as one argument, which Linux caps at 128 KiB: the
-    report's list of runs goes in a file (report_runs), so a grid of 1,000 experiments x 3 seeds
-    with long names plans commands far below the cap."""
+    report's list of runs goes in a file (written by the report rule itself), so a grid of 1,000
+    experiments x 3 seeds with long names plans commands far below the cap."""
     experiments = {f"ngram-order-3-with-a-long-descriptive-name-{i:04d}": {"model": "ngram", "order": 3}
                    for i in range(1000)}
     cfg = {"results": str(tmp_path / "a-results-root-on-a-cluster-scratch-filesystem"), "seeds": [0, 1, 2],
@@ -106,6 +109,6 @@ def test_every_command_of_a_3000_run_grid_fits_one_shell_argument(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     commands = [line.removeprefix("Shell command: ") for line in (r.stdout + r.stderr).splitlines()
                 if line.startswith(("Shell command: dagzoo", "dagzoo "))]
-    report = [c for c in commands if c.startswith("dagzoo report ")]
-    assert len(report) == 1 and "--runs-file" in report[0], report
     assert len(commands) > 3000 and max(map(len, commands)) < 8192
+    report = (ROOT / "workflow" / "rules" / "report.smk").read_text()
+    assert "--runs-file {output.runs:q}" in report and "{params.runs" not in report.split("run:")[1]

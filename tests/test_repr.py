@@ -157,6 +157,7 @@ def test_the_erf_square_is_centred_on_the_measured_unit(rows, side):
     erf[rows[0]:rows[1], rows[0]:rows[1]] = 1.0
     erf /= erf.sum()
     assert _erf_summary(erf)["side_90"] == side
+    assert _erf_summary(np.zeros((28, 28)))["side_90"] is None  # a dead unit has no field, not a 1-px one
 
 
 def test_epoch_batches_hold_every_image_once_per_epoch_and_depend_on_seed_and_step_alone():

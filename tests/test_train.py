@@ -151,6 +151,17 @@ def test_checkpoint_of_other_prepared_data_is_set_aside(tmp_path):
     assert t.resumed_from == 30
 
 
+def test_a_training_records_its_data_digest_and_its_mlflow_run_is_keyed_by_it(tmp_path):
+    from dagzoo.data.integrity import data_digest
+    from dagzoo.tracking import run_key
+
+    data, runs, results = prepare_text_runs(tmp_path, {"kn2": {"model": "ngram", "order": 2}})
+    dagzoo(*train_args(data, runs["kn2"], results))
+    spec = read_json(runs["kn2"] / "spec.json")
+    assert spec["data_digest"] == data_digest(data) and data_digest(data)
+    assert run_key(spec).endswith(f"/{spec['config_hash']}/{spec['data_digest'][:16]}")
+
+
 def test_lr_schedule():
     p = TrainParams(steps=110, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, p) == pytest.approx(0.1)
@@ -228,7 +239,7 @@ def test_scancel_of_the_whole_job_still_writes_the_sigterm_checkpoint(tmp_path):
 
 
 @pytest.mark.probe
-def test_a_second_training_of_a_running_run_stops_and_touches_nothing(tmp_path):
+def test_a_second_training_of_a_running_run_stops_and_writes_nothing_there(tmp_path):
     """A Snakemake restarted while its cluster jobs still run resubmits them: the second training
     of a run directory must not race the first on its history and checkpoints."""
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
@@ -246,7 +257,7 @@ def test_a_second_training_of_a_running_run_stops_and_touches_nothing(tmp_path):
     second = dagzoo(*train_args(data, run, results), check=False)
     lines = second.stderr.strip().splitlines()
     assert second.returncode == 1 and len(lines) == 1, second.stderr
-    assert f"{run} is being trained by pid {first.pid}" in lines[0] and "touches nothing" in lines[0]
+    assert f"{run} is being trained by pid {first.pid}" in lines[0] and "writes nothing there" in lines[0]
     assert (run / "history.jsonl").read_text().startswith(history)
     first.send_signal(signal.SIGTERM)
     first.communicate(timeout=60)

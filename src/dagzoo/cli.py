@@ -92,7 +92,8 @@ def cmd_report(a) -> int:
         seen.add(run.resolve())
     claims = _claims_arg(a.claims)
     tables = a.tables or a.out or a.results
-    paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables))
+    paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables),
+                         listed=listed is not None)
     # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
     # best effort: an unreachable store costs one warning, the data wait on disk
     for run in runs:

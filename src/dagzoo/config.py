@@ -237,6 +237,8 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
             where = f"{name}.experiments.{exp_name}"
             check_name(exp_name, where)
             cls, params = _model_params(fam, exp, where)
+            if hasattr(cls, "check_written"):  # dagzoo.lifecycle.Model's (a registered class may be any class)
+                cls.check_written(exp, where)
             fam.check_experiment(section, exp_name, exp, cls, params, where)
             batch = exp.get("batch_size")
             if batch is not None and batch % cfg["processes"]:

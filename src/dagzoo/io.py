@@ -33,13 +33,19 @@ def watch_job_shell() -> None:
     _JOB_SHELL_PID = os.getppid()
 
 
-def terminating() -> None:
-    """Called by a stage that caught SIGTERM and is writing its last state before it exits (the
-    Trainer's checkpoint of the current step): SLURM's scancel, time limit or pre-emption signals
-    the job shell too, which dies at once and leaves this process an orphan, and the checkpoint
-    must still be written. The stage then fails, so it never writes a file Snakemake waits for."""
+@contextlib.contextmanager
+def terminating() -> Iterator[None]:
+    """Around the last write of a stage that caught SIGTERM (the Trainer's checkpoint of the
+    current step), which then fails, so it never writes a file Snakemake waits for: SLURM's
+    scancel, time limit or pre-emption signals the job shell too, which dies at once and leaves
+    this process an orphan, and the checkpoint must still be written. Only there: any other
+    write of an orphan is refused as before."""
     global _TERMINATING
     _TERMINATING = True
+    try:
+        yield
+    finally:
+        _TERMINATING = False
 
 
 _TERMINATING = False

@@ -29,7 +29,7 @@ class RunContext:
     unit: str  # what the Trainer counts (the family's unit)
     on_progress: Callable[..., Any]
     desc: str = "train"
-    #: sha256 of the prepared data's manifest.json (which records every data file's sha256)
+    #: the prepared data's fingerprint (dagzoo.data.integrity.data_digest)
     data_digest: str | None = None
 
     @property
@@ -57,6 +57,11 @@ class Model:
 
     def __init__(self, params, data, device: torch.device):
         self.params, self.data, self.device = params, data, device
+
+    @classmethod
+    def check_written(cls, exp: dict, where: str) -> None:
+        """Checks of the experiment as the config writes it, keys included (optional): e.g. a key
+        whose meaning changed (its Params cannot tell a default from a value written)."""
 
     @classmethod
     def check_experiment(cls, params, section: dict, where: str) -> None:

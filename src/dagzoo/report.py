@@ -50,8 +50,12 @@ def mean_std(df: pd.DataFrame, col: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- tables
-def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
-    """One row per finished run (a run directory with metrics.json) and its history."""
+def collect(run_dirs: list[Path], listed: bool = True) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
+    """One row per finished run (a run directory with metrics.json) and its history. A run
+    trained anew and not evaluated since is refused when `listed` (the DAG names its runs, all
+    evaluated), else left out with a warning (a report of whatever the results tree holds)."""
+    import sys
+
     from dagzoo.family import get_family
 
     rows, histories = [], {}
@@ -63,8 +67,12 @@ def collect(run_dirs: list[Path]) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
         if not isinstance(doc["metrics"], dict):
             raise DataError(f"{d / 'metrics.json'}: 'metrics' is not an object; rerun the run's evaluation")
         if doc.get("config_hash", spec["config_hash"]) != spec["config_hash"]:  # trained anew, not evaluated since
-            raise DataError(f"{d / 'metrics.json'}: evaluates another training of this run directory (config_hash "
-                            f"{doc['config_hash']}; spec.json has {spec['config_hash']}); rerun the run's evaluation")
+            problem = (f"{d / 'metrics.json'}: evaluates another training of this run directory (config_hash "
+                       f"{doc['config_hash']}; spec.json has {spec['config_hash']})")
+            if listed:
+                raise DataError(f"{problem}; rerun the run's evaluation")
+            print(f"[dagzoo] warning: {problem}: left out of the report until it is evaluated", file=sys.stderr)
+            continue
         wrong = next(((k, v) for k, v in doc["metrics"].items() if isinstance(v, (str, bool))), None)
         if wrong:  # every family's metric is a number (lists and objects are details, not columns)
             raise DataError(f"{d / 'metrics.json'}: metric {wrong[0]!r} is {wrong[1]!r}, not a number; rerun the "
@@ -107,10 +115,11 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 # ---------------------------------------------------------------------------------- the report
 def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | None = None,
-                 claims: list[dict] | None = None, tables: Path | None = None) -> list[Path]:
+                 claims: list[dict] | None = None, tables: Path | None = None, listed: bool | None = None) -> list[Path]:
     """The report of `run_dirs` (default: every run under `results`) into `out` (default:
     <results>/report), and its tables (summary.parquet, summary_by_experiment.parquet,
-    claims.json) into `tables` (default: `results`)."""
+    claims.json) into `tables` (default: `results`). `listed`: the runs were named (default: when
+    `run_dirs` is given), see `collect`."""
     from dagzoo.claims import claims_table, evaluate_claims, write_claims
     from dagzoo.family import families
     from dagzoo.tracking import find_run_dirs
@@ -118,8 +127,9 @@ def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | 
     results = Path(results)
     out = out or results / "report"
     tables = tables or results
+    listed = run_dirs is not None if listed is None else listed
     run_dirs = run_dirs if run_dirs is not None else find_run_dirs(results)
-    df, histories = collect(run_dirs)
+    df, histories = collect(run_dirs, listed)
     agg = aggregate(df)
     claim_results = evaluate_claims(claims or [], df)
     md = ["# dagzoo report", "", f"{len(df)} runs from `{results}`.", ""]

@@ -113,7 +113,7 @@ def _only_training_of(run_dir: Path):
             lock.seek(0)
             holder = lock.read().strip() or "another process"
             raise TrainingError(f"{run_dir} is being trained by {holder} (it holds {path}); this job stops and "
-                                "touches nothing: rerun once that training has ended") from None
+                                "writes nothing there: rerun once that training has ended") from None
         except OSError:  # no file locks here (Lustre without -o flock, NFS without lockd)
             yield
             return
@@ -132,11 +132,15 @@ def _only_training_of(run_dir: Path):
 
 
 def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
-    from dagzoo.data.integrity import file_digest
+    from dagzoo.data.integrity import data_digest
     from dagzoo.lifecycle import RunContext
     from dagzoo.provenance import write_provenance
     from dagzoo.tracking import live_sync
 
+    # what the run trains on, beside the config: a checkpoint of other data is not resumed, and the
+    # MLflow run of other data is another run (its curves restart from step 0)
+    digest = data_digest(data_dir)
+    spec = {**{k: v for k, v in spec.items() if k != "data_digest"}, **({"data_digest": digest} if digest else {})}
     run_dir.mkdir(parents=True, exist_ok=True)
     main = dist.is_main
     if main:
@@ -146,11 +150,9 @@ def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results:
     # import alone would add ~1.5 s to a job that holds the training's cores)
     sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
     device = model_device(cls)
-    manifest = data_dir / "manifest.json"
     ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
                      on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
-                     desc=f"{spec['experiment']}/{spec['seed']}",
-                     data_digest=file_digest(manifest) if manifest.is_file() else None)
+                     desc=f"{spec['experiment']}/{spec['seed']}", data_digest=digest)
     seed_torch(cls, spec["seed"])
     model = cls(params, data, device)
     t0 = time.time()

@@ -224,7 +224,10 @@ def _flatten(prefix: str, obj, out: dict) -> dict:
 
 
 def run_key(spec: dict) -> str:
-    return f"{spec['family']}/{spec['experiment']}/{spec['seed']}/{spec['config_hash']}"
+    """The MLflow run of a run directory: its config's and, once recorded, its data's (a run
+    trained again on other data starts a new MLflow run, not a second curve on the first)."""
+    key = f"{spec['family']}/{spec['experiment']}/{spec['seed']}/{spec['config_hash']}"
+    return f"{key}/{spec['data_digest'][:16]}" if spec.get("data_digest") else key
 
 
 def _tags(spec: dict, run_dir: Path) -> dict:
@@ -366,7 +369,7 @@ def _artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
     return out
 
 
-_SPEC_IDENTITY = ("family", "experiment", "config_hash", "stage", "stage_params")
+_SPEC_IDENTITY = ("family", "experiment", "config_hash", "stage", "stage_params", "data_digest")
 
 
 def _run_params(run_dir: Path, spec: dict) -> dict:

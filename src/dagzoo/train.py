@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from dagzoo import distributed
 from dagzoo.errors import CheckpointError, TrainingError
-from dagzoo.io import append_jsonl, atomic_writer, read_jsonl
+from dagzoo.io import append_jsonl, atomic_writer, read_jsonl, terminating
 from dagzoo.optim import make_optimizer
 from dagzoo.progress import progress
 from dagzoo.registry import param
@@ -362,10 +362,7 @@ class Trainer:
         distributed.barrier()
 
     def _on_sigterm(self, *_):
-        from dagzoo.io import terminating
-
         self._stop_requested = True
-        terminating()  # the job shell got the signal too: the checkpoint below is written all the same
 
     def fit(self) -> dict:
         self.maybe_resume()
@@ -402,6 +399,16 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.train_time += dt
                 bar.update(1)
+                stop = distributed.any_rank(self._stop_requested) if self.dist.active else self._stop_requested
+                if stop:
+                    # SIGTERM (scancel, a time limit, pre-emption): the step's state, at once, before
+                    # the scheduler's kill follows (this step's log line and evaluation are left out;
+                    # the rerun resumes after the step); the job shell may have died with the same
+                    # signal, so the checkpoint is written by an orphan too
+                    with terminating():
+                        self.save_checkpoint()
+                    distributed.barrier()
+                    raise TrainingError(f"stopped by SIGTERM at step {self.step}; checkpoint saved, rerun to resume")
                 if self.step % p.log_every == 0 or self.step == p.steps:
                     lv = distributed.mean_over_ranks(loss.item())
                     rate = {f"{self.unit}_s": f"{self.units_per_step / max(dt, 1e-9):,.0f}"}
@@ -409,12 +416,9 @@ class Trainer:
                     self._record(**{"train/loss": lv, "train/lr": lr_at(self.step - 1, p)})
                 if self.step % p.eval_every == 0 or self.step == p.steps:
                     self._evaluate()
-                stop = distributed.any_rank(self._stop_requested) if self.dist.active else self._stop_requested
-                if self.step % p.checkpoint_every == 0 or self.step == p.steps or stop:
+                if self.step % p.checkpoint_every == 0 or self.step == p.steps:
                     self.save_checkpoint()
                     distributed.barrier()
-                if stop:
-                    raise TrainingError(f"stopped by SIGTERM at step {self.step}; checkpoint saved, rerun to resume")
         finally:
             bar.close()
             if previous is not None:

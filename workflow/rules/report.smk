@@ -5,27 +5,9 @@
 ALL_RUN_DIRS = [d for fam in FAMILIES for d in run_dirs(fam)]
 
 
-rule report_runs:
-    # The report's run list as a file: on a command line it would pass Linux's 128 KiB limit of
-    # one argument (Snakemake runs a job's shell command as one) at about 2,000 runs. Written
-    # here, not by a `dagzoo` command, whose arguments would meet the same limit; rewritten when
-    # the list changes (a params change), and then the report reruns.
-    output:
-        f"{R}/report/runs.txt",
-    params:
-        runs=ALL_RUN_DIRS,
-    log:
-        f"{R}/logs/report_runs.log",
-    run:
-        from dagzoo.io import atomic_write_text
-
-        atomic_write_text(output[0], "".join(f"{d}\n" for d in params.runs))
-
-
 rule report:
     input:
         metrics=[f"{d}/metrics.json" for d in ALL_RUN_DIRS],
-        runs=f"{R}/report/runs.txt",
         family_files=REPORT_INPUTS,
     output:
         summary=f"{R}/summary.parquet",
@@ -33,14 +15,22 @@ rule report:
         claims=f"{R}/claims.json",
         markdown=f"{R}/report/report.md",
         table=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
+        runs=f"{R}/report/runs.txt",
         **REPORT_FIGURES,
     params:
         out=job_function(lambda w, output: os.path.dirname(output.markdown)),
         tables=job_function(lambda w, output: os.path.dirname(output.summary)),
         results=results_root,
         claims=json.dumps(CFG["claims"], sort_keys=True),
+        runs=ALL_RUN_DIRS,
     log:
         f"{R}/logs/report.log",
-    shell:
-        "dagzoo report --results {params.results:q} --out {params.out:q} --tables {params.tables:q} "
-        "--claims {params.claims:q} --runs-file {input.runs:q} > {log:q} 2>&1"
+    run:
+        # The list of runs goes in a file, written here, where it is always the current one: on
+        # the command line it would pass Linux's 128 KiB cap of one argument (Snakemake runs a
+        # job's shell command as one) at about 2,000 runs.
+        from dagzoo.io import atomic_write_text
+
+        atomic_write_text(output.runs, "".join(f"{d}\n" for d in params.runs))
+        shell("dagzoo report --results {params.results:q} --out {params.out:q} --tables {params.tables:q} "
+              "--claims {params.claims:q} --runs-file {output.runs:q} > {log:q} 2>&1")

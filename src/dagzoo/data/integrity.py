@@ -100,6 +100,21 @@ def read_manifest(path: Path, missing: str, schema: dict | None = None) -> dict:
     return manifest
 
 
+def data_digest(directory: Path) -> str | None:
+    """A fingerprint of a prepared data directory's contents: the sha256 of its manifest's file
+    records (every data file's size and sha256), not of the manifest itself, which also holds
+    the preparation's wall time and paths. None without a manifest or records (nothing to vouch
+    for the data)."""
+    try:
+        manifest = json.loads((Path(directory) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    records = {key: manifest[key] for key in ("files", "arrays") if isinstance(manifest, dict) and key in manifest}
+    if not records:
+        return None
+    return hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()
+
+
 def load_npy(path: Path, dtypes: tuple[type, ...], redo: str) -> np.ndarray:
     """A numeric .npy array of one of `dtypes`, never unpickling anything.
 

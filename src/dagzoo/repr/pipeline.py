@@ -102,8 +102,10 @@ def _erf_summary(erf: np.ndarray) -> dict:
     an 8-px patch's centre lies between two pixels (a square of even side then fits it)."""
     h, w = erf.shape
     total = erf.sum()
-    cy = float((erf.sum(axis=1) * np.arange(h)).sum() / total) if total > 0 else (h - 1) / 2
-    cx = float((erf.sum(axis=0) * np.arange(w)).sum() / total) if total > 0 else (w - 1) / 2
+    if not total > 0:  # no gradient reaches the input (a dead unit): no field to measure
+        return {"side_90": None, "support": 0, "image": [int(h), int(w)], "centre": None}
+    cy = float((erf.sum(axis=1) * np.arange(h)).sum() / total)
+    cx = float((erf.sum(axis=0) * np.arange(w)).sum() / total)
     side = max(h, w)
     for s in range(1, max(h, w) + 1):
         top, left = max(0, round(cy - (s - 1) / 2)), max(0, round(cx - (s - 1) / 2))
@@ -120,7 +122,8 @@ def _plot_erf(erf: dict, table: list[dict], spec: dict, path: Path) -> None:
     theo = table[-1]["receptive_field"] if table else 1
     for ax, (name, e) in zip(axes, erf.items()):
         ax.imshow(e, cmap="magma")
-        ax.set_title(f"{name}: 90% in {_erf_summary(e)['side_90']} px")
+        side = _erf_summary(e)["side_90"]
+        ax.set_title(f"{name}: 90% in {side} px" if side else f"{name}: no gradient reaches the input")
         ax.axis("off")
     fig.suptitle(f"{spec['experiment']}: effective receptive field (theoretical {theo} px)")
     _plot(fig, path)

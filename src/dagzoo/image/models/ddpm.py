@@ -29,6 +29,16 @@ class DDPMModel(DenoisingModel):
         beta_end: float = param(0.02, "linear schedule: beta_T", min=0.0, max=1.0)
 
     @classmethod
+    def check_written(cls, exp, where):
+        # `schedule` meant the beta schedule here until it was renamed beta_schedule; written alone,
+        # an old config's `schedule: cosine` would silently turn into a cosine learning rate
+        if "schedule" in exp and "beta_schedule" not in exp:
+            raise ConfigError(f"{where}.schedule: for ddpm, `schedule` is the learning-rate schedule and the "
+                              "betas' is `beta_schedule` (named `schedule` before); write beta_schedule (linear | "
+                              "cosine) beside it, so that an old config's beta schedule is not taken for the "
+                              "learning rate's")
+
+    @classmethod
     def check_sampler(cls, params, sampler, where):
         # DDIM's timesteps are a subset of the T trained ones: more would silently repeat some
         if isinstance(sampler, DDIMSampler) and sampler.steps > params.T:
