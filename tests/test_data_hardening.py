@@ -528,3 +528,18 @@ def test_the_data_digest_is_of_the_data_not_of_the_manifest_bytes(tmp_path):
     assert manifest(1.5, "aa") == manifest(9.0, "aa") != manifest(1.5, "bb")
     (tmp_path / "manifest.json").write_text("{}")
     assert integrity.data_digest(tmp_path) is None  # nothing vouches for the data: trusted, as before
+
+
+def test_a_staging_folder_left_by_a_killed_build_is_removed_the_next_time(tmp_path):
+    from dagzoo.io import make_staging_dir
+
+    stale, fresh, other = (tmp_path / ".cache.k1ll3d.partial", tmp_path / ".cache.w0rk1ng.partial",
+                           tmp_path / ".other.k1ll3d.partial")
+    for folder in (stale, fresh, other):
+        (folder / "sub").mkdir(parents=True)
+    day_ago = os.stat(stale).st_mtime - 2 * 86_400
+    os.utime(stale, (day_ago, day_ago))
+    os.utime(other, (day_ago, day_ago))
+    staging = make_staging_dir(tmp_path, "cache")
+    assert staging.is_dir() and not stale.exists()
+    assert fresh.exists() and other.exists(), "another process's work, and another name's, stay"

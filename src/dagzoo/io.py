@@ -73,9 +73,25 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+#: a staging folder untouched this long is a killed build's leftover, not another process's work
+STALE_STAGING_S = 86_400.0
+
+
 def make_staging_dir(parent: Path, name: str) -> Path:
     """A hidden folder beside `parent / name` to build it in and rename it into place, with the
-    mode a plain mkdir gives (mkdtemp makes it 0700, and the rename would keep that)."""
+    mode a plain mkdir gives (mkdtemp makes it 0700, and the rename would keep that). Staging
+    folders of `name` that a killed build left over a day ago (an extracted ModelNet40 is 2 GB)
+    are removed first."""
+    import glob
+    import shutil
+    import time
+
+    for old in Path(parent).glob(f".{glob.escape(name)}.*.partial"):
+        try:
+            if time.time() - old.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent))
     os.chmod(staging, 0o777 & ~_umask())
     return staging
