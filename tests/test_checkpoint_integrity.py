@@ -251,3 +251,18 @@ def test_an_unestimable_se_is_a_dash_in_the_report():
     cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[4] for line in table if line.startswith("| ")}
     assert cells["one"] == "—" and cells["mixed"] == "—", cells
     assert cells["known"] == "0.0123"
+
+
+def test_an_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    # the rename is only durable once the directory is synced: a power cut could otherwise leave
+    # the old checkpoint or metrics (or none) behind a file whose data were synced
+    synced, real_fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    io.atomic_write_json(tmp_path / "metrics.json", {"a": 1})
+    save_torch_file({"w": torch.zeros(2)}, tmp_path / "ckpt" / "last.pt")
+    assert [os.path.basename(s).split(".")[1] for s in synced[0::2]] == ["metrics", "last"]  # the temp files
+    assert synced[1::2] == [str(tmp_path), str(tmp_path / "ckpt")]  # then each one's directory

@@ -119,6 +119,23 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Puts a rename in `directory` on disk: until the directory itself is synced, a power cut
+    can leave the old file (or none) even though the new file's data were synced. A file system
+    that cannot sync a directory (some network ones) is left to its own guarantees."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
