@@ -63,6 +63,12 @@ def test_the_dag_runs_on_a_folder_of_off_meshes_and_learns(tmp_path):
     assert "## Point clouds" in (results / "report" / "report.md").read_text()
     claims = json.loads((results / "claims.json").read_text())["claims"]
     assert claims[0]["verdict"] == "held"
+    # a mesh edited in the folder prepares the data again, and reruns all that read it
+    assert "Nothing to be done" in snakemake(tmp_path, _config(tmp_path, f"folder:{root}"), "-n").stdout
+    mesh = next(root.rglob("*.off"))
+    mesh.write_text(mesh.read_text() + "# edited\n")
+    rules = {rule for rule, _ in planned_jobs(snakemake(tmp_path, _config(tmp_path, f"folder:{root}"), "-n").stdout)}
+    assert {"points_prepare", "train", "points_evaluate", "report"} <= rules, rules
 
 
 def test_a_shapes_config_plans_prepare_train_evaluate(tmp_path):

@@ -3,6 +3,7 @@ them): plain functions of strings and paths; nothing here imports Snakemake."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import shlex
@@ -42,6 +43,28 @@ def output_dir(levels=1):
             path = os.path.dirname(path)
         return path
     return job_function(directory)
+
+
+def source_state(source):
+    """Params of a family's prepare rule for its data source: for a `folder:<path>` source,
+    {"source_state": a digest of every file below it (path, size, modification time)}, so that a
+    file added, removed or edited there prepares the data again, and reruns all that read it
+    (Snakemake reruns a job whose params changed); {} for a built-in source, which the prepare
+    stage itself checks. Walked at each parse: a stat per file."""
+    if not source.startswith("folder:"):
+        return {}
+    root = os.path.expanduser(source[len("folder:"):])
+    digest = hashlib.sha256()
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        for name in sorted(files):
+            path = os.path.join(directory, name)
+            try:
+                st = os.stat(path)
+            except OSError:  # gone since the walk listed it: the prepare stage reports what it finds
+                continue
+            digest.update(f"{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"source_state": digest.hexdigest()[:16]}
 
 
 def stage_shell(command, extra="", rule_name=None):

@@ -11,7 +11,7 @@
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
 from dagzoo.config import stage_spec
-from dagzoo.workflow import input_dir, job_function, literal, output_dir, stage_shell  # noqa: F401 - for the rules files
+from dagzoo.workflow import input_dir, job_function, literal, output_dir, source_state, stage_shell  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}

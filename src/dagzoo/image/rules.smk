@@ -28,6 +28,7 @@ rule image_prepare:
         f"{IDATA}/manifest.json",
     params:
         source=literal(IMAGE["data"]["source"]),
+        **source_state(IMAGE["data"]["source"]),  # a folder: source edited prepares it again
         out=output_dir(),
         opts=" ".join(([f"--resize {IMAGE['data']['resize']}"] if IMAGE["data"]["resize"] else [])
                       + ([f"--channels {IMAGE['data']['channels']}"] if IMAGE["data"]["channels"] else [])),

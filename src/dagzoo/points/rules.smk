@@ -14,6 +14,7 @@ rule points_prepare:
         f"{PDATA}/manifest.json",
     params:
         data=literal(json.dumps(PTS["data"], sort_keys=True)),
+        **source_state(PTS["data"]["source"]),  # a folder: source edited prepares it again
         out=output_dir(),
         cache=f"{R}/data/points/downloads",
     log:

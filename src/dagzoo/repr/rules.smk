@@ -17,6 +17,7 @@ rule repr_prepare:
         f"{RDATA}/manifest.json",
     params:
         source=literal(REPR["data"]["source"]),
+        **source_state(REPR["data"]["source"]),  # a folder: source edited prepares it again
         out=output_dir(),
         opts=" ".join(([f"--resize {REPR['data']['resize']}"] if REPR["data"]["resize"] else [])
                       + ([f"--channels {REPR['data']['channels']}"] if REPR["data"]["channels"] else [])),
