@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_write_text, read_json_object, read_jsonl
+from dagzoo.io import atomic_write_text, atomic_writer, read_json_object, read_jsonl
 from dagzoo.stages import RUN_SPEC_KEYS
 
 ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "run_dir"]
@@ -108,9 +108,8 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.parquet")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    with atomic_writer(path) as f:
+        df.to_parquet(f, index=False)
 
 
 # ---------------------------------------------------------------------------------- the report

@@ -26,6 +26,7 @@ never loop over n-grams in Python.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -293,7 +294,8 @@ class KneserNeyLM:
                 backoff = None
             per_order.append((gram_ids, lasts, probs, backoff))
         words_of = self._words_of_ids()
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_writer(Path(path)) as raw:
+            f = io.TextIOWrapper(raw, encoding="utf-8")
             f.write("\\data\\\n")
             f.write(f"ngram 1={V + 2}\n")
             for k in range(2, self.order + 1):
@@ -310,6 +312,8 @@ class KneserNeyLM:
                         line += f"\t{math.log10(backoff[j]):.10g}"
                     f.write(line + "\n")
             f.write("\n\\end\\\n")
+            f.flush()
+            f.detach()  # the raw file stays open for atomic_writer to sync and rename
 
     def _prob_of_suffix(self, k: int, gram_ids: np.ndarray) -> np.ndarray:
         """p_{k-1}(w | h') for every listed k-gram (h w): the listed prob of its suffix."""
