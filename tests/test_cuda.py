@@ -37,3 +37,13 @@ def test_repr_step_and_online_probe_run_on_cuda(name):
     model.step_loss(net, 0, 0).backward()
     acc = model.eval_fn(None)(net)["val/online_acc"]
     assert 0.0 <= acc <= 1.0
+
+
+def test_an_ema_resumed_from_a_cpu_checkpoint_updates_on_cuda():
+    from dagzoo.train import EMA
+
+    net = torch.nn.Linear(3, 2).cuda()
+    ema = EMA(net, 0.9)
+    ema.load_state_dict({"updates": 1, "shadow": {k: v.cpu() for k, v in net.state_dict().items()}})
+    ema.update(net)
+    assert {v.device.type for v in ema.shadow.values()} == {"cuda"}

@@ -57,3 +57,16 @@ def test_processes_start_ranks_only_for_a_model_every_rank_trains(tmp_path):
                 if " train --spec " in line]
     launcher = {next(w for w in ("kn2", "tf") if f"/text/{w}/0" in c): c.split()[0] for c in commands}
     assert launcher == {"kn2": "dagzoo", "tf": "torchrun"}, commands
+
+
+def test_dagzoo_device_keeps_ranks_off_the_gpus(monkeypatch):
+    # ranks chose NCCL and cuda:LOCAL_RANK whenever torch saw a GPU, whatever DAGZOO_DEVICE said
+    from dagzoo import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("DAGZOO_DEVICE", "cpu")
+    assert not distributed._on_cuda()
+    monkeypatch.setenv("DAGZOO_DEVICE", "cuda")
+    assert distributed._on_cuda()
+    monkeypatch.delenv("DAGZOO_DEVICE")
+    assert distributed._on_cuda()

@@ -136,6 +136,16 @@ def test_ema_update_is_the_elementwise_average_bit_for_bit():
     assert int(ema.shadow["1.num_batches_tracked"]) == 4
 
 
+def test_a_resumed_ema_lives_on_the_models_device():
+    # checkpoints load on the CPU; a CPU shadow beside CUDA weights failed the first update after
+    # every resume on a GPU. The meta device stands in for a second device here.
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to("meta")
+    ema = EMA(net, 0.9)
+    ema.load_state_dict({"updates": 5, "shadow": {k: torch.zeros(v.shape, dtype=v.dtype)
+                                                  for k, v in net.state_dict().items()}})
+    assert ema.updates == 5 and {v.device.type for v in ema.shadow.values()} == {"meta"}
+
+
 # ---------------------------------------------------------------------------------- receptive field
 def test_receptive_field_of_stacked_convolutions():
     three = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.SiLU(), nn.Conv2d(2, 2, 3, padding=1), nn.SiLU(),

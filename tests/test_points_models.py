@@ -12,7 +12,7 @@ import torch
 from dagzoo.points import transforms as T
 from dagzoo.points.base import accuracy_counts
 from dagzoo.points.models.dgcnn import DGCNNNet, knn
-from dagzoo.points.models.pointnet import PointNetNet
+from dagzoo.points.models.pointnet import PointNetNet, orthogonality_loss
 
 
 # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
@@ -54,6 +54,17 @@ def test_edgeconv_knn_equals_a_brute_force_neighbour_list():
             brute = sorted(range(30), key=lambda j: d[j])[:5]
             assert idx[b, i].tolist() == brute  # nearest first, the point itself included
     assert (idx[:, :, 0] == torch.arange(30)).all()
+
+
+def test_knn_and_the_tnet_regulariser_are_float32_under_bf16_autocast():
+    # training runs under bf16 autocast on a GPU (the CPU's autocast stands in): bf16 inner
+    # products changed a few % of the neighbours, and I - A A^T near orthogonality was rounding
+    torch.manual_seed(0)
+    x, a = torch.randn(2, 64, 256), torch.linalg.qr(torch.randn(4, 16, 16)).Q + 0.01 * torch.randn(4, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        idx, reg = knn(x, 20), orthogonality_loss(a)
+    assert torch.equal(idx, knn(x, 20))
+    assert reg.dtype == torch.float32 and reg.item() == pytest.approx(orthogonality_loss(a).item(), rel=1e-5)
 
 
 def test_feature_tnet_regulariser_is_the_squared_frobenius_norm_by_hand():

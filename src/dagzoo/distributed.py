@@ -3,7 +3,8 @@
 A training job started by ``torchrun --nproc_per_node N dagzoo train ...`` (the rules do this
 when the config's `processes` > 1, e.g. one process per GPU of a SLURM job) runs N ranks. Every
 rank draws the same global batch from (seed, step) and keeps its own contiguous shard, so the
-averaged gradients equal those of one process on the global batch. Rank 0 alone evaluates,
+averaged gradients equal those of one process on the global batch (BatchNorm aside: the point-cloud
+models normalise each rank's shard by its own statistics). Rank 0 alone evaluates,
 writes checkpoints, history and outputs, and talks to MLflow.
 """
 
@@ -49,7 +50,7 @@ def init_from_env() -> DistState:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if _on_cuda() else "gloo"
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
@@ -68,7 +69,16 @@ def device() -> torch.device | None:
         return None
     import torch
 
-    return torch.device("cuda", _STATE.local_rank) if torch.cuda.is_available() else None
+    return torch.device("cuda", _STATE.local_rank) if _on_cuda() else None
+
+
+def _on_cuda() -> bool:
+    """Ranks use the GPUs when there are some, unless DAGZOO_DEVICE (as for one process) names
+    another device."""
+    import torch
+
+    wanted = os.environ.get("DAGZOO_DEVICE")
+    return torch.cuda.is_available() and (not wanted or wanted.startswith("cuda"))
 
 
 @contextlib.contextmanager

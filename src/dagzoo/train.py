@@ -1,7 +1,9 @@
 """The one training loop of every family.
 
 - Reproducible: the batch and the dropout noise of step s are functions of (seed, s) alone, so
-  a run resumed from a checkpoint takes exactly the same steps as one that never stopped.
+  a run resumed from a checkpoint takes exactly the same steps as one that never stopped (bit
+  for bit on a CPU; on a GPU to float noise, since some CUDA kernels, e.g. the backward of an
+  embedding or of cuDNN convolutions, add in a varying order).
 - Crash-safe: a checkpoint (model, optimizer, EMA, counters) is written atomically every
   `checkpoint_every` steps to ``<run>/checkpoints/last.pt``; rerunning the job resumes from it.
   SIGTERM (SLURM's scancel, a pre-emption) writes one at the end of the current step first.
@@ -130,7 +132,10 @@ class EMA:
         return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict) -> None:
-        self.updates, self.shadow = state["updates"], state["shadow"]
+        # a checkpoint is loaded on the CPU: the shadow goes back to the model's device (a CPU
+        # shadow beside CUDA weights failed the first update after every resume on a GPU)
+        self.updates = state["updates"]
+        self.shadow = {k: v.to(self.shadow[k].device) if k in self.shadow else v for k, v in state["shadow"].items()}
 
 
 #: key of the sha256 digest of the payload stored beside it in every checkpoint and model.pt

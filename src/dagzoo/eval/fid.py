@@ -96,10 +96,14 @@ def inception_input(images: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------- features
 class InceptionFeatures:
-    """pool3 features of uint8 images, batched, on the GPU when there is one."""
+    """pool3 features of uint8 images, batched, on the GPU when there is one (DAGZOO_DEVICE, as
+    for training, picks another), in full float32 there too: cuDNN's convolutions default to
+    TF32, about 1e-3 off the TF-FID network's features."""
 
     def __init__(self, device: torch.device | None = None):
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from dagzoo.train import default_device
+
+        self.device = device or default_device()
         import warnings
 
         with warnings.catch_warnings():  # the weights are TorchScript: jit.load/freeze are the way to run them
@@ -114,10 +118,14 @@ class InceptionFeatures:
         images = torch.as_tensor(images)
         if images.dtype != torch.uint8:
             raise DataError("FID features are computed from uint8 images (what a saved PNG holds)")
-        out = []
-        for start in progress(range(0, len(images), batch), desc=desc, leave=False):
-            x = inception_input(images[start:start + batch].to(self.device))
-            out.append(self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu())
+        out, tf32 = [], torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            for start in progress(range(0, len(images), batch), desc=desc, leave=False):
+                x = inception_input(images[start:start + batch].to(self.device))
+                out.append(self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu())
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
         return torch.cat(out).numpy() if out else np.zeros((0, 2048))
 
 

@@ -19,7 +19,14 @@ from dagzoo.registry import param, register
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (B, N, k) of the k nearest neighbours of every point of x (B, C, N) in squared
-    Euclidean distance, the point itself included (distance 0), nearest first."""
+    Euclidean distance, the point itself included (distance 0), nearest first. In float32 under
+    autocast too: 2<x_i, x_j> - |x_i|^2 - |x_j|^2 cancels, and bfloat16 rounding of the inner products
+    is the size of the neighbours' distances (a few % of the neighbours changed)."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _knn_fp32(x.float(), k)
+
+
+def _knn_fp32(x: torch.Tensor, k: int) -> torch.Tensor:
     inner = x.transpose(1, 2) @ x  # (B, N, N)
     sq = (x * x).sum(dim=1)  # (B, N)
     neg_dist = 2 * inner - sq[:, :, None] - sq[:, None, :]  # -||x_i - x_j||^2

@@ -60,9 +60,12 @@ class TNet(nn.Module):
 
 
 def orthogonality_loss(a: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ||I - A A^T||_F^2."""
-    eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
-    return ((eye - a @ a.transpose(1, 2)) ** 2).sum(dim=(1, 2)).mean()
+    """Mean over the batch of ||I - A A^T||_F^2, in float32 (under bf16 autocast, I - A A^T of a
+    near-orthogonal A would be rounding noise)."""
+    with torch.autocast(a.device.type, enabled=False):
+        a = a.float()
+        eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
+        return ((eye - a @ a.transpose(1, 2)) ** 2).sum(dim=(1, 2)).mean()
 
 
 class PointNetNet(nn.Module):
