@@ -1,7 +1,6 @@
 """Checks that need a CUDA device (skipped without one; bench/gpu_check.sh runs the whole DAG
 on a GPU node). Each one is a device mismatch that the CPU-only suite cannot see."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,26 +9,15 @@ from dagzoo.registry import get_model, validate_params
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-class _Digits:
-    shape, classes = (1, 16, 16), 10
-
-    def __init__(self, n=64):
-        rng = np.random.default_rng(0)
-        self._x, self._y = rng.integers(0, 256, (n, 1, 16, 16), dtype=np.uint8), rng.integers(0, 10, n)
-
-    def images(self, split):
-        return self._x
-
-    def labels(self, split):
-        return self._y
-
-
 @pytest.mark.parametrize("name", ["simclr", "contrastive", "cpc", "supervised"])
-def test_repr_step_and_online_probe_run_on_cuda(name):
+def test_repr_step_and_online_probe_run_on_cuda(name, tmp_path):
     # the online probe read CPU features with a CUDA probe: every trained repr model failed on a GPU
+    from dagzoo.repr.data import ReprData, prepare_repr_data
+
+    prepare_repr_data("digits", tmp_path / "d", 16, None, 0.1, 0)  # 16 px: a CPC patch grid
     cls = get_model("repr", name)
     params = validate_params(cls.Params, {"widths": [8, 16], "strides": [1, 2], "batch_size": 16}, name)
-    data = _Digits()
+    data = ReprData(tmp_path / "d")
     model = cls(params, data, torch.device("cuda"))
     model._train = torch.from_numpy(data.images("train")).cuda()
     model._labels = torch.from_numpy(data.labels("train")).cuda()
