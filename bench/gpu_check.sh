@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, in one run on a CUDA node (about 8 minutes on one H200):
+# The GPU checks, in one run on a CUDA node (on one H200: the benchmarks 2 minutes, the DAG 2 more):
 #   1. the GPU benchmarks on CUDA: bench/gpu_points.py (fp32 and bf16 autocast),
 #      bench/bench_repr.py --gpu, bench/bench_points.py and bench/bench_image.py --cifar;
 #   2. the default four-family DAG with every training, sampler and evaluation on CUDA
