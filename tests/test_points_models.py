@@ -185,3 +185,17 @@ def test_voxnet_occupancy_grid_marks_exactly_the_voxels_holding_points():
     occ = occupancy(x, 4)  # voxels of side 0.5 over [-1, 1]^3
     assert occ.shape == (1, 1, 4, 4, 4) and occ.sum() == 3
     assert occ[0, 0, 0, 0, 0] == 1 and occ[0, 0, 3, 3, 3] == 1 and occ[0, 0, 2, 1, 3] == 1
+
+
+def test_voxnet_is_the_papers_network():
+    # conv 5^3 stride 2 and conv 3^3 unpadded, pool 2: 32^3 -> 14^3 -> 12^3 -> 6^3, fc 128; by hand:
+    # 32 x (125 + 1) + 32 x (32 x 27 + 1) + (32 x 6^3 x 128 + 128) + (128 x 40 + 40) for ModelNet40
+    from dagzoo.points.models.voxnet import VoxNetNet
+
+    net = VoxNetNet(40, 32, [32, 32], 128, [0.2, 0.3, 0.4], batch_norm=False)
+    assert sum(p.numel() for p in net.parameters()) == 4_032 + 27_680 + 884_864 + 5_160
+    x = torch.rand(2, 500, 3) * 2 - 1
+    assert net.features(torch.zeros(2, 1, 32, 32, 32)).shape == (2, 32, 6, 6, 6)
+    assert net(x)[0].shape == (2, 40)
+    assert [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] == [0.2, 0.3, 0.4]
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())

@@ -25,17 +25,29 @@ def occupancy(x: torch.Tensor, grid: int, extent: float = 1.0) -> torch.Tensor:
     return occ.view(b, 1, grid, grid, grid)
 
 
+def _side(grid: int) -> int:
+    """Voxels per side after conv 5^3 stride 2, conv 3^3 (both unpadded, as the paper's) and max-pool
+    2: 32 -> 14 -> 12 -> 6."""
+    return ((grid - 5) // 2 + 1 - 2) // 2
+
+
 class VoxNetNet(nn.Module):
-    def __init__(self, num_classes: int, grid: int, channels: list[int], fc: int, dropout: float):
+    """Maturana & Scherer's network: conv(32, 5^3, stride 2) - conv(32, 3^3) - max-pool 2 - fc 128 -
+    classifier, unpadded convolutions, leaky ReLU 0.1 after each, dropout 0.2 / 0.3 / 0.4 after the
+    first convolution, the pooling and the fc layer (the authors' code), no batch normalisation
+    unless asked for."""
+
+    def __init__(self, num_classes: int, grid: int, channels: list[int], fc: int, dropout: list[float],
+                 batch_norm: bool):
         super().__init__()
         c1, c2 = channels
+        d1, d2, d3 = dropout
+        norm = (lambda c: nn.BatchNorm3d(c)) if batch_norm else (lambda c: nn.Identity())
         self.grid = grid
         self.features = nn.Sequential(
-            nn.Conv3d(1, c1, 5, stride=2, padding=2), nn.BatchNorm3d(c1), nn.LeakyReLU(0.1), nn.Dropout(dropout / 2),
-            nn.Conv3d(c1, c2, 3, padding=1), nn.BatchNorm3d(c2), nn.LeakyReLU(0.1), nn.MaxPool3d(2),
-            nn.Dropout(dropout / 2))
-        side = grid // 4
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * side ** 3, fc), nn.ReLU(), nn.Dropout(dropout),
+            nn.Conv3d(1, c1, 5, stride=2), norm(c1), nn.LeakyReLU(0.1), nn.Dropout(d1),
+            nn.Conv3d(c1, c2, 3), norm(c2), nn.LeakyReLU(0.1), nn.MaxPool3d(2), nn.Dropout(d2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c2 * _side(grid) ** 3, fc), nn.ReLU(), nn.Dropout(d3),
                                   nn.Linear(fc, num_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,23 +61,14 @@ class VoxNet(PointModel):
 
     @dataclass
     class Params(PointTrainParams):
-        grid: int = param(32, "voxels per side (a multiple of 4)", min=4)
+        grid: int = param(32, "voxels per side (the paper: 32; at least 11, for one voxel after the pooling)",
+                          min=11)
         channels: list[int] = param([32, 32], "the two convolutions' channels", min_len=2, max_len=2, min=1)
         fc: int = param(128, "fully connected width", min=1)
-        dropout: float = param(0.5, "dropout before the classifier (half of it after each conv block)",
-                               min=0.0, max=0.99)
-
-        def check(self, where):
-            super_check = getattr(super(), "check", None)
-            if super_check:
-                super_check(where)
-            from dagzoo.errors import ConfigError
-
-            if self.grid % 4:
-                raise ConfigError(f"{where}.grid: {self.grid} is not a multiple of 4 (stride 2, then pool 2)")
-            if len(self.channels) != 2:
-                raise ConfigError(f"{where}.channels: expected two widths, got {self.channels}")
+        dropout: list[float] = param([0.2, 0.3, 0.4], "dropout after the first convolution, the pooling and the "
+                                     "fc layer", min_len=3, max_len=3, min=0.0, max=0.99)
+        batch_norm: bool = param(False, "batch normalisation after each convolution (not in the paper)")
 
     def build(self) -> nn.Module:
         p = self.params
-        return VoxNetNet(self.num_classes, p.grid, p.channels, p.fc, p.dropout)
+        return VoxNetNet(self.num_classes, p.grid, p.channels, p.fc, p.dropout, p.batch_norm)
