@@ -69,7 +69,7 @@ def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> N
         "pointnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, True, 1e-3),
         "pointnet_notnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, False, 1e-3),
         "dgcnn": DGCNNNet(10, 10, [16, 16, 32, 64], 128, [64, 32], 0.5),
-        "voxnet": VoxNetNet(10, 24, [16, 32], 64, 0.5),
+        "voxnet": VoxNetNet(10, 24, [16, 32], 64, [0.2, 0.3, 0.4], batch_norm=False),
     }
     for name, net in nets.items():
         net = net.to(device)

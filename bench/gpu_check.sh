@@ -3,7 +3,8 @@
 #   1. the GPU benchmarks on CUDA: bench/gpu_points.py (fp32 and bf16 autocast),
 #      bench/bench_repr.py --gpu, bench/bench_points.py and bench/bench_image.py --cifar;
 #   2. the default four-family DAG with every training, sampler and evaluation on CUDA
-#      (snakemake --cores <all CPUs>), timed; its results stay in results/.
+#      (snakemake --cores <all CPUs>), timed, into a fresh results folder (a finished CPU run in
+#      results/ would otherwise be taken as done); the script prints where.
 #
 #   bash bench/gpu_check.sh [OUTDIR]      (default gpu-check/)
 #
@@ -30,11 +31,14 @@ benches() {
 }
 timeout "${BENCH_TIMEOUT:-300}" bash -c "$(declare -f benches); benches" 2>&1 | tee "$out/bench.log"
 
+results=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")/results
+echo "results: $results"
 start=$(date +%s)
-timeout "${DAG_TIMEOUT:-420}" snakemake --profile workflow/profiles/local --cores "$(nproc)" > "$out/dag.log" 2>&1
+timeout "${DAG_TIMEOUT:-420}" snakemake --profile workflow/profiles/local --cores "$(nproc)" \
+    --config results="$results" > "$out/dag.log" 2>&1
 rc=$?
 end=$(date +%s)
 echo "default DAG on $(nproc) CPUs + CUDA: exit $rc, $((end - start)) s" | tee "$out/dag_time.txt"
 grep -E "steps \([0-9]+%\) done|^Error in rule|Exiting because" "$out/dag.log" | tail -n 5
-find results -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name '*.txt' -o -name '*.md' \) \
-    -not -path '*/mlartifacts/*' -print0 | tar czf "$out/results.tgz" --null -T -
+(cd "$results" && find . -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.log' -o -name '*.txt' \
+    -o -name '*.md' \) -not -path '*/mlartifacts/*' -print0 | tar czf - --null -T -) > "$out/results.tgz"

@@ -213,6 +213,8 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("points_no_train_shapes", {"points.data.shapes.train_per_class": 0}, "points.data.shapes.train_per_class:"),
     ("points_k_beyond_points", {"points.data.points": 8}, "points.experiments.dgcnn.k"),
     ("points_voxel_grid_tiny", {P + "voxnet.grid": 2}, "points.experiments.voxnet.grid:"),
+    ("points_voxel_grid_below_one_pooled_voxel", {P + "voxnet.grid": 10}, "points.experiments.voxnet.grid:"),
+    ("points_voxnet_dropout_one_number", {P + "voxnet.dropout": 0.5}, "points.experiments.voxnet.dropout:"),
     ("points_mlp_empty", {P + "pointnet.mlp1": []}, "points.experiments.pointnet.mlp1:"),
     ("points_label_smoothing_high", {P + "dgcnn.label_smoothing": 1.5}, "points.experiments.dgcnn.label_smoothing:"),
     ("points_momentum_one", {P + "dgcnn.momentum": 1.5}, "points.experiments.dgcnn.momentum:"),

@@ -3,6 +3,7 @@ its fused-header quirk and polygon faces) -> prepare -> train -> evaluate -> rep
 above chance; and the jobs a `shapes` config plans."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,26 @@ def test_the_dag_runs_unchanged_on_real_meshes_from_a_debian_package(tmp_path):
     assert 0 <= metrics["metrics"]["test/oa"] <= 1 and metrics["metrics"]["test/n"] == 4
     manifest = json.loads(next((tmp_path / "results" / "data" / "points").glob("*/manifest.json")).read_text())
     assert manifest["classes"] == ["box", "round"]
+
+
+def test_the_folder_digest_sees_what_the_stages_read_and_nothing_else(tmp_path):
+    from dagzoo.workflow import source_state
+
+    root = _tree(tmp_path / "meshes")
+    state = lambda: source_state(f"folder:{root}")["source_state"]  # noqa: E731
+    first = state()
+    assert source_state("shapes") == {} and state() == first
+    (root / ".git").mkdir()
+    (root / ".git" / "index").write_text("x")
+    (root / ".DS_Store").write_text("x")
+    (root / "__MACOSX").mkdir()
+    assert state() == first  # what no stage reads changes nothing
+    outside = tmp_path / "more"
+    shutil.copytree(root / CLASSES[0], outside)
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    (outside / "loop").symlink_to(outside, target_is_directory=True)  # walked once
+    with_link = state()
+    assert with_link != first
+    mesh = next(outside.rglob("*.off"))
+    mesh.write_text(mesh.read_text() + "# edited\n")
+    assert state() != with_link  # a class folder behind a link is read by the stage, so it counts

@@ -3,8 +3,8 @@
 A training job started by ``torchrun --nproc_per_node N dagzoo train ...`` (the rules do this
 when the config's `processes` > 1, e.g. one process per GPU of a SLURM job) runs N ranks. Every
 rank draws the same global batch from (seed, step) and keeps its own contiguous shard, so the
-averaged gradients equal those of one process on the global batch (BatchNorm aside: the point-cloud
-models normalise each rank's shard by its own statistics). Rank 0 alone evaluates,
+averaged gradients equal those of one process on the global batch (BatchNorm aside: PointNet and DGCNN,
+and VoxNet with `batch_norm`, normalise each rank's shard by its own statistics). Rank 0 alone evaluates,
 writes checkpoints, history and outputs, and talks to MLflow.
 """
 

@@ -50,14 +50,21 @@ def source_state(source):
     {"source_state": a digest of every file below it (path, size, modification time)}, so that a
     file added, removed or edited there prepares the data again, and reruns all that read it
     (Snakemake reruns a job whose params changed); {} for a built-in source, which the prepare
-    stage itself checks. Walked at each parse: a stat per file."""
+    stage itself checks. Walked at each parse (a stat per file) as the stages read a folder:
+    through symbolic links, without hidden names or `__` ones (`.git`, `.DS_Store`, `__MACOSX`),
+    whose changes would otherwise rerun the family for nothing."""
     if not source.startswith("folder:"):
         return {}
     root = os.path.expanduser(source[len("folder:"):])
-    digest = hashlib.sha256()
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories.sort()
-        for name in sorted(files):
+    digest, seen = hashlib.sha256(), set()
+    for directory, subdirectories, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a link back up the tree: walked once
+            subdirectories[:] = []
+            continue
+        seen.add(real)
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith((".", "__")))
+        for name in sorted(f for f in files if not f.startswith((".", "__"))):
             path = os.path.join(directory, name)
             try:
                 st = os.stat(path)

@@ -99,9 +99,8 @@ def save_grid(images: np.ndarray, path: Path, nrow: int | None = None) -> None:
     scale = max(1, 256 // max(canvas.shape[:2]))  # small images: enlarge so a person can see them
     pil = Image.fromarray(canvas[..., 0] if c == 1 else canvas).resize(
         (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
-    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.png")
-    pil.save(tmp)
-    tmp.replace(path)
+    with atomic_writer(Path(path)) as f:
+        pil.save(f, format="PNG")
 
 
 # ---------------------------------------------------------------------------------- fid
