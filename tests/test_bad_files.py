@@ -78,6 +78,14 @@ def _spec_edit(**changes):
     return lambda text: json.dumps({**json.loads(text), **changes})
 
 
+def _spec_without(key, inner=None):
+    def edit(text):
+        spec = json.loads(text)
+        (spec if inner is None else spec[key]).pop(key if inner is None else inner)
+        return json.dumps(spec)
+    return edit
+
+
 @pytest.mark.parametrize("name, content, needle", [
     ("train.json", '{"metrics": ', "not valid JSON"),
     ("train.json", "{}", "missing metrics, step"),
@@ -90,6 +98,12 @@ def _spec_edit(**changes):
     ("spec.json", _spec_edit(experiment=None), "not a run spec (experiment is None, not a string)"),
     ("spec.json", _spec_edit(model=["ngram"]), "not a run spec (model is ['ngram'], not a string)"),
     ("spec.json", _spec_edit(config_hash=None), "not a run spec (config_hash is None, not a string)"),
+    # a family's own fields of a hand-written spec: its data and evaluation settings
+    ("spec.json", _spec_without("eval"), "not a text run spec (eval is missing)"),
+    ("spec.json", _spec_without("eval", "window"), "not a text run spec (eval.window is missing)"),
+    ("spec.json", _spec_edit(eval={"window": "256", "val_tokens": 512}),
+     "not a text run spec (eval.window is '256', not a number)"),
+    ("spec.json", _spec_edit(data=[]), "not a text run spec (data is [], not an object)"),
     ("model.npz", b"PK\x03\x04 cut short", "model.npz is not a readable .npz archive"),
     ("model.npz", b"", "model.npz is not a readable .npz archive"),
 ])

@@ -59,7 +59,56 @@ def read_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
         raise ConfigError(f"{spec_path}: not a run spec ({problem})")
     if family is not None and spec["family"] != family:
         raise ConfigError(f"{spec_path}: not a {family} experiment (family {spec['family']!r})")
+    from dagzoo.family import get_family
+
+    fam = get_family(spec["family"], where=f"{spec_path}: family")
+    section = _filled(fam.schema(), fam.defaults)
+    problem = _shape_problem(spec, fam.spec_fields(section), "")
+    if problem:
+        raise ConfigError(f"{spec_path}: not a {spec['family']} run spec ({problem})")
     return spec, spec_path
+
+
+def _filled(schema: dict, defaults: Any) -> Any:
+    """The family's default section with every required key it lacks (e.g. text's corpus, an
+    image source) filled with an empty value of its schema type: what a config's section looks
+    like, for the shape of the spec fields made from it. Experiments are left out."""
+    if "properties" in schema:
+        out = dict(defaults or {})
+        for key in schema.get("required", []):
+            if key != "experiments":
+                out[key] = _filled(schema["properties"][key], out.get(key))
+        return out
+    if defaults is not None:
+        return defaults
+    kind = schema.get("type")
+    kind = kind[0] if isinstance(kind, list) else kind
+    return {"string": "", "integer": 0, "number": 0.0, "boolean": False, "array": [], "object": {}}.get(kind)
+
+
+def _shape_problem(value: Any, like: Any, path: str) -> str | None:
+    """What makes `value` (a hand-written or edited spec's part) unlike `like` (the same part of a
+    spec the config writes, from the family's defaults): a missing key or a value of another kind.
+    A null leaf passes (a config may leave an optional setting unset), and so does any value
+    where the default is null."""
+    if isinstance(like, dict):
+        if not isinstance(value, dict):
+            return f"{path or 'the spec'} is {value!r}, not an object"
+        for key, sub in like.items():
+            where = f"{path}.{key}" if path else key
+            if key not in value:
+                return f"{where} is missing"
+            problem = _shape_problem(value[key], sub, where)
+            if problem:
+                return problem
+        return None
+    if value is None:
+        return None
+    kinds = {bool: (bool,), int: (int, float), float: (int, float), str: (str,), list: (list,)}
+    wanted = next((k for t, k in kinds.items() if isinstance(like, t)), None)
+    if wanted and (not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))):
+        return f"{path} is {value!r}, not {'a number' if int in wanted else 'a ' + wanted[0].__name__}"
+    return None
 
 
 def load_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dict, Any, type, Any]:
