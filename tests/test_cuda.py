@@ -35,3 +35,15 @@ def test_an_ema_resumed_from_a_cpu_checkpoint_updates_on_cuda():
     ema.load_state_dict({"updates": 1, "shadow": {k: v.cpu() for k, v in net.state_dict().items()}})
     ema.update(net)
     assert {v.device.type for v in ema.shadow.values()} == {"cuda"}
+
+
+def test_dgcnn_and_pointnet_keep_their_float32_parts_under_cuda_autocast():
+    from dagzoo.points.models.dgcnn import knn
+    from dagzoo.points.models.pointnet import orthogonality_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 256, device="cuda")
+    a = torch.linalg.qr(torch.randn(4, 16, 16)).Q.cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        idx, reg = knn(x, 20), orthogonality_loss(a)
+    assert torch.equal(idx, knn(x, 20)) and reg.dtype == torch.float32
