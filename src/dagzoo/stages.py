@@ -62,10 +62,11 @@ def read_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     from dagzoo.family import get_family
 
     fam = get_family(spec["family"], where=f"{spec_path}: family")
-    section = _filled(fam.schema(), fam.defaults)
-    problem = _shape_problem(spec, fam.spec_fields(section), "")
-    if problem:
-        raise ConfigError(f"{spec_path}: not a {spec['family']} run spec ({problem})")
+    if fam.spec_fields_read:
+        fields = fam.spec_fields(_filled(fam.schema(), fam.defaults))
+        problem = _shape_problem(spec, {key: fields[key] for key in fam.spec_fields_read}, "")
+        if problem:
+            raise ConfigError(f"{spec_path}: not a {spec['family']} run spec ({problem})")
     return spec, spec_path
 
 

@@ -15,6 +15,7 @@ class TextFamily(Family):
     name = "text"
     order = 10
     unit = "tokens"
+    spec_fields_read = ("eval",)
     defaults = {
         "split": {"val": 0.05, "test": 0.05},
         "tokenizer": {"kind": "char"},
