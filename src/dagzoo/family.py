@@ -44,7 +44,8 @@ class Family:
     #: experiment keys that are not model hyper-parameters (always includes "model")
     experiment_keys: tuple[str, ...] = ("model",)
     #: the fields of `spec_fields` that the family's stages read from a run's spec (text: eval's
-    #: window): a spec given by hand is checked to hold them, with values of the right kind
+    #: window): a spec given by hand is checked to hold them, with values of the kind of the
+    #: family's defaults (null only where the default is null)
     spec_fields_read: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ config

@@ -90,8 +90,8 @@ def _filled(schema: dict, defaults: Any) -> Any:
 def _shape_problem(value: Any, like: Any, path: str) -> str | None:
     """What makes `value` (a hand-written or edited spec's part) unlike `like` (the same part of a
     spec the config writes, from the family's defaults): a missing key or a value of another kind.
-    A null leaf passes (a config may leave an optional setting unset), and so does any value
-    where the default is null."""
+    Null is a value of another kind unless the default is null (the settings a config may leave
+    unset: text's top_k and genppl_evaluator), where anything passes."""
     if isinstance(like, dict):
         if not isinstance(value, dict):
             return f"{path or 'the spec'} is {value!r}, not an object"
@@ -103,12 +103,12 @@ def _shape_problem(value: Any, like: Any, path: str) -> str | None:
             if problem:
                 return problem
         return None
-    if value is None:
-        return None
     kinds = {bool: (bool,), int: (int, float), float: (int, float), str: (str,), list: (list,)}
     wanted = next((k for t, k in kinds.items() if isinstance(like, t)), None)
     if wanted and (not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))):
-        return f"{path} is {value!r}, not {'a number' if int in wanted else 'a ' + wanted[0].__name__}"
+        kind = "a number" if int in wanted else "a list" if list in wanted else "true or false" if bool in wanted \
+            else "a string"
+        return f"{path} is {value!r}, not {kind}"
     return None
 
 
