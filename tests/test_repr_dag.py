@@ -2,6 +2,7 @@
 the reruns an evaluation setting causes, and the references trained in-process."""
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import planned_jobs, snakemake
+from conftest import dagzoo, planned_jobs, snakemake
 
 TINY = {"widths": [8, 16], "strides": [1, 2], "batch_size": 64, "eval_every": 15, "checkpoint_every": 30}
 
@@ -153,3 +154,25 @@ def test_raw_pixels_are_features_without_training(tmp_path):
     assert "mi" not in out and out["feature_dim"] == 64
     assert np.allclose(features["test_x"], np.load(tmp_path / "d" / "test_x.npy").reshape(-1, 64) / 255.0, atol=1e-7)
     assert out["effective_receptive_field"]["trained"]["side_90"] == 1  # a pixel sees itself
+
+
+@pytest.mark.probe
+@pytest.mark.parametrize("device, needle", [
+    ("gpu", "DAGZOO_DEVICE: 'gpu' is not a device; allowed: cpu, cuda, cuda:<n>, mps"),
+    ("cuda:7", "DAGZOO_DEVICE: 'cuda:7', but torch sees"),
+])
+def test_a_bad_dagzoo_device_is_one_line_and_touches_no_run_directory(tmp_path, device, needle):
+    from dagzoo.io import atomic_write_json
+
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has an eighth GPU")
+    _data(tmp_path)
+    spec = tmp_path / "spec.json"
+    atomic_write_json(spec, {"family": "repr", "experiment": "random", "model": "random", "seed": 0,
+                             "config_hash": "h", "params": {}})
+    run = tmp_path / "run"
+    for stage in ("train", "repr-encode"):
+        r = dagzoo(stage, "--spec", spec, "--data", tmp_path / "d", "--run-dir", run, "--results", tmp_path / "res",
+                   check=False, env={**os.environ, "DAGZOO_DEVICE": device})
+        assert r.returncode == 1 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr[-2000:]
+        assert not run.exists()

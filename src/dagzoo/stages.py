@@ -133,9 +133,11 @@ def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, r
     dist = distributed.init_from_env()
     try:
         if dist.is_main or cls.distributed_training:
-            data = fam.open_data(Path(data_dir))  # first: a wrong --data must not touch the run directory
+            # first: a wrong --data or DAGZOO_DEVICE must not touch the run directory
+            data, device = fam.open_data(Path(data_dir)), model_device(cls)
             with _only_training_of(Path(run_dir)) if dist.is_main else contextlib.nullcontext():
-                return _train(spec, fam, cls, params, data, Path(data_dir), Path(run_dir), Path(results), rule, dist)
+                return _train(spec, fam, cls, params, data, device, Path(data_dir), Path(run_dir), Path(results),
+                              rule, dist)
         return {}
     finally:
         distributed.shutdown()
@@ -181,7 +183,7 @@ def _only_training_of(run_dir: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
+def _train(spec, fam, cls, params, data, device, data_dir: Path, run_dir: Path, results: Path, rule, dist) -> dict:
     from dagzoo.data.integrity import data_digest
     from dagzoo.lifecycle import RunContext
     from dagzoo.provenance import write_provenance
@@ -199,7 +201,6 @@ def _train(spec, fam, cls, params, data, data_dir: Path, run_dir: Path, results:
     # a training shorter than TRAIN_FIRST_SYNC_S is mirrored by the run's evaluation (MLflow's
     # import alone would add ~1.5 s to a job that holds the training's cores)
     sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
-    device = model_device(cls)
     ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
                      on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
                      desc=f"{spec['experiment']}/{spec['seed']}", data_digest=digest)
@@ -275,10 +276,11 @@ def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: st
         _warn_if_defaults(spec_path, spec, cls, spec_stage)
         spec = {**spec, "stage": spec_stage}
     data = fam.open_data(Path(data_dir))
+    load = with_model(cls) if callable(with_model) else with_model
+    device = model_device(cls) if load else None  # before anything is written
     record_spec(run_dir, spec)
     write_provenance(Path(run_dir), stage, rule)
-    model = (cls.load(params, data, None if untrained else Path(run_dir), model_device(cls), seed=spec["seed"])
-             if (with_model(cls) if callable(with_model) else with_model) else None)
+    model = cls.load(params, data, None if untrained else Path(run_dir), device, seed=spec["seed"]) if load else None
     return spec, fam, cls, data, model
 
 

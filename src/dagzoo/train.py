@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dagzoo import distributed
-from dagzoo.errors import CheckpointError, TrainingError
+from dagzoo.errors import CheckpointError, ConfigError, TrainingError
 from dagzoo.io import append_jsonl, atomic_writer, read_jsonl, terminating
 from dagzoo.optim import make_optimizer
 from dagzoo.progress import progress
@@ -219,9 +219,20 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def default_device() -> torch.device:
-    if os.environ.get("DAGZOO_DEVICE"):
-        return torch.device(os.environ["DAGZOO_DEVICE"])
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU when torch sees one, else the CPU; DAGZOO_DEVICE (cpu, cuda, cuda:<n>, mps) picks one."""
+    wanted = os.environ.get("DAGZOO_DEVICE")
+    if not wanted:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError:
+        raise ConfigError(f"DAGZOO_DEVICE: {wanted!r} is not a device; allowed: cpu, cuda, cuda:<n>, mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, True):
+        raise ConfigError(f"DAGZOO_DEVICE: {wanted!r}, but torch sees no {device.type} device here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"DAGZOO_DEVICE: {wanted!r}, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 class Trainer:
