@@ -15,8 +15,9 @@
 # weights the image FID jobs fail and the rest of the DAG still runs (--keep-going).
 set -u
 out=${1:-gpu-check}
-python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
-    || { echo "gpu_check.sh: torch sees no CUDA device (run it on a GPU node)" >&2; exit 2; }
+python3 -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2> /dev/null \
+    || { echo "gpu_check.sh: python3 has no torch, or torch sees no CUDA device (run it on a GPU node, in the" \
+              "environment that has dagzoo)" >&2; exit 2; }
 mkdir -p "$out"
 { nvidia-smi; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"; } \
     > "$out/device.txt" 2>&1
