@@ -192,6 +192,45 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     assert os.umask(umask) == umask, "the umask is restored after it is read"
 
 
+def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_rename(tmp_path, monkeypatch):
+    # a power cut after the rename must not leave a short download or a half-written tree under
+    # the final name: the data are synced first, the rename after (and its directory then)
+    import hashlib
+    import tarfile
+
+    from dagzoo.data.download import RemoteFile, fetch_extracted
+    from dagzoo.points.data import generate_shapes
+
+    member = tmp_path / "src" / "data.txt"
+    member.parent.mkdir()
+    member.write_text("payload")
+    archive = tmp_path / "src" / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(member, arcname="d/data.txt")
+    events, real = [], {name: getattr(os, name) for name in ("fsync", "sync", "rename", "replace")}
+
+    def record(name):
+        def call(*args):
+            events.append((name, os.readlink(f"/proc/self/fd/{args[0]}") if name == "fsync"
+                           else os.path.basename(args[-1]) if args else None))
+            return real[name](*args)
+        return call
+    for name in real:
+        monkeypatch.setattr(os, name, record(name))
+    remote = RemoteFile(archive.as_uri(), sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    fetch_extracted(remote, tmp_path / "cache")
+    generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+
+    def first(kind, name):
+        return next(i for i, (k, n) in enumerate(events) if k == kind and n.endswith(name))
+    download = first("replace", "data.tar.gz")
+    assert events[download - 1][0] == "fsync" and ".data.tar.gz." in events[download - 1][1]
+    assert events[download + 1] == ("fsync", str(tmp_path / "cache"))
+    for tree, parent in ((first("rename", "data.extracted"), tmp_path / "cache"), (first("rename", "shapes"), tmp_path)):
+        assert events[tree - 1][0] == "sync", events[tree - 1]
+        assert events[tree + 1] == ("fsync", str(parent))
+
+
 def test_downloads_extractions_and_generated_data_follow_the_umask(tmp_path, umask):
     """Files and folders built aside and renamed into place (mkstemp: 0600, mkdtemp: 0700)."""
     import hashlib

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from dagzoo.data.integrity import file_digest, file_record, record_mismatch
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_write_json, file_mode, make_staging_dir
+from dagzoo.io import atomic_write_json, commit_staged_tree, file_mode, fsync_dir, make_staging_dir
 
 # Generous enough for the largest archives a data set here could come in (ModelNet40's zip has
 # about 12,300 files plus folders); callers that know their archive pass tighter limits.
@@ -97,8 +97,11 @@ def fetch(remote: RemoteFile, cache_dir: Path, timeout: float = 60.0) -> Path:
                     for chunk in iter(lambda: response.read(1 << 20), b""):
                         out.write(chunk)
                         bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename: a power cut leaves no short file named dest
         verify(tmp, remote)
         tmp.replace(dest)
+        fsync_dir(cache_dir)
         return dest
     finally:
         tmp.unlink(missing_ok=True)
@@ -261,9 +264,7 @@ def _extract_and_record(archive: Path, dest: Path, record_path: Path, source: di
     try:
         written = safe_extract(archive, staging, max_members=max_members, max_total_bytes=max_total_bytes)
         members = {path.relative_to(staging).as_posix(): file_record(path) for path in written}
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
+        commit_staged_tree(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record = {"source": source, "members": members}

@@ -35,7 +35,7 @@ import numpy as np
 
 from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_digest, file_record, load_npy, read_manifest
 from dagzoo.errors import ConfigError, DataError
-from dagzoo.io import atomic_save_npy, atomic_write_json, make_staging_dir
+from dagzoo.io import atomic_save_npy, atomic_write_json, commit_staged_tree, fsync_dir, make_staging_dir, sync_file
 
 if TYPE_CHECKING:  # imported where used: planning a DAG reads this module's source checks and slugs
     import torch
@@ -334,9 +334,7 @@ def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed:
                     v, f = make_shape(name, rng)
                     write_off(d / f"{name}_{i:04d}.off", v, f)
         (staging / ".complete").write_text("")
-        if root.exists():
-            shutil.rmtree(root)
-        staging.rename(root)
+        commit_staged_tree(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
@@ -410,7 +408,9 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
     got = part.stat().st_size
     if total is not None and got != total:
         raise DataError(f"download of {url} is incomplete ({got:,} of {total:,} bytes); rerun to resume it")
+    sync_file(part)
     part.replace(dest)
+    fsync_dir(dest.parent)
     return dest
 
 
