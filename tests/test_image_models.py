@@ -156,6 +156,12 @@ def test_receptive_field_of_stacked_convolutions():
     normed = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.Conv2d(4, 1, 1))
     rf = receptive_field(normed, 1)
     assert rf["receptive_field"] == 3 and rf["global_mixing"]
+    # bias-free convolutions and ReLUs (a zero input would give no gradient at all), BatchNorm
+    # (per channel at evaluation: no mixing)
+    relu = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 1, 3, padding=1, bias=False))
+    assert receptive_field(relu, 1) == {"receptive_field": 7, "global_mixing": False, "clipped": False}
 
 
 def test_unet_receptive_field_grows_with_depth():

@@ -9,22 +9,33 @@ from dagzoo.train import TrainParams, lr_at
 
 
 def test_lars_step_matches_the_hand_computed_update():
+    # solo-learn's LARS: r = eta ||w|| / (||g|| + wd ||w||), v <- m v + r (g + wd w), w <- w - lr v.
+    # g is not parallel to w (there SimCLR's TF variant, eta ||w|| / ||g + wd w||, differs), and lr
+    # changes between the steps (lr outside the momentum buffer rescales the old velocity too)
     w0 = torch.tensor([[3.0, 4.0]])  # ||w|| = 5
-    g = torch.tensor([[0.6, 0.8]])   # ||g + wd w|| = ||[0.9, 1.2]|| = 1.5 with wd = 0.1
+    g = torch.tensor([[0.8, -0.6]])  # ||g|| = 1, orthogonal to w
     w = torch.nn.Parameter(w0.clone())
     opt = LARS([w], lr=0.5, momentum=0.9, weight_decay=0.1, eta=0.02)
     w.grad = g.clone()
     opt.step()
-    u = g + 0.1 * w0
-    ratio = 0.02 * 5.0 / 1.5
-    v1 = 0.5 * ratio * u
-    assert torch.allclose(w.detach(), w0 - v1, atol=1e-7)
-    w.grad = g.clone()  # second step: heavy-ball momentum on the scaled update
+    v1 = (0.02 * 5.0 / (1.0 + 0.1 * 5.0)) * (g + 0.1 * w0)  # r = 0.1 / 1.5
+    assert torch.allclose(w.detach(), w0 - 0.5 * v1, atol=1e-7)
     w1 = w.detach().clone()
+    opt.param_groups[0]["lr"] = 0.25
+    w.grad = g.clone()
     opt.step()
-    u2 = g + 0.1 * w1
-    v2 = 0.9 * v1 + 0.5 * (0.02 * w1.norm() / u2.norm()) * u2
-    assert torch.allclose(w.detach(), w1 - v2, atol=1e-7)
+    v2 = 0.9 * v1 + (0.02 * w1.norm() / (1.0 + 0.1 * w1.norm())) * (g + 0.1 * w1)
+    assert torch.allclose(w.detach(), w1 - 0.25 * v2, atol=1e-7)
+
+
+def test_clipped_lars_caps_the_effective_rate_at_lr():
+    w0, g = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.8, -0.6]])
+    for lr, rate in ((0.01, 0.01), (1.0, 0.02 * 5.0 / 1.5)):  # min(eta ||w|| / (||g|| + wd ||w||), lr)
+        w = torch.nn.Parameter(w0.clone())
+        opt = LARS([w], lr=lr, momentum=0.9, weight_decay=0.1, eta=0.02, clip=True)
+        w.grad = g.clone()
+        opt.step()
+        assert torch.allclose(w.detach(), w0 - rate * (g + 0.1 * w0), atol=1e-7)
 
 
 def test_biases_are_neither_decayed_nor_adapted_by_lars():

@@ -48,7 +48,7 @@ def test_margin_loss_by_hand():
     a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = torch.tensor([[3.0, 0.0], [1.0, 1.5], [3.0, 4.0]])
     y = torch.tensor([1, 0, 0])
-    assert float(margin_contrastive_loss(a, b, y, 2.0)) == pytest.approx((9 + 2.25 + 0) / 3)
+    assert float(margin_contrastive_loss(a, b, y, 2.0)) == pytest.approx((9 + 2.25 + 0) / (2 * 3))  # 1/(2P) over P = 3 pairs
     assert float(margin_contrastive_loss(a, a.clone(), torch.ones(3), 2.0)) == 0.0
     far = a + torch.tensor([2.0, 0.0])  # every pair at d = margin exactly
     assert float(margin_contrastive_loss(a, far, torch.zeros(3), 2.0)) == 0.0
@@ -260,6 +260,17 @@ def test_soft_f1_equals_hard_f1_on_one_hot_predictions():
     assert macro_f1(pred, y, 4) == pytest.approx(f1_score(y, pred, average="macro"))
 
 
+def test_soft_f1_is_the_seeds_formula_on_probabilities():
+    # per class 2 sum(p y) / sum(p + y), averaged: written out with explicit loops
+    rng = np.random.default_rng(5)
+    probs, y = torch.from_numpy(rng.dirichlet(np.ones(3), 30)), torch.from_numpy(rng.integers(0, 3, 30))
+    per_class = []
+    for c in range(3):
+        p_c, y_c = probs[:, c].tolist(), [float(v == c) for v in y.tolist()]
+        per_class.append(2 * sum(a * b for a, b in zip(p_c, y_c)) / sum(a + b for a, b in zip(p_c, y_c)))
+    assert float(soft_macro_f1(probs, y, 3)) == pytest.approx(sum(per_class) / 3, abs=1e-12)
+
+
 def test_imbalanced_subset_follows_the_ratio():
     y = np.repeat(np.arange(5), 100)
     keep = imbalanced_subset(y, 10.0, seed=0)
@@ -290,12 +301,33 @@ def test_augmentations_are_deterministic_given_seed_and_step_and_exact_where_the
     assert ((factor[:, 0] >= 0.7) & (factor[:, 0] <= 1.3)).all() and factor[:, 0].std() > 0
 
 
+def test_colour_jitter_clips_after_every_operation_and_never_inverts_brightness():
+    # brightness then contrast, by hand with the factors the generator draws (p = 1 uses one draw
+    # for `apply` first), each clipped to [0, 1] as torchvision does
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    torch.rand(8, generator=g)
+    b = (0.2 + 1.6 * torch.rand(8, generator=g, dtype=torch.float64)).float().view(8, 1, 1, 1)
+    c = (0.2 + 1.6 * torch.rand(8, generator=g, dtype=torch.float64)).float().view(8, 1, 1, 1)
+    bright = (x * b).clamp(0, 1)
+    grey = bright.mean(dim=(1, 2, 3), keepdim=True)
+    expected = ((bright - grey) * c + grey).clamp(0, 1)
+    got = color_jitter(x, torch.Generator().manual_seed(2), brightness=0.8, contrast=0.8)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # a strength above 1 draws factors from [0, 1 + s], never negative (a negative one is a black image)
+    dark = color_jitter(torch.full((400, 1, 2, 2), 0.5), torch.Generator().manual_seed(3), brightness=1.5)
+    assert (dark.flatten(1).amax(1) > 0).float().mean() > 0.99
+
+
 @pytest.mark.probe
 @pytest.mark.parametrize("exp,message", [
     ({"model": "simclr", "jitter": [0.4, 0.4, 0.4, 0.1]}, "repr.experiments.e.jitter: saturation and hue"),
     ({"model": "simclr", "grayscale_p": 0.2}, "repr.experiments.e.grayscale_p: grayscale does not apply"),
     ({"model": "cpc", "patch": 6, "patch_stride": 4}, "repr.experiments.e.patch: patches of 6 px every 4 px"),
     ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [3]}, "repr.experiments.e.predict: k = 3"),
+    ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [1, 2]},
+     "repr.experiments.e.predict: k = 1 rows ahead, but 8-px patches every 4 px overlap the context's last row; "
+     "allowed: 2 <= k <= 2"),
     ({"model": "simclr", "crop_scale": [0.5, 2.0]}, "repr.experiments.e.crop_scale"),
 ])
 def test_bad_experiments_are_one_line_errors_before_any_job(exp, message):
@@ -317,3 +349,51 @@ def test_a_folder_without_class_folders_is_refused_before_any_job(tmp_path):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / split / "a.png")
     with pytest.raises(ConfigError, match=r"repr\.data\.source: .*train has no class folders"):
         validate_config({"repr": {"data": {"source": f"folder:{tmp_path}"}, "experiments": {"r": {"model": "raw"}}}})
+
+
+def test_grad_clip_bounds_the_encoder_and_head_not_the_online_probe(tmp_path):
+    # the probe trains on detached features: however large its gradients, the encoder's clipped
+    # update is the same as with a quiet probe
+    from dagzoo.repr.base import ReprNet
+    from dagzoo.train import Trainer, TrainParams
+
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(0))
+
+    def trained_encoder(probe_scale: float, run: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        net = ReprNet(torch.nn.Linear(4, 3), torch.nn.Linear(3, 3), torch.nn.Linear(3, 2), objective=None)
+
+        def loss(m, step):
+            feats = m.encoder(x)
+            return m.head(feats).pow(2).mean() + probe_scale * m.probe(feats.detach()).pow(2).mean()
+        params = TrainParams(steps=3, lr=0.1, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.01, checkpoint_every=100,
+                             eval_every=100, log_every=1)
+        (tmp_path / run).mkdir()
+        Trainer(net, params, tmp_path / run, seed=0, config_hash="h", loss_fn=loss, units_per_step=16,
+                device=torch.device("cpu")).fit()
+        return net.encoder.weight.detach().clone()
+
+    assert torch.equal(trained_encoder(1.0, "quiet"), trained_encoder(1e6, "loud"))
+
+
+def test_cpc_scores_every_patch_of_the_batch_with_the_positive_on_the_diagonal():
+    from types import SimpleNamespace
+
+    from dagzoo.repr.models.cpc import CPC
+
+    n, d, rows, cols, k = 2, 3, 4, 3, 2
+    z = torch.randn(n, d, rows, cols, generator=torch.Generator().manual_seed(0))
+    identity = torch.nn.Identity()
+    net = SimpleNamespace(head={"context": identity, "predict": [identity]})
+    (name, scores), = CPC._scores(SimpleNamespace(params=SimpleNamespace(predict=[k])), net, z)
+    assert name == "k2" and scores.shape == ((rows - k) * n * cols, n * rows * cols)  # every patch a candidate
+    row = 0
+    for b in range(n):
+        for i in range(rows - k):
+            for j in range(cols):
+                context = z[b, :, i, j]  # identity context and prediction: the prediction is c_ij
+                assert torch.allclose(scores[row, row], context @ z[b, :, i + k, j])  # z_{i+k,j}, own image
+                every = sorted((context @ z[bb, :, ii, jj]).item() for bb in range(n) for ii in range(rows)
+                               for jj in range(cols))
+                assert np.allclose(sorted(scores[row].tolist()), every, atol=1e-5)
+                row += 1

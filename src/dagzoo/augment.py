@@ -110,21 +110,24 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float 
                  saturation: float = 0.0, hue: float = 0.0, p: float = 1.0) -> torch.Tensor:
     """SimCLR's colour distortion on x in [0, 1], applied to each example with probability p:
     brightness x f, contrast (x - mean grey) f + mean grey, saturation grey + f (x - grey), with
-    f ~ U(1 - s, 1 + s), and a hue rotation by U(-hue, hue) turns in YIQ space, in that fixed order
-    (torchvision draws the order per call). Saturation and hue need three channels."""
+    f ~ U(max(0, 1 - s), 1 + s), and a hue rotation by U(-hue, hue) turns in YIQ space, in that
+    fixed order (torchvision draws the order per call), each clipped to [0, 1] as torchvision and
+    SimCLR's code clip after every operation (a brightened pixel that saturated stays white under
+    the contrast change that follows). Saturation and hue need three channels."""
     n = x.shape[0]
     apply = torch.rand(n, generator=generator) < p
+
+    def factor(strength: float) -> torch.Tensor:
+        return per_example(_uniform(n, max(0.0, 1 - strength), 1 + strength, generator).float().to(x.device), x)
     out = x
     if brightness:
-        out = out * per_example(_uniform(n, 1 - brightness, 1 + brightness, generator).float().to(x.device), x)
+        out = (out * factor(brightness)).clamp(0, 1)
     if contrast:
         grey = (_luma(out) if x.shape[1] == 3 else out).mean(dim=(1, 2, 3), keepdim=True)
-        f = per_example(_uniform(n, 1 - contrast, 1 + contrast, generator).float().to(x.device), x)
-        out = (out - grey) * f + grey
+        out = ((out - grey) * factor(contrast) + grey).clamp(0, 1)
     if saturation:
         grey = _luma(out)
-        out = grey + per_example(_uniform(n, 1 - saturation, 1 + saturation, generator).float().to(x.device), x) \
-            * (out - grey)
+        out = (grey + factor(saturation) * (out - grey)).clamp(0, 1)
     if hue:
         angle = 2 * torch.pi * _uniform(n, -hue, hue, generator).float().to(x.device)
         to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
@@ -132,8 +135,7 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float 
         yiq = torch.einsum("ij,njhw->nihw", to_yiq, out)
         cos, sin = per_example(torch.cos(angle), x)[:, 0], per_example(torch.sin(angle), x)[:, 0]
         i, q = yiq[:, 1] * cos - yiq[:, 2] * sin, yiq[:, 1] * sin + yiq[:, 2] * cos
-        out = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), torch.stack([yiq[:, 0], i, q], 1))
-    out = out.clamp(0, 1)
+        out = torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), torch.stack([yiq[:, 0], i, q], 1)).clamp(0, 1)
     return torch.where(per_example(apply.to(x.device), x), out, x)
 
 

@@ -11,41 +11,44 @@ import torch
 
 
 class LARS(torch.optim.Optimizer):
-    """Layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017) on SGD with momentum.
+    """Layer-wise adaptive rate scaling (You, Gitman & Ginsburg 2017, eq. 6) on SGD with momentum,
+    as solo-learn's (from Lightning Bolts), the anchor of config/repr_cifar10.yaml.
 
-    For a parameter w with gradient g and weight decay wd, the update direction is
-    u = g + wd w, scaled by the trust ratio eta ||w|| / ||u|| (1 when either norm is 0), then fed
-    to heavy-ball momentum: v <- m v + lr * ratio * u, w <- w - v. Groups with `adapt: False`
-    (biases, norms) take the plain SGD-momentum step. `clip`: the effective step is
-    min(eta ||w|| / ||u||, lr) instead: the trust ratio becomes the learning rate itself, capped by
-    lr (apex's LARC clipping mode, solo-learn's `clip_lr`).
+    For a parameter w with gradient g and weight decay wd, the local rate is the trust ratio
+    r = eta ||w|| / (||g|| + wd ||w|| + eps) (1 when either norm is 0); the direction
+    d = r (g + wd w) feeds heavy-ball momentum v <- m v + d, and w <- w - lr v (lr outside the
+    buffer, so a schedule rescales the accumulated momentum too). Groups with `adapt: False`
+    (biases, norms; no weight decay) take the plain SGD-momentum step. `clip`: r becomes
+    min(r / lr, 1), so the effective rate lr r is eta ||w|| / (...) capped by lr (solo-learn's
+    `clip_lars_lr`, apex's LARC clipping mode).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
-                 clip: bool = False):
+                 clip: bool = False, eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
-                                  "adapt": True, "clip": clip})
+                                  "adapt": True, "clip": clip, "eps": eps})
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = None if closure is None else closure()
         for group in self.param_groups:
+            wd = group["weight_decay"]
             for w in group["params"]:
                 if w.grad is None:
                     continue
-                update = w.grad.add(w, alpha=group["weight_decay"]) if group["weight_decay"] else w.grad.clone()
-                scale = group["lr"]
+                direction = w.grad.add(w, alpha=wd) if wd else w.grad.clone()
                 if group["adapt"]:
-                    w_norm, u_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(update)
-                    ratio = torch.where((w_norm > 0) & (u_norm > 0), group["eta"] * w_norm / u_norm,
+                    w_norm, g_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(w.grad)
+                    ratio = torch.where((w_norm > 0) & (g_norm > 0),
+                                        group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"]),
                                         torch.ones_like(w_norm))
-                    update.mul_((ratio / scale).clamp(max=1.0) if group["clip"] else ratio)
+                    direction.mul_((ratio / group["lr"]).clamp(max=1.0) if group["clip"] else ratio)
                 state = self.state[w]
                 buf = state.get("momentum_buffer")
                 if buf is None:
                     buf = state["momentum_buffer"] = torch.zeros_like(w)
-                buf.mul_(group["momentum"]).add_(update, alpha=scale)
-                w.sub_(buf)
+                buf.mul_(group["momentum"]).add_(direction)
+                w.sub_(buf, alpha=group["lr"])
         return loss
 
 

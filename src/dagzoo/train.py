@@ -403,7 +403,9 @@ class Trainer:
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if p.grad_clip:
-                    gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
+                    # a network may leave parts out of the global norm (a repr model's online probe)
+                    clipped = getattr(self.model, "clipped_parameters", self.model.parameters)()
+                    gnorm = torch.nn.utils.clip_grad_norm_(clipped, p.grad_clip)
                     if not torch.isfinite(gnorm):
                         raise self._diverged(f"gradient norm is {gnorm.item()}")
                 self.opt.step()

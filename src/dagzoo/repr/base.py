@@ -118,6 +118,12 @@ class ReprNet(nn.Module):
     def forward(self, x, y, generator):
         return self._objective(self, x, y, generator)
 
+    def clipped_parameters(self):
+        """What `grad_clip` bounds: the encoder and head. The online probe, a monitor trained on
+        detached features, stays out of the norm, so its gradients never rescale the encoder's
+        update."""
+        return [*self.encoder.parameters(), *self.head.parameters()]
+
 
 class ReprModel(NeuralModel):
     Params = ReprParams

@@ -146,28 +146,33 @@ def _plot_embedding(x: np.ndarray, y: np.ndarray, spec: dict, path: Path) -> Non
 
 
 def probe(features: Path, grid: list[float], out: Path) -> dict:
-    """The linear probe (C chosen on val, test scored once), its no-bias ablation on raw,
-    uncentred features, and for methods with a projector the same probe after it (each its own
-    C, chosen on val)."""
+    """The linear probe (C chosen on val, refitted on train + val, test scored once); the bias
+    ablation, a pair of probes with and without an intercept on raw, uncentred features (only the
+    intercept differs between them); and for methods with a projector the probe after it (each
+    its own C, chosen on val)."""
     from dagzoo.repr.probes import linear_probe
 
     t0 = time.time()
     ff = FrozenFeatures.load(features)
     main = linear_probe(ff, grid, bias=True, standardise=True)
+    raw = linear_probe(ff, grid, bias=True, standardise=False)
     ablation = linear_probe(ff, grid, bias=False, standardise=False)
     projected = ff.projected()
     after_projector = linear_probe(projected, grid) if projected else None
     y_test = ff.y("test")  # read once, after every choice and fit
     acc, se = accuracy(main.pop("test_pred"), y_test)
+    acc_raw, se_raw = accuracy(raw.pop("test_pred"), y_test)
     acc_nb, se_nb = accuracy(ablation.pop("test_pred"), y_test)
     extra = {}
     if after_projector:
         extra["test/linear_acc_projector"], extra["test/linear_acc_projector_se"] = \
             accuracy(after_projector.pop("test_pred"), y_test)
     result = {**extra, "test/linear_acc": acc, "test/linear_acc_se": se, "probe/C": main["C"],
-              "probe/val_acc": max(main["val_acc"].values()), "test/linear_acc_nobias": acc_nb,
+              "probe/val_acc": max(main["val_acc"].values()), "test/linear_acc_raw": acc_raw,
+              "test/linear_acc_raw_se": se_raw, "probe/C_raw": raw["C"], "test/linear_acc_nobias": acc_nb,
               "test/linear_acc_nobias_se": se_nb, "probe/C_nobias": ablation["C"],
-              "detail": {"bias": main, "no_bias_raw": ablation, "after_projector": after_projector}, "seconds": time.time() - t0}
+              "detail": {"bias": main, "bias_raw": raw, "no_bias_raw": ablation, "after_projector": after_projector},
+              "seconds": time.time() - t0}
     atomic_write_json(out, result)
     return result
 
@@ -193,7 +198,8 @@ def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
 
 def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) -> dict:
     """Cross-entropy and soft-F1 linear probes on a long-tailed subset of the train split
-    (standardised features, the same steps and lr); macro-F1 and accuracy of both on test."""
+    (standardised features, the same steps and lr); macro-F1, accuracy and soft accuracy (the mean
+    probability of the true class, <1_y, p>: the seed's smoothed accuracy) of both on test."""
     import torch
 
     from dagzoo.repr.probes import imbalanced_subset, train_linear
@@ -205,16 +211,18 @@ def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) ->
     xtr = ff.x("train")[keep]
     mean, std = xtr.mean(0), np.where(xtr.std(0) > 1e-8, xtr.std(0), 1.0)
     classes = int(ytr.max()) + 1
-    preds = {}
+    probs = {}
     for loss in ("cross_entropy", "soft_f1"):
         lin = train_linear((xtr - mean) / std, ytr[keep], classes, loss, epochs, lr, 0.0, seed=0)
         with torch.no_grad():
-            preds[loss] = lin(torch.from_numpy(((ff.x("test") - mean) / std).astype(np.float32))).argmax(1).numpy()
+            probs[loss] = lin(torch.from_numpy(((ff.x("test") - mean) / std).astype(np.float32))).softmax(1).numpy()
     y_test = ff.y("test")
     result = {"smooth/train_size": int(len(keep)), "smooth/imbalance_ratio": ratio, "seconds": time.time() - t0}
     for loss, short in (("cross_entropy", "ce"), ("soft_f1", "softf1")):
-        result[f"test/macro_f1_{short}"] = macro_f1(preds[loss], y_test, classes)
-        result[f"test/acc_{short}_imbalanced"] = accuracy(preds[loss], y_test)[0]
+        pred = probs[loss].argmax(1)
+        result[f"test/macro_f1_{short}"] = macro_f1(pred, y_test, classes)
+        result[f"test/acc_{short}_imbalanced"] = accuracy(pred, y_test)[0]
+        result[f"test/soft_acc_{short}_imbalanced"] = float(np.mean(probs[loss][np.arange(len(y_test)), y_test]))
     atomic_write_json(out, result)
     return result
 
@@ -237,7 +245,8 @@ def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str 
         metrics[f"model/erf90_{name}"] = e["side_90"]
     mi = enc.get("mi") or {}
     if mi:
-        first = next(iter(mi.values()))  # SimCLR's views; CPC's smallest k
+        # SimCLR's one set; CPC's smallest k (sets named k<offset>, in the config's order)
+        first = mi[min(mi, key=lambda name: int(name[1:]) if name[1:].isdigit() else 0)]
         metrics["test/mi_bound"], metrics["test/mi_log_n"] = first["bound"], first["log_m"]
         for name, v in mi.items():
             metrics[f"test/mi_bound_{name}"] = v["bound"]

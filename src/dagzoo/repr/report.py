@@ -22,18 +22,23 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
     runs = df[df.family == "repr"]
     if runs.empty:
         return [], []
+    first = runs.iloc[0]
+    knn = (f" (k = {fmt(first['knn/k'])}, T = {fmt(first['knn/temperature'])})"
+           if "knn/k" in runs and pd.notna(first.get("knn/k")) else "")
     md = ["## Representations", "",
           "Frozen pre-projector features of each encoder. **Linear probe**: multinomial logistic regression on "
           "standardised features, its L2 strength C chosen on the validation split (carved from train, "
-          "stratified), scored once on test (± binomial SE; across seeds: mean ± std). **kNN**: cosine, "
-          "exp(s/T)-weighted votes of the k nearest train+val features. **MI bound**: log N - L_NCE on held-out "
+          "stratified), refitted on train + validation, scored once on test (± binomial SE; across seeds: "
+          f"mean ± std). **kNN**: cosine, exp(s/T)-weighted votes of the k nearest train+val features{knn}. "
+          "**MI bound**: log N - L_NCE on held-out "
           "views (never above log N, shown in brackets). **After projector**: the same probe on SimCLR's projector "
-          "output (SimCLR probes before it). **No-bias (raw)**: the probe without an intercept on uncentred "
-          "features. **Macro-F1 CE / soft-F1**: linear probes trained with "
-          "cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same encoder untrained; "
-          "`raw`: pixels.", "",
-          "| experiment | method | encoder | params | train s | linear acc | after projector | no-bias (raw) | kNN acc "
-          "| MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |", "|" + "|".join(["---"] * 12) + "|"]
+          "output (SimCLR probes before it). **Raw: bias / no bias**: the probe on raw, uncentred features with "
+          "and without an intercept (only the intercept differs). **Macro-F1 CE / soft-F1**: linear probes "
+          "trained with cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same "
+          "encoder untrained; `raw`: pixels.", "",
+          "| experiment | method | encoder | params | train s | linear acc | after projector | raw: bias / no bias "
+          "| kNN acc | MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |",
+          "|" + "|".join(["---"] * 12) + "|"]
     for exp, rows in runs.groupby("experiment", sort=False):
         r = rows.iloc[0]
         se = f" (± {fmt(float(r['test/linear_acc_se']), 2)})" if len(rows) == 1 else ""
@@ -44,7 +49,8 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
         md.append(f"| {exp} | {r.model} | {r.get('encoder', '—')} | {fmt(r.get('train/params', np.nan))} | "
                   f"{fmt(float(rows['train/time_s'].mean()), 3)} | {_cell(rows, 'test/linear_acc')}{se} | "
                   f"{_cell(rows, 'test/linear_acc_projector')} | "
-                  f"{_cell(rows, 'test/linear_acc_nobias')} | {_cell(rows, 'test/knn_acc')} | {mi} | "
+                  f"{_cell(rows, 'test/linear_acc_raw')} / {_cell(rows, 'test/linear_acc_nobias')} | "
+                  f"{_cell(rows, 'test/knn_acc')} | {mi} | "
                   f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |")
     md.append("")
     written = []

@@ -1,13 +1,13 @@
 """`contrastive`: the pairwise margin contrastive loss (DrLIM, Hadsell, Chopra & LeCun 2006) as
 the seed gives it:
 
-    L = 1/(2N) sum_pairs [ y d^2 + (1 - y) max(margin - d, 0)^2 ],   d = ||e_a - e_b||_2,
+    L = 1/(2P) sum over the P pairs [ y d^2 + (1 - y) max(margin - d, 0)^2 ],   d = ||e_a - e_b||_2,
 
-with the seed's convention y = 1 for a matching pair (DrLIM's paper writes Y = 0 for similar
+(Caffe's ContrastiveLoss writes the same with N pairs; the 1/2 is DrLIM's), with the seed's convention y = 1 for a matching pair (DrLIM's paper writes Y = 0 for similar
 pairs and Y = 1 for dissimilar ones: the same loss with y replaced by 1 - Y; this code follows
 the seed). Per image of the batch, one matching pair (its two views, or with `pairs: class` a
 view of another image of its class: supervised DrLIM) and one non-matching pair (a view of a
-different image / of an image of another class): 2N pairs in all.
+different image / of an image of another class): P = 2N pairs for N images.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from dagzoo.repr.base import ReprModel, ReprParams, augment
 
 
 def margin_contrastive_loss(e_a: torch.Tensor, e_b: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
-    """The mean over pairs of y d^2 + (1 - y) max(margin - d, 0)^2 (y = 1: a matching pair)."""
+    """1/(2P) sum over the P pairs of y d^2 + (1 - y) max(margin - d, 0)^2 (y = 1: a matching
+    pair): half the mean, as the seed's formula, Caffe's ContrastiveLoss and DrLIM's 1/2 factors."""
     d = torch.linalg.vector_norm(e_a - e_b, dim=1)
     y = y.to(d.dtype)
-    return (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
+    return 0.5 * (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
 def _partners(y: torch.Tensor, same: bool, g: torch.Generator) -> torch.Tensor:

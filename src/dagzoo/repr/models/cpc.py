@@ -3,7 +3,10 @@ Hénaff et al. 2020). The image is cut into an overlapping grid of patches; a pa
 LayerNorm: batch statistics would let a patch see the others and the task be solved without
 learning) embeds each patch, z_{ij}; a context network, convolutions masked so that the output
 at row i sees rows <= i only, gives c_{ij}; for each k of `predict`, W_k c_{ij} predicts
-z_{i+k,j} against every other patch embedding of the batch at those rows (InfoNCE). Features for
+z_{i+k,j} against every patch embedding of the batch (InfoNCE; CPC v2's appendix A.2 scores
+against all of them). An offset whose target overlaps the context's newest patch row
+(k * patch_stride < patch) is refused: the shared pixels would let the prediction copy instead of
+predict, which is why CPC v2 skips the first offsets and Greedy InfoMax the first one. Features for
 evaluation (`features`): the patch-embedding grid average-pooled to at most 3x3 cells and
 flattened (`grid`, the default: like CPC v2's linear evaluation on the spatial feature grid, it
 keeps the layout a single mean throws away), or the plain mean over the grid (`mean`).
@@ -102,7 +105,8 @@ class CPC(ReprModel):
     class Params(ReprParams):
         patch: int = param(8, "patch side in pixels", min=2)
         patch_stride: int = param(4, "pixels between patches (< patch: overlapping, as CPC's 50%)", min=1)
-        predict: list[int] = param([1, 2], "rows ahead the context predicts (k)", min_len=1, min=1)
+        predict: list[int] = param([2], "rows ahead the context predicts (k); k * patch_stride >= patch, so a "
+                                   "target shares no pixel with the context", min_len=1, min=1)
         context_layers: int = param(2, "masked convolution layers of the context network", min=1)
         context_kernel: int = param(3, "kernel of the context convolutions", min=1)
         norm: str = param("layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)",
@@ -130,9 +134,12 @@ class CPC(ReprModel):
             raise ConfigError(f"{where}.patch: patches of {params.patch} px every {params.patch_stride} px do not "
                               f"tile a {side}x{side} image; allowed: patch <= {side} with (side - patch) divisible "
                               "by patch_stride")
-        if max(params.predict) >= rows:
-            raise ConfigError(f"{where}.predict: k = {max(params.predict)} rows ahead, but the patch grid has "
-                              f"{rows} rows; allowed: k <= {rows - 1}")
+        nearest = -(-params.patch // params.patch_stride)  # ceil(patch / stride): the first clean offset
+        if max(params.predict) >= rows or min(params.predict) < nearest:
+            k = max(params.predict) if max(params.predict) >= rows else min(params.predict)
+            why = (f"the patch grid has {rows} rows" if k >= rows else
+                   f"{params.patch}-px patches every {params.patch_stride} px overlap the context's last row")
+            raise ConfigError(f"{where}.predict: k = {k} rows ahead, but {why}; allowed: {nearest} <= k <= {rows - 1}")
 
     def build_encoder(self):
         p = self.params
@@ -145,15 +152,18 @@ class CPC(ReprModel):
                               "predict": nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in p.predict)})
 
     def _scores(self, net, z) -> list[tuple[str, torch.Tensor]]:
-        """Per k: the scores of every prediction W_k c_ij against every patch embedding of the
-        batch k rows below a context (the positive on the diagonal)."""
+        """Per k: the scores (P, M) of every prediction W_k c_ij (P of them) against every patch
+        embedding of the batch (M = N rows cols), ordered so that row i's positive, z_{i+k,j} of
+        its own image, is column i: first the patches k or more rows down (in the predictions'
+        order), then those above."""
         c = net.head["context"](z)
         n, d, rows, cols = z.shape
         out = []
         for k, w in zip(self.params.predict, net.head["predict"]):
             pred = w(c[:, :, : rows - k]).permute(0, 2, 3, 1).reshape(-1, d)
-            target = z[:, :, k:].permute(0, 2, 3, 1).reshape(-1, d)
-            out.append((f"k{k}", pred @ target.T))
+            targets = torch.cat([z[:, :, k:].permute(0, 2, 3, 1).reshape(-1, d),
+                                 z[:, :, :k].permute(0, 2, 3, 1).reshape(-1, d)])
+            out.append((f"k{k}", pred @ targets.T))
         return out
 
     def _cells(self) -> tuple[int, int]:
@@ -173,7 +183,7 @@ class CPC(ReprModel):
         return loss, self._pool(z), y
 
     def nce_images(self, candidates: int) -> int:
-        # every patch of every image is a candidate: (rows - k) x cols of them per image
+        # every patch of every image is a candidate: rows x cols of them per image
         rows = patch_grid(self.shape[-1], self.params.patch, self.params.patch_stride)
         return max(2, candidates // (rows * rows))
 
