@@ -238,6 +238,49 @@ def test_modelnet_archive_path_records_sha256_on_first_use_and_checks_it_later(t
     assert not (tmp_path / "out2" / "manifest.json").exists()
 
 
+def test_a_damaged_first_modelnet_archive_is_not_recorded_as_the_reference(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "ModelNet10.zip").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match="neither a zip nor a tar archive"):
+        D.modelnet_tree("modelnet10", cache, expect_counts=False, url="http://127.0.0.1:9/ModelNet10.zip")
+    assert not (cache / "ModelNet10.zip.sha256").exists(), "a good copy downloaded next must be accepted"
+    # a recorded digest that a new copy does not match: the message names the record
+    (cache / "ModelNet10.zip.sha256").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(DataError, match=r"checksum mismatch.*ModelNet10.zip.sha256 recorded when the archive was "
+                                        r"first used; delete that file too"):
+        D.modelnet_tree("modelnet10", cache, expect_counts=False, url="http://127.0.0.1:9/ModelNet10.zip")
+
+
+def test_a_whole_part_file_left_before_its_rename_finishes_the_download(tmp_path):
+    import http.server
+    import threading
+
+    payload = bytes(range(256)) * 4
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            start = int(self.headers["Range"].split("=")[1].rstrip("-"))
+            assert start == len(payload)
+            self.send_response(416)  # what a server answers for a range past the end
+            self.send_header("Content-Range", f"bytes */{len(payload)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dest = tmp_path / "ModelNet10.zip"
+    (tmp_path / "ModelNet10.zip.part").write_bytes(payload)
+    try:
+        D.download_resumable(f"http://127.0.0.1:{server.server_port}/ModelNet10.zip", dest, timeout=5)
+    finally:
+        server.shutdown()
+    assert dest.read_bytes() == payload and not (tmp_path / "ModelNet10.zip.part").exists()
+
+
 def test_an_interrupted_download_resumes_with_a_range_request(tmp_path):
     import http.server
     import threading

@@ -85,6 +85,11 @@ def test_feature_tnet_regulariser_is_the_squared_frobenius_norm_by_hand():
         by_hand.append(sum(((i == j) - aat[i][j]) ** 2 for i in range(16) for j in range(16)))
     # convention: weight 0.001 x batch mean of the squared Frobenius norm
     assert reg.item() == pytest.approx(0.001 * np.mean(by_hand), rel=1e-4)
+    # the default is the protocol's: 0.001 x tf.nn.l2_loss (half the sum of squares) per cloud
+    from dagzoo.points.models.pointnet import PointNet
+
+    l2_loss = [0.5 * v for v in by_hand]
+    assert PointNet.Params().tnet_reg_weight * np.mean(by_hand) == pytest.approx(0.001 * np.mean(l2_loss))
 
 
 def test_rotation_about_the_up_axis_is_exactly_a_rotation():
@@ -199,3 +204,57 @@ def test_voxnet_is_the_papers_network():
     assert net(x)[0].shape == (2, 40)
     assert [m.p for m in net.modules() if isinstance(m, torch.nn.Dropout)] == [0.2, 0.3, 0.4]
     assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+
+
+def test_label_smoothing_is_dgcnns_cal_loss_by_hand():
+    from dagzoo.points.base import smoothed_cross_entropy
+
+    logits, y, eps = torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 3, 1, 1, 2]), 0.2
+    log_p = torch.log_softmax(logits.double(), 1)
+    by_hand = -sum((1 - eps) * log_p[i, y[i]] + sum(eps / 3 * log_p[i, c] for c in range(4) if c != y[i])
+                   for i in range(5)) / 5  # DGCNN's cal_loss: 1 - eps true, eps / (K - 1) each other class
+    assert smoothed_cross_entropy(logits, y, eps).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert smoothed_cross_entropy(logits, y, 0.0).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, y).item())
+
+
+def test_voxnets_grid_holds_every_point_augmentation_can_reach():
+    from dagzoo.points.base import augment, augmented_extent
+    from dagzoo.points.models.voxnet import VoxNet
+
+    p = VoxNet.Params(scale_low=0.8, scale_high=1.5, translate=0.2, jitter_sigma=0.05, jitter_clip=0.05)
+    x = torch.nn.functional.normalize(torch.randn(64, 256, 3, generator=torch.Generator().manual_seed(0)), dim=2)
+    reach = max(augment(x, p, torch.Generator().manual_seed(s)).abs().max().item() for s in range(20))
+    assert 1.6 < reach <= augmented_extent(p) == pytest.approx(1.75)
+    assert augmented_extent(VoxNet.Params()) == pytest.approx(1.05)  # the default: rotation and jitter
+    net = VoxNet.__new__(VoxNet)
+    net.params, net.num_classes = p, 10
+    assert net.build().extent == augmented_extent(p)
+
+
+def test_the_default_augmentation_keeps_a_clouds_proportions():
+    # stretching one axis would turn the generated cube into a box (and a sphere into an
+    # ellipsoid): the default augments by rotation about z and jitter only
+    from dagzoo.points.base import PointTrainParams, augment
+
+    cube = torch.rand(8, 300, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    out = augment(cube, PointTrainParams(jitter_sigma=0.0), torch.Generator().manual_seed(2))
+    z = out[..., 2]
+    assert torch.allclose(z.sort(1).values, cube[..., 2].sort(1).values)  # the up axis untouched
+    radius = out[..., :2].norm(dim=2)
+    assert torch.allclose(radius.sort(1).values, cube[..., :2].norm(dim=2).sort(1).values, atol=1e-5)
+
+
+def test_the_points_table_keeps_its_cells_when_a_column_is_missing(tmp_path):
+    import pandas as pd
+
+    from dagzoo.points.report import points_section
+
+    df = pd.DataFrame([{"family": "points", "experiment": e, "model": e, "seed": 0, "run_dir": str(tmp_path),
+                        "test/oa": 0.8, "test/oa_se": 0.01, "test/macc": 0.7, "train/params": 1234.0} for e in ("a", "b")])
+    md, _ = points_section(df, {}, tmp_path, tmp_path)
+    rows = [line for line in md if line.startswith("| a |") or line.startswith("| b |")]
+    assert len(rows) == 2 and all(r.count("|") == 10 and r.endswith("| 1,234 | — |") for r in rows), rows
+    df["train/clouds_per_s"] = [2407.4, float("nan")]
+    md, _ = points_section(df, {}, tmp_path, tmp_path)
+    assert any(line.endswith("| 1,234 | 2,407 |") for line in md) and any(line.endswith("| 1,234 | — |") for line in md)

@@ -46,8 +46,12 @@ class RemoteFile:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
 
 
+class ChecksumMismatch(DataError):
+    """A file whose digest is not the one expected of it."""
+
+
 def verify(path: Path, remote: RemoteFile, cached: bool = False) -> None:
-    """Raise DataError unless `path` has the published checksum."""
+    """Raise ChecksumMismatch (a DataError) unless `path` has the published checksum."""
     for algorithm, expected in (("sha256", remote.sha256), ("md5", remote.md5)):
         if expected:
             actual = file_digest(path, algorithm)
@@ -55,7 +59,7 @@ def verify(path: Path, remote: RemoteFile, cached: bool = False) -> None:
                 action = (_cached_copy_advice(path) if cached else
                           "The download was discarded and nothing was extracted or unpickled; the file is "
                           "corrupt or the source changed, so check the URL.")
-                raise DataError(f"checksum mismatch for {remote.filename} from {remote.url}: expected {algorithm} "
+                raise ChecksumMismatch(f"checksum mismatch for {remote.filename} from {remote.url}: expected {algorithm} "
                                 f"{expected}, got {actual}. {action}")
             return
     raise DataError(f"no checksum is known for {remote.url}; refusing to use an unverified download")

@@ -28,7 +28,9 @@ _BATCH_STREAM, _AUG_STREAM = 0x9C1D, 0x9C1E
 @dataclass
 class PointTrainParams(TrainParams):
     """Optimisation and augmentation of every point-cloud model (PointNet's recipe by default:
-    Adam lr 1e-3, no weight decay; DGCNN's is set in its config)."""
+    Adam lr 1e-3, no weight decay, rotation about the up axis and jitter; DGCNN's per-axis scaling
+    and shift are set in its config: on the generated `shapes` they are left off, since stretching
+    one axis turns a cube into a box and a sphere into an ellipsoid, other classes there)."""
 
     lr: float = param(1e-3, "peak learning rate", gt=0.0)
     warmup_steps: int = param(0, "linear warm-up steps", min=0)
@@ -36,11 +38,12 @@ class PointTrainParams(TrainParams):
     beta2: float = param(0.999, "Adam beta2", min=0.0, max=1.0)
     grad_clip: float | None = param(None, "max global gradient norm (null: no clipping)", min=0.0)
     batch_size: int = param(32, "clouds per step", min=1)
-    label_smoothing: float = param(0.0, "cross-entropy label smoothing (DGCNN: 0.2)", min=0.0, max=0.99)
+    label_smoothing: float = param(0.0, "label smoothing as DGCNN's code: the true class 1 - eps, every other "
+                                   "eps / (K - 1) (DGCNN: 0.2)", min=0.0, max=0.99)
     rotate_up: bool = param(True, "random rotation about the up axis (z)")
-    scale_low: float = param(2 / 3, "per-axis scaling, lower bound (1 and 1: off)", gt=0.0)
-    scale_high: float = param(3 / 2, "per-axis scaling, upper bound", gt=0.0)
-    translate: float = param(0.2, "random translation per axis, uniform in +-translate", min=0.0)
+    scale_low: float = param(1.0, "per-axis scaling, lower bound (1 and 1: off; DGCNN: 2/3)", gt=0.0)
+    scale_high: float = param(1.0, "per-axis scaling, upper bound (DGCNN: 3/2)", gt=0.0)
+    translate: float = param(0.0, "random translation per axis, uniform in +-translate (DGCNN: 0.2)", min=0.0)
     jitter_sigma: float = param(0.01, "Gaussian jitter per point (0: off)", min=0.0)
     jitter_clip: float = param(0.05, "jitter clipped to +-clip", min=0.0)
     shuffle: bool = param(True, "shuffle the order of the points")
@@ -50,6 +53,24 @@ class PointTrainParams(TrainParams):
     def check(self, where: str) -> None:
         if self.scale_low > self.scale_high:
             raise ConfigError(f"{where}.scale_low: {self.scale_low} is above scale_high ({self.scale_high})")
+
+
+def augmented_extent(p: PointTrainParams) -> float:
+    """The largest |coordinate| a training cloud can reach: clouds lie in the unit sphere, a
+    rotation about z keeps them there, then scaling, translation and clipped jitter."""
+    return max(1.0, p.scale_high) + p.translate + (p.jitter_clip if p.jitter_sigma else 0.0)
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """Cross-entropy against the smoothed target of DGCNN's `cal_loss`: 1 - eps for the true class
+    and eps / (K - 1) for each other one (torch's `label_smoothing` gives the true class
+    1 - eps + eps / K instead); plain cross-entropy at eps = 0."""
+    if not eps:
+        return F.cross_entropy(logits, y)
+    k = logits.shape[1]
+    target = torch.full_like(logits, eps / (k - 1), dtype=torch.float32)
+    target.scatter_(1, y[:, None], 1.0 - eps)
+    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
 
 
 def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.Tensor:
@@ -116,7 +137,7 @@ class PointModel(NeuralModel):
         x = augment(self._x[idx], self.params, step_generator(seed, step, _AUG_STREAM))
         x, y = distributed.shard(x), distributed.shard(self._y[idx])
         logits, reg = net(x)
-        return F.cross_entropy(logits, y, label_smoothing=self.params.label_smoothing) + reg
+        return smoothed_cross_entropy(logits, y, self.params.label_smoothing) + reg
 
     def units_per_step(self) -> int:
         return self.params.batch_size

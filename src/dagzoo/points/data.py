@@ -26,6 +26,7 @@ import http.client
 import math
 import re
 import shutil
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,6 +390,15 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if have and e.code == 416:  # nothing from byte `have` on: the part is whole (killed before its rename)
+            size = (e.headers.get("Content-Range") or "").rpartition("/")[2]
+            if size.isdigit() and int(size) == have:
+                return _finish_download(part, dest)
+            part.unlink()  # longer than the file: not a prefix of it, start over
+            return download_resumable(url, dest, timeout)
+        raise DataError(f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
+                        "(its sha256 is recorded on first use)") from None
     except OSError as e:
         raise DataError(f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
                         "(its sha256 is recorded on first use)") from None
@@ -408,6 +418,10 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
     got = part.stat().st_size
     if total is not None and got != total:
         raise DataError(f"download of {url} is incomplete ({got:,} of {total:,} bytes); rerun to resume it")
+    return _finish_download(part, dest)
+
+
+def _finish_download(part: Path, dest: Path) -> Path:
     sync_file(part)
     part.replace(dest)
     fsync_dir(dest.parent)
@@ -417,8 +431,12 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
 def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str | None = None) -> Path:
     """The extracted ModelNet tree (``<class>/{train,test}/*.off``), downloaded and extracted once.
     The archive's sha256 is recorded in ``<cache>/<zip>.sha256`` the first time it is seen and
-    every later use checks it (dagzoo.data.download.fetch verifies it before extraction)."""
-    from dagzoo.data.download import RemoteFile, fetch_extracted
+    every later use checks it (dagzoo.data.download.fetch verifies it before extraction). The record
+    is written only once the archive has extracted into the official counts (`expect_counts`), so a
+    damaged first copy is never the reference later downloads are held to."""
+    import json
+
+    from dagzoo.data.download import ChecksumMismatch, RemoteFile, fetch_extracted
 
     info = MODELNET[name]
     url = url or info.url
@@ -428,20 +446,32 @@ def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str |
     record = archive.with_name(archive.name + ".sha256")
     if not archive.exists():
         download_resumable(url, archive)
-    if not record.exists():  # first use: trust it and record its digest (none is published)
-        atomic_write_json(record, {"sha256": file_digest(archive), "url": url, "bytes": archive.stat().st_size})
-    import json
-
-    recorded = json.loads(record.read_text())
-    # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
-    members = fetch_extracted(RemoteFile(url, sha256=recorded["sha256"]), cache, max_members=20_000)
+    first_use = not record.exists()  # no digest is published: the first good copy's is recorded
+    sha256 = file_digest(archive) if first_use else json.loads(record.read_text())["sha256"]
+    try:
+        # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
+        members = fetch_extracted(RemoteFile(url, sha256=sha256), cache, max_members=20_000)
+    except ChecksumMismatch as e:
+        raise DataError(f"{e} (the expected sha256 is the one {record} recorded when the archive was first "
+                        "used; delete that file too if the source changed on purpose)") from None
     inside = [m for m in members if m.startswith(f"{info.top}/")]
     if not inside:
         tops = sorted({m.split("/", 1)[0] for m in members})
-        raise DataError(f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]})")
+        raise DataError(f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]}); delete it "
+                        "and retry")
     # <cache>/<name>.extracted/<top>/...: the member's path minus everything below <top>
     first = inside[0]
-    return members[first].parents[len(Path(first).parts) - 2]
+    root = members[first].parents[len(Path(first).parts) - 2]
+    if expect_counts:
+        classes, files = list_meshes(root)
+        got = (len(classes), len(files["train"]), len(files["test"]))
+        if got != (info.classes, info.train, info.test):
+            raise DataError(f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
+                            f"{name} has {info.classes}, {info.train} and {info.test}; delete {archive} and "
+                            f"{root.parent} and retry")
+    if first_use:
+        atomic_write_json(record, {"sha256": sha256, "url": url, "bytes": archive.stat().st_size})
+    return root
 
 
 def list_meshes(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]]]:
@@ -530,16 +560,10 @@ def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_ur
         tr, te, sseed = sh.get("train_per_class", 40), sh.get("test_per_class", 20), sh.get("seed", 0)
         root = generate_shapes(cache / f"shapes-{tr}-{te}-s{sseed}", tr, te, sseed)
     elif source in MODELNET:
-        root = modelnet_tree(source, cache, url=modelnet_url)
+        root = modelnet_tree(source, cache, expect_counts=expect_counts, url=modelnet_url)
     else:
         root = Path(source[7:]).expanduser()
     classes, files = list_meshes(root)
-    if source in MODELNET and expect_counts:
-        info = MODELNET[source]
-        got = (len(classes), len(files["train"]), len(files["test"]))
-        if got != (info.classes, info.train, info.test):
-            raise DataError(f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
-                            f"{source} has {info.classes}, {info.train} and {info.test}")
     seed = int(data.get("seed", 0))
     train_labels = np.array([lab for _, lab in files["train"]], np.int64)
     val_idx = stratified_val(train_labels, float(data.get("val_fraction", 0.1)), seed)

@@ -23,7 +23,9 @@ def _mean_se(g: pd.DataFrame, key: str) -> str:
 
 
 def _count(g: pd.DataFrame, key: str) -> str:
-    return f"{int(g[key].iloc[0]):,}" if key in g and g[key].notna().any() else "—"
+    """The mean over the seeds that have it, as a whole number; "—" for none."""
+    values = g[key].dropna() if key in g else []
+    return f"{round(float(values.mean())):,}" if len(values) else "—"
 
 
 def _per_class_table(rows: pd.DataFrame) -> list[str]:
@@ -60,8 +62,7 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
     for exp, g in rows.groupby("experiment", sort=False):
         md.append(f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
                   f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
-                  f"{_count(g, 'train/params')} | "
-                  f"{g['train/clouds_per_s'].mean():.0f} |" if "train/clouds_per_s" in g else "— |")
+                  f"{_count(g, 'train/params')} | {_count(g, 'train/clouds_per_s')} |")
     md.append("")
     md += _per_class_table(rows)
     figures = []

@@ -3,8 +3,10 @@ alignment networks (T-Nets): a 3x3 transform of the input and a 64x64 transform 
 features, the latter pulled towards orthogonality by L_reg = ||I - A A^T||_F^2.
 
 Regulariser weight convention: the loss adds `tnet_reg_weight` x mean over the batch of
-||I - A A^T||_F^2 (the squared Frobenius norm, not halved). The paper's weight is 0.001; its
-TensorFlow code applies it to tf.nn.l2_loss, which halves the sum (an effective 0.0005 here).
+||I - A A^T||_F^2 (the squared Frobenius norm, not halved), default 0.0005: the paper's 0.001
+on tf.nn.l2_loss, which halves the square, per cloud. (The authors' TensorFlow code applies
+tf.nn.l2_loss to the whole batch's tensor, a sum over the clouds, so its weight per cloud grows
+with the batch, 0.016 at 32; the PyTorch ports take 0.001 x the mean unsquared norm.)
 `tnets: false` drops both T-Nets (the paper's ablation).
 """
 
@@ -109,7 +111,8 @@ class PointNet(PointModel):
         tnet_fc: list[int] = param([512, 256], "T-Net fully connected widths", min=1)
         dropout: float = param(0.3, "dropout in the head (the paper's keep ratio 0.7)", min=0.0, max=0.99)
         tnets: bool = param(True, "the input (3x3) and feature T-Nets (false: the ablation)")
-        tnet_reg_weight: float = param(0.001, "weight of ||I - A A^T||_F^2 of the feature transform", min=0.0)
+        tnet_reg_weight: float = param(0.0005, "weight of the batch mean of ||I - A A^T||_F^2 of the feature "
+                                       "transform (the paper's 0.001 x tf.nn.l2_loss, per cloud)", min=0.0)
 
     def build(self) -> nn.Module:
         p = self.params

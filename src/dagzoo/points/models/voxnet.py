@@ -1,6 +1,8 @@
 """`voxnet` (Maturana & Scherer 2015): a small 3D CNN on a binary occupancy grid of the same
 clouds (the grid is built inside the network from the augmented cloud, so every model sees the
 same data): conv 5^3 stride 2, conv 3^3, max-pool 2, a fully connected layer, the classifier.
+The grid covers [-e, e]^3 with e the largest coordinate augmentation can produce
+(`augmented_extent`: 1.05 with the default rotation and jitter).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dagzoo.points.base import PointModel, PointTrainParams
+from dagzoo.points.base import PointModel, PointTrainParams, augmented_extent
 from dagzoo.registry import param, register
 
 
 def occupancy(x: torch.Tensor, grid: int, extent: float = 1.0) -> torch.Tensor:
     """(B, 1, G, G, G) float grid: 1 where a point of x (B, N, 3) falls into the voxel; the cube
-    [-extent, extent]^3 is divided into G^3 voxels (points outside are clamped to the border)."""
+    [-extent, extent]^3 is divided into G^3 voxels (a point outside, which the network's extent
+    rules out, would be clamped to the border)."""
     b = x.shape[0]
     ijk = ((x + extent) / (2 * extent) * grid).floor().long().clamp(0, grid - 1)
     flat = (ijk[..., 0] * grid + ijk[..., 1]) * grid + ijk[..., 2]  # (B, N)
@@ -38,12 +41,12 @@ class VoxNetNet(nn.Module):
     unless asked for."""
 
     def __init__(self, num_classes: int, grid: int, channels: list[int], fc: int, dropout: list[float],
-                 batch_norm: bool):
+                 batch_norm: bool, extent: float = 1.0):
         super().__init__()
         c1, c2 = channels
         d1, d2, d3 = dropout
         norm = (lambda c: nn.BatchNorm3d(c)) if batch_norm else (lambda c: nn.Identity())
-        self.grid = grid
+        self.grid, self.extent = grid, extent
         self.features = nn.Sequential(
             nn.Conv3d(1, c1, 5, stride=2), norm(c1), nn.LeakyReLU(0.1), nn.Dropout(d1),
             nn.Conv3d(c1, c2, 3), norm(c2), nn.LeakyReLU(0.1), nn.MaxPool3d(2), nn.Dropout(d2))
@@ -51,8 +54,7 @@ class VoxNetNet(nn.Module):
                                   nn.Linear(fc, num_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # clouds are normalised to the unit sphere; augmentation (scaling) may push points to 1.5
-        return self.head(self.features(occupancy(x, self.grid, extent=1.2))), x.new_zeros(())
+        return self.head(self.features(occupancy(x, self.grid, self.extent))), x.new_zeros(())
 
 
 @register("points", "voxnet")
@@ -71,4 +73,6 @@ class VoxNet(PointModel):
 
     def build(self) -> nn.Module:
         p = self.params
-        return VoxNetNet(self.num_classes, p.grid, p.channels, p.fc, p.dropout, p.batch_norm)
+        # the grid spans what augmentation can reach (at test the clouds lie inside it), so no
+        # training point is flattened onto the border voxels
+        return VoxNetNet(self.num_classes, p.grid, p.channels, p.fc, p.dropout, p.batch_norm, augmented_extent(p))
