@@ -171,6 +171,8 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("image_resize_whole_float", {"image.data.resize": 16.0}, "image.data.resize: expected an integer"),
     ("image_sampler_name_with_a_dash", {I + "ddpm.samplers": {"x-2-y": {"kind": "ddim", "steps": 10}}},
      "image.experiments.ddpm.samplers: 'x-2-y' is not a name; allowed: ASCII letters, digits, '_' and '.'"),
+    ("image_sampler_name_reserved", {I + "ddpm.samplers": {"untrained": {"kind": "ddim", "steps": 10}}},
+     "image.experiments.ddpm.samplers: the name 'untrained' is reserved; allowed: any other name"),
     ("image_sampler_name_periodic", {I + "ddpm.samplers": {"d" * 25: {"kind": "ddim", "steps": 10}}},
      "image.experiments.ddpm.samplers.ddddddddddddddddddddddddd: a name ending in 20 or more repeats of 'd'"),
     ("image_eval_samples_zero", {"image.eval.samples": 0}, "image.eval.samples:"),
@@ -220,7 +222,8 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("points_momentum_one", {P + "dgcnn.momentum": 1.5}, "points.experiments.dgcnn.momentum:"),
     # ---- claims
     ("claim_op_unknown", {"claims.0.op": "=<"}, "claims.0.op:"),
-    ("claim_address_malformed", {"claims.0.lhs": "text/transformer"}, "claims.0.lhs:"),
+    ("claim_address_malformed", {"claims.0.lhs": "text/transformer"},
+     "claims.0.lhs: 'text/transformer' is not a metric address; allowed: <family>/<experiment>/<metric key>"),
     ("claim_experiment_unknown", {"claims.0.lhs": "text/nope/test/bpc"}, "claims.0.lhs:"),
     ("claim_family_unknown", {"claims.0.lhs": "audio/x/test/bpc"}, "claims.0.lhs:"),
     ("claim_name_duplicate", {"claims.1.name": "AR <= BD3-LM(L'=4)"}, "claims.1.name:"),

@@ -6,6 +6,7 @@ error cannot be estimated reports NaN ("—"), never 0."""
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -192,9 +193,9 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     assert os.umask(umask) == umask, "the umask is restored after it is read"
 
 
-def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_rename(tmp_path, monkeypatch):
-    # a power cut after the rename must not leave a short download or a half-written tree under
-    # the final name: the data are synced first, the rename after (and its directory then)
+def _fetch_extract_and_generate(tmp_path) -> tuple[dict, Path]:
+    """A verified archive fetched (file:// URL) and extracted into tmp_path/cache, and a
+    generated mesh folder tmp_path/shapes: every path that builds aside and renames into place."""
     import hashlib
     import tarfile
 
@@ -207,6 +208,13 @@ def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_ren
     archive = tmp_path / "src" / "data.tar.gz"
     with tarfile.open(archive, "w:gz") as t:
         t.add(member, arcname="d/data.txt")
+    remote = RemoteFile(archive.as_uri(), sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    return fetch_extracted(remote, tmp_path / "cache"), generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+
+
+def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_rename(tmp_path, monkeypatch):
+    # a power cut after the rename must not leave a short download or a half-written tree under
+    # the final name: the data are synced first, the rename after (and its directory then)
     events, real = [], {name: getattr(os, name) for name in ("fsync", "sync", "rename", "replace")}
 
     def record(name):
@@ -217,9 +225,7 @@ def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_ren
         return call
     for name in real:
         monkeypatch.setattr(os, name, record(name))
-    remote = RemoteFile(archive.as_uri(), sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
-    fetch_extracted(remote, tmp_path / "cache")
-    generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+    _fetch_extract_and_generate(tmp_path)
 
     def first(kind, name):
         return next(i for i, (k, n) in enumerate(events) if k == kind and n.endswith(name))
@@ -233,21 +239,7 @@ def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_ren
 
 def test_downloads_extractions_and_generated_data_follow_the_umask(tmp_path, umask):
     """Files and folders built aside and renamed into place (mkstemp: 0600, mkdtemp: 0700)."""
-    import hashlib
-    import tarfile
-
-    from dagzoo.data.download import RemoteFile, fetch_extracted
-    from dagzoo.points.data import generate_shapes
-
-    member = tmp_path / "src" / "data.txt"
-    member.parent.mkdir()
-    member.write_text("payload")
-    archive = tmp_path / "src" / "data.tar.gz"
-    with tarfile.open(archive, "w:gz") as t:
-        t.add(member, arcname="d/data.txt")
-    remote = RemoteFile(archive.as_uri(), sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
-    files = fetch_extracted(remote, tmp_path / "cache")
-    shapes = generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+    files, shapes = _fetch_extract_and_generate(tmp_path)
     for path in [tmp_path / "cache" / "data.tar.gz", files["d/data.txt"], next(shapes.rglob("*.off"))]:
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
     for folder in [files["d/data.txt"].parent.parent, shapes, next(p for p in shapes.iterdir() if p.is_dir())]:

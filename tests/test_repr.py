@@ -223,6 +223,7 @@ def test_the_probe_stage_reads_test_labels_once_after_every_choice(tmp_path, mon
     np.savez(tmp_path / "f.npz", **arrays)
     second = pipeline.probe(tmp_path / "f.npz", [0.01, 1.0], tmp_path / "p.json")
     assert first["probe/C"] == second["probe/C"] and first["detail"] == second["detail"]
+    assert first["probe/C_at_edge"] == 1.0  # a grid of two values: either is an end
     assert first["test/linear_acc"] == 1.0 > second["test/linear_acc"]
 
 
@@ -397,3 +398,23 @@ def test_cpc_scores_every_patch_of_the_batch_with_the_positive_on_the_diagonal()
                                for jj in range(cols))
                 assert np.allclose(sorted(scores[row].tolist()), every, atol=1e-5)
                 row += 1
+
+
+def test_gaussian_blur_of_a_point_is_the_drawn_gaussian():
+    from dagzoo.augment import gaussian_blur
+
+    x = torch.zeros(3, 1, 21, 21, dtype=torch.float64)
+    x[:, :, 10, 10] = 1.0
+    out = gaussian_blur(x, torch.Generator().manual_seed(0), p=1.0, sigma=(0.5, 2.0))
+    g = torch.Generator().manual_seed(0)
+    torch.rand(3, generator=g)  # the per-example coin, drawn first
+    sigmas = (0.5 + 1.5 * torch.rand(3, generator=g, dtype=torch.float64)).tolist()
+    for img, sigma in zip(out[:, 0], sigmas):
+        taps = [math.exp(-0.5 * (t / sigma) ** 2) for t in range(-6, 7)]  # radius 3 x 2.0
+        norm = sum(taps)
+        by_hand = torch.zeros(21, 21, dtype=torch.float64)
+        for i in range(13):
+            for j in range(13):
+                by_hand[4 + i, 4 + j] = taps[i] * taps[j] / norm ** 2
+        assert torch.allclose(img, by_hand, atol=1e-12)
+    assert torch.equal(gaussian_blur(x, torch.Generator().manual_seed(0), p=0.0, sigma=(0.5, 2.0)), x)

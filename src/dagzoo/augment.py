@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
 from dagzoo.diffusion import per_example
 from dagzoo.train import step_seed
@@ -61,8 +62,6 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> tor
 def _resample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """x sampled at the affine grid theta (N, 2, 3) maps output coordinates in [-1, 1] to input
     coordinates; outside the image is 0 (the caller's background)."""
-    import torch.nn.functional as F
-
     n, c = x.shape[:2]
     h, w = size or x.shape[-2:]
     grid = F.affine_grid(theta.to(x.device, x.dtype), [n, c, h, w], align_corners=False)
@@ -143,6 +142,24 @@ def random_grayscale(x: torch.Tensor, generator: torch.Generator, p: float) -> t
     """RGB examples replaced by their luma (kept 3 channels) with probability p."""
     drawn = (torch.rand(x.shape[0], generator=generator) < p).to(x.device)
     return torch.where(per_example(drawn, x), _luma(x).expand_as(x), x)
+
+
+def gaussian_blur(x: torch.Tensor, generator: torch.Generator, p: float, sigma: tuple[float, float]) -> torch.Tensor:
+    """SimCLR's blur, applied to each example with probability p: a Gaussian of standard deviation
+    sigma ~ U(sigma_low, sigma_high) pixels (solo-learn: 0.1-2.0, as a PIL radius), one per example,
+    separable, truncated at 3 sigma_high and normalised, with reflected borders."""
+    n, c, h, w = x.shape
+    apply = torch.rand(n, generator=generator) < p
+    s = _uniform(n, *sigma, generator).to(x.device)
+    radius = max(1, min(int(3 * sigma[1] + 0.5), (min(h, w) - 1)))  # reflect padding needs radius < side
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (taps[None] / s[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x.dtype)  # (n, 2 radius + 1)
+    weight = kernel.repeat_interleave(c, 0)  # one kernel per (example, channel) of a grouped conv
+    out = x.reshape(1, n * c, h, w)
+    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), weight[:, None, None, :], groups=n * c)
+    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), weight[:, None, :, None], groups=n * c)
+    return torch.where(per_example(apply.to(x.device), x), out.reshape(n, c, h, w), x)
 
 
 def gaussian_noise(x: torch.Tensor, generator: torch.Generator, std: float) -> torch.Tensor:

@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("mlflow-sync", help="(re)log every run under results/ into MLflow, idempotently")
     s.add_argument("--results", default="results")
-    s.add_argument("--uri", default=None, help="tracking URI (default: MLFLOW_TRACKING_URI or sqlite under results/)")
+    s.add_argument("--uri", default=None, help="tracking URI (default: $DAGZOO_TRACKING_URI, else $MLFLOW_TRACKING_URI, "
+                   "else sqlite under results/)")
     s.add_argument("--prefix", default=None, help="experiment name prefix (default: $DAGZOO_MLFLOW_PREFIX or dagzoo-)")
     s.set_defaults(fn=cmd_mlflow_sync)
     return p

@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from dagzoo import registry
-from dagzoo.claims import check_claims
+from dagzoo.claims import ADDRESS_PATTERN, check_claims
 from dagzoo.errors import ConfigError
 from dagzoo.family import families
 from dagzoo.io import stable_hash
@@ -170,6 +170,10 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
     if err.validator == "pattern" and err.schema.get("pattern") in NAME_PATTERNS:
         return (f"{path}: {err.instance!r} is not a name; allowed: {NAME_PATTERNS[err.schema['pattern']]}, "
                 "starting with a letter or digit (it names files and a Snakemake wildcard)")
+    if err.validator == "pattern" and err.schema.get("pattern") == ADDRESS_PATTERN:
+        return f"{path}: {err.instance!r} is not a metric address; allowed: <family>/<experiment>/<metric key>"
+    if err.validator == "not" and isinstance(err.validator_value, dict) and "const" in err.validator_value:
+        return f"{path}: the name {err.instance!r} is reserved; allowed: any other name"
     if err.validator == "enum":
         return f"{path}: {err.instance!r} is not allowed; allowed: {registry.quoted(err.validator_value)}"
     types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]

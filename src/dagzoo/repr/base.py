@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dagzoo.augment import (color_jitter, epoch_batch, gaussian_noise, random_affine, random_flip,
+from dagzoo.augment import (color_jitter, epoch_batch, gaussian_blur, gaussian_noise, random_affine, random_flip,
                             random_grayscale, random_resized_crop, step_generator)
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import NeuralModel
@@ -33,7 +33,7 @@ BATCH_STREAM, AUGMENT_STREAM = 0x5E1, 0xA46
 @dataclass
 class AugmentParams:
     """The augmentation pipeline, applied per view in this order (SimCLR's, with the ops for
-    digit-like data): crop, affine, flip, colour jitter, grayscale, noise."""
+    digit-like data): crop, affine, flip, colour jitter, grayscale, blur, noise."""
 
     crop_scale: list[float] | None = param([0.2, 1.0], "random resized crop: area fraction range (null: no crop)")
     crop_ratio: list[float] = param([0.75, 4 / 3], "random resized crop: aspect ratio range")
@@ -44,6 +44,9 @@ class AugmentParams:
                                 "hue (saturation and hue need RGB)")
     jitter_p: float = param(0.8, "probability of the colour jitter", min=0.0, max=1.0)
     grayscale_p: float = param(0.0, "probability of converting to grey (RGB only)", min=0.0, max=1.0)
+    blur_p: float = param(0.0, "probability of a Gaussian blur (solo-learn's CIFAR SimCLR: 0.5)", min=0.0, max=1.0)
+    blur_sigma: list[float] = param([0.1, 2.0], "the blur's standard deviation range, pixels", min_len=2, max_len=2,
+                                    gt=0.0)
     noise_std: float = param(0.0, "Gaussian noise std on [0, 1] pixels", min=0.0)
 
     def check_augment(self, channels: int | None, where: str) -> None:
@@ -52,6 +55,8 @@ class AugmentParams:
                                       or (key == "crop_scale" and value[1] > 1)):
                 raise ConfigError(f"{where}.{key}: {value!r} is not a range [low, high] with 0 < low <= high"
                                   + (" <= 1" if key == "crop_scale" else ""))
+        if self.blur_sigma[0] > self.blur_sigma[1]:
+            raise ConfigError(f"{where}.blur_sigma: {self.blur_sigma!r} is not a range [low, high] with low <= high")
         if len(self.jitter) != 4 or min(self.jitter) < 0 or self.jitter[3] > 0.5:
             raise ConfigError(f"{where}.jitter: {self.jitter!r}; allowed: [brightness, contrast, saturation, hue], "
                               "each >= 0, hue <= 0.5")
@@ -75,6 +80,8 @@ def augment(x: torch.Tensor, p: AugmentParams, g: torch.Generator) -> torch.Tens
         x = color_jitter(x, g, *p.jitter, p=p.jitter_p)
     if p.grayscale_p:
         x = random_grayscale(x, g, p.grayscale_p)
+    if p.blur_p:
+        x = gaussian_blur(x, g, p.blur_p, tuple(p.blur_sigma))
     if p.noise_std:
         x = gaussian_noise(x, g, p.noise_std)
     return x

@@ -171,6 +171,8 @@ def probe(features: Path, grid: list[float], out: Path) -> dict:
               "probe/val_acc": max(main["val_acc"].values()), "test/linear_acc_raw": acc_raw,
               "test/linear_acc_raw_se": se_raw, "probe/C_raw": raw["C"], "test/linear_acc_nobias": acc_nb,
               "test/linear_acc_nobias_se": se_nb, "probe/C_nobias": ablation["C"],
+              # a C at the grid's end may be short of the best one: the report says so
+              "probe/C_at_edge": float(len(grid) > 1 and main["C"] in (min(grid), max(grid))),
               "detail": {"bias": main, "bias_raw": raw, "no_bias_raw": ablation, "after_projector": after_projector},
               "seconds": time.time() - t0}
     atomic_write_json(out, result)

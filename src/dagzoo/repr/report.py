@@ -53,6 +53,11 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
                   f"{_cell(rows, 'test/knn_acc')} | {mi} | "
                   f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |")
     md.append("")
+    if "probe/C_at_edge" in runs:
+        edge = sorted(set(runs.loc[runs["probe/C_at_edge"] == 1, "experiment"]))
+        if edge:
+            md += [f"The linear probe's C was chosen at an end of `repr.eval.probe_grid` for {', '.join(edge)}: "
+                   "a C beyond the grid may do better on validation; widen the grid to be sure.", ""]
     written = []
     curves = out / "repr_online_probe.png"
     if _plot_online(runs, histories, curves):
