@@ -28,6 +28,16 @@ def test_lars_step_matches_the_hand_computed_update():
     assert torch.allclose(w.detach(), w1 - 0.25 * v2, atol=1e-7)
 
 
+def test_lars_takes_the_raw_gradient_where_a_norm_is_zero():
+    # solo-learn: no decay, no trust ratio, no clip for a zero weight or a zero gradient
+    for w0, g in ((torch.tensor([[3.0, 4.0]]), torch.zeros(1, 2)), (torch.zeros(1, 2), torch.tensor([[0.6, 0.8]]))):
+        w = torch.nn.Parameter(w0.clone())
+        opt = LARS([w], lr=2.0, momentum=0.9, weight_decay=0.1, eta=0.02, clip=True)
+        w.grad = g.clone()
+        opt.step()
+        assert torch.allclose(w.detach(), w0 - 2.0 * g)
+
+
 def test_clipped_lars_caps_the_effective_rate_at_lr():
     w0, g = torch.tensor([[3.0, 4.0]]), torch.tensor([[0.8, -0.6]])
     for lr, rate in ((0.01, 0.01), (1.0, 0.02 * 5.0 / 1.5)):  # min(eta ||w|| / (||g|| + wd ||w||), lr)

@@ -54,6 +54,8 @@ def test_the_dag_runs_on_a_folder_of_off_meshes_and_learns(tmp_path):
     assert m["test/n"] == 24 and m["train/clouds"] == 80 * 16
     assert m["test/oa"] > 0.5, m  # chance: 0.25 (4 balanced classes)
     assert 0 <= m["test/oa_se"] < 0.15 and 0 <= m["test/oa_so3"] <= 1 and "test/macc" in m and "val/oa" in m
+    # one rotation per cloud: the SE over clouds is the binomial one
+    assert m["test/oa_so3_se"] == pytest.approx((m["test/oa_so3"] * (1 - m["test/oa_so3"]) / 24) ** 0.5)
     per_class = json.loads((run / "per_class.json").read_text())
     assert [c["class"] for c in per_class["per_class"]] == sorted(CLASSES)
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"

@@ -218,6 +218,20 @@ def test_label_smoothing_is_dgcnns_cal_loss_by_hand():
         torch.nn.functional.cross_entropy(logits, y).item())
 
 
+def test_label_smoothing_that_would_favour_a_wrong_class_is_refused_once_the_classes_are_known():
+    from types import SimpleNamespace
+
+    from dagzoo.errors import ConfigError
+    from dagzoo.points.base import PointModel, PointTrainParams, smoothed_cross_entropy
+
+    model = PointModel.__new__(PointModel)
+    model.params, model.num_classes = PointTrainParams(label_smoothing=0.6), 2
+    with pytest.raises(ConfigError, match=r"label_smoothing: 0.6 .* 2 classes; allowed: below 0.5"):
+        model.prepare(SimpleNamespace())
+    logits = torch.randn(4, 1)
+    assert smoothed_cross_entropy(logits, torch.zeros(4, dtype=torch.long), 0.2).item() == 0.0  # one class
+
+
 def test_voxnets_grid_holds_every_point_augmentation_can_reach():
     from dagzoo.points.base import augment, augmented_extent
     from dagzoo.points.models.voxnet import VoxNet

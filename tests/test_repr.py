@@ -261,6 +261,38 @@ def test_soft_f1_equals_hard_f1_on_one_hot_predictions():
     assert macro_f1(pred, y, 4) == pytest.approx(f1_score(y, pred, average="macro"))
 
 
+def test_soft_accuracy_is_the_mean_probability_of_the_true_class():
+    from dagzoo.repr.probes import soft_accuracy
+
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.5, 0.5, 0.0]])
+    assert soft_accuracy(probs, np.array([0, 1, 1])) == pytest.approx((0.7 + 0.1 + 0.5) / 3)
+    assert soft_accuracy(np.eye(3), np.array([0, 1, 2])) == 1.0  # one-hot: the accuracy
+
+
+def test_the_probe_chooses_c_on_val_then_refits_on_train_and_val(monkeypatch):
+    from dagzoo.repr import probes
+
+    fits = []
+    real = probes._logistic
+
+    def spy(c, bias, seed):
+        model = real(c, bias, seed)
+        fit = model.fit
+
+        def recording_fit(x, y):
+            fits.append((c, x.shape[0], float(np.abs(x.mean(0)).max())))
+            return fit(x, y)
+        model.fit = recording_fit
+        return model
+    monkeypatch.setattr(probes, "_logistic", spy)
+    rng = np.random.default_rng(6)
+    (xtr, ytr), (xva, yva) = _blobs(90, rng), _blobs(30, rng, shift=1.0)
+    out = linear_probe(_features((xtr, ytr), (xva, yva), _blobs(40, rng)), [0.1, 1.0])
+    assert [n for _, n, _ in fits] == [90, 90, 120]  # one probe per C on train, then the refit
+    assert fits[-1][0] == out["C"]
+    assert fits[-1][2] < 1e-5  # standardised with train + val's statistics (val is shifted)
+
+
 def test_soft_f1_is_the_seeds_formula_on_probabilities():
     # per class 2 sum(p y) / sum(p + y), averaged: written out with explicit loops
     rng = np.random.default_rng(5)
@@ -329,6 +361,8 @@ def test_colour_jitter_clips_after_every_operation_and_never_inverts_brightness(
     ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [1, 2]},
      "repr.experiments.e.predict: k = 1 rows ahead, but 8-px patches every 4 px overlap the context's last row; "
      "allowed: 2 <= k <= 2"),
+    ({"model": "cpc", "patch": 12, "patch_stride": 4, "predict": [1]},
+     "repr.experiments.e.patch: 12-px patches every 4 px make 2 rows, too few to predict a row that shares no pixel"),
     ({"model": "simclr", "crop_scale": [0.5, 2.0]}, "repr.experiments.e.crop_scale"),
 ])
 def test_bad_experiments_are_one_line_errors_before_any_job(exp, message):
@@ -416,5 +450,9 @@ def test_gaussian_blur_of_a_point_is_the_drawn_gaussian():
         for i in range(13):
             for j in range(13):
                 by_hand[4 + i, 4 + j] = taps[i] * taps[j] / norm ** 2
-        assert torch.allclose(img, by_hand, atol=1e-12)
+        assert torch.allclose(img, by_hand, rtol=0, atol=1e-12)
     assert torch.equal(gaussian_blur(x, torch.Generator().manual_seed(0), p=0.0, sigma=(0.5, 2.0)), x)
+    # a side shorter than the kernel: the kernel shrinks on that axis only; a side of 1 is not blurred
+    thin = torch.rand(2, 3, 1, 9, generator=torch.Generator().manual_seed(1))
+    out = gaussian_blur(thin, torch.Generator().manual_seed(2), p=1.0, sigma=(1.0, 2.0))
+    assert out.shape == thin.shape and torch.allclose(out.sum(-1), thin.sum(-1), rtol=0.2)

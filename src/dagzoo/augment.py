@@ -151,15 +151,23 @@ def gaussian_blur(x: torch.Tensor, generator: torch.Generator, p: float, sigma: 
     n, c, h, w = x.shape
     apply = torch.rand(n, generator=generator) < p
     s = _uniform(n, *sigma, generator).to(x.device)
-    radius = max(1, min(int(3 * sigma[1] + 0.5), (min(h, w) - 1)))  # reflect padding needs radius < side
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float64)
-    kernel = torch.exp(-0.5 * (taps[None] / s[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x.dtype)  # (n, 2 radius + 1)
-    weight = kernel.repeat_interleave(c, 0)  # one kernel per (example, channel) of a grouped conv
-    out = x.reshape(1, n * c, h, w)
-    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), weight[:, None, None, :], groups=n * c)
-    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), weight[:, None, :, None], groups=n * c)
-    return torch.where(per_example(apply.to(x.device), x), out.reshape(n, c, h, w), x)
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    out = x.reshape(1, n * c, h, w).to(dtype)
+
+    def kernels(side: int) -> tuple[torch.Tensor, int]:
+        radius = min(int(3 * sigma[1] + 0.5), side - 1)  # reflect padding needs radius < side
+        taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float64)
+        k = torch.exp(-0.5 * (taps[None] / s[:, None]) ** 2)
+        # one kernel per (example, channel) of a grouped convolution
+        return (k / k.sum(1, keepdim=True)).to(dtype).repeat_interleave(c, 0), radius
+    with torch.autocast(x.device.type, enabled=False):  # a blur in bf16 would be off by ~2/255
+        kw, rw = kernels(w)
+        if rw:
+            out = F.conv2d(F.pad(out, (rw, rw, 0, 0), mode="reflect"), kw[:, None, None, :], groups=n * c)
+        kh, rh = kernels(h)
+        if rh:
+            out = F.conv2d(F.pad(out, (0, 0, rh, rh), mode="reflect"), kh[:, None, :, None], groups=n * c)
+    return torch.where(per_example(apply.to(x.device), x), out.reshape(n, c, h, w).to(x.dtype), x)
 
 
 def gaussian_noise(x: torch.Tensor, generator: torch.Generator, std: float) -> torch.Tensor:

@@ -15,8 +15,8 @@ class LARS(torch.optim.Optimizer):
     as solo-learn's (from Lightning Bolts), the anchor of config/repr_cifar10.yaml.
 
     For a parameter w with gradient g and weight decay wd, the local rate is the trust ratio
-    r = eta ||w|| / (||g|| + wd ||w|| + eps) (1 when either norm is 0); the direction
-    d = r (g + wd w) feeds heavy-ball momentum v <- m v + d, and w <- w - lr v (lr outside the
+    r = eta ||w|| / (||g|| + wd ||w|| + eps); the direction d = r (g + wd w) (the raw g, neither
+    decayed nor scaled, when ||w|| or ||g|| is 0) feeds heavy-ball momentum v <- m v + d, and w <- w - lr v (lr outside the
     buffer, so a schedule rescales the accumulated momentum too). Groups with `adapt: False`
     (biases, norms; no weight decay) take the plain SGD-momentum step. `clip`: r becomes
     min(r / lr, 1), so the effective rate lr r is eta ||w|| / (...) capped by lr (solo-learn's
@@ -39,10 +39,12 @@ class LARS(torch.optim.Optimizer):
                 direction = w.grad.add(w, alpha=wd) if wd else w.grad.clone()
                 if group["adapt"]:
                     w_norm, g_norm = torch.linalg.vector_norm(w), torch.linalg.vector_norm(w.grad)
-                    ratio = torch.where((w_norm > 0) & (g_norm > 0),
-                                        group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"]),
-                                        torch.ones_like(w_norm))
-                    direction.mul_((ratio / group["lr"]).clamp(max=1.0) if group["clip"] else ratio)
+                    ratio = group["eta"] * w_norm / (g_norm + wd * w_norm + group["eps"])
+                    if group["clip"]:
+                        ratio = (ratio / group["lr"]).clamp(max=1.0)
+                    # a zero weight or gradient: solo-learn's plain step, the raw gradient (no decay)
+                    adapted = (w_norm > 0) & (g_norm > 0)
+                    direction = torch.where(adapted, direction * ratio, w.grad)
                 state = self.state[w]
                 buf = state.get("momentum_buffer")
                 if buf is None:

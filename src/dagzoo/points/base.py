@@ -65,9 +65,9 @@ def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, eps: float) ->
     """Cross-entropy against the smoothed target of DGCNN's `cal_loss`: 1 - eps for the true class
     and eps / (K - 1) for each other one (torch's `label_smoothing` gives the true class
     1 - eps + eps / K instead); plain cross-entropy at eps = 0."""
-    if not eps:
-        return F.cross_entropy(logits, y)
     k = logits.shape[1]
+    if not eps or k == 1:  # one class: nothing to spread the mass over
+        return F.cross_entropy(logits, y)
     target = torch.full_like(logits, eps / (k - 1), dtype=torch.float32)
     target.scatter_(1, y[:, None], 1.0 - eps)
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
@@ -125,6 +125,10 @@ class PointModel(NeuralModel):
 
     # ------------------------------------------------------------------ the lifecycle's hooks
     def prepare(self, ctx) -> None:
+        eps, k = self.params.label_smoothing, self.num_classes
+        if k > 1 and eps >= (k - 1) / k:  # the class count is known only once the data are prepared
+            raise ConfigError(f"label_smoothing: {eps} leaves the true class no more than another one with {k} "
+                              f"classes; allowed: below {(k - 1) / k:.3g}")
         # test clouds and labels are never read during training (selection is on val)
         self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
         self._y = torch.from_numpy(self.data.labels("train")).to(self.device)

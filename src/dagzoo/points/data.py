@@ -390,16 +390,14 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if have and e.code == 416:  # nothing from byte `have` on: the part is whole (killed before its rename)
+    except OSError as e:
+        if have and isinstance(e, urllib.error.HTTPError) and e.code == 416:
+            # nothing from byte `have` on: the part is whole (killed before its rename)
             size = (e.headers.get("Content-Range") or "").rpartition("/")[2]
             if size.isdigit() and int(size) == have:
                 return _finish_download(part, dest)
             part.unlink()  # longer than the file: not a prefix of it, start over
             return download_resumable(url, dest, timeout)
-        raise DataError(f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
-                        "(its sha256 is recorded on first use)") from None
-    except OSError as e:
         raise DataError(f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
                         "(its sha256 is recorded on first use)") from None
     with resp:

@@ -126,10 +126,10 @@ class ReprNet(nn.Module):
         return self._objective(self, x, y, generator)
 
     def clipped_parameters(self):
-        """What `grad_clip` bounds: the encoder and head. The online probe, a monitor trained on
-        detached features, stays out of the norm, so its gradients never rescale the encoder's
-        update."""
-        return [*self.encoder.parameters(), *self.head.parameters()]
+        """What `grad_clip` bounds: every parameter but the online probe's. The probe, a monitor
+        trained on detached features, stays out of the norm, so its gradients never rescale the
+        encoder's update."""
+        return [p for name, p in self.named_parameters() if not name.startswith("probe.")]
 
 
 class ReprModel(NeuralModel):

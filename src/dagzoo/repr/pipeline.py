@@ -204,7 +204,7 @@ def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) ->
     probability of the true class, <1_y, p>: the seed's smoothed accuracy) of both on test."""
     import torch
 
-    from dagzoo.repr.probes import imbalanced_subset, train_linear
+    from dagzoo.repr.probes import imbalanced_subset, soft_accuracy, train_linear
 
     t0 = time.time()
     ff = FrozenFeatures.load(features)
@@ -224,7 +224,7 @@ def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) ->
         pred = probs[loss].argmax(1)
         result[f"test/macro_f1_{short}"] = macro_f1(pred, y_test, classes)
         result[f"test/acc_{short}_imbalanced"] = accuracy(pred, y_test)[0]
-        result[f"test/soft_acc_{short}_imbalanced"] = float(np.mean(probs[loss][np.arange(len(y_test)), y_test]))
+        result[f"test/soft_acc_{short}_imbalanced"] = soft_accuracy(probs[loss], y_test)
     atomic_write_json(out, result)
     return result
 

@@ -135,6 +135,12 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     return torch.cat(out)
 
 
+def soft_accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    """The seed's smoothed accuracy: the mean over examples of <1_y, p>, the probability the
+    classifier gives the true class (the accuracy of one-hot probabilities)."""
+    return float(np.mean(probs[np.arange(len(y)), y]))
+
+
 def soft_macro_f1(probs: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
     """Macro F1 with class probabilities in place of the one-hot prediction: per class c,
     TP = sum p_c y_c, FP = sum p_c (1 - y_c), FN = sum (1 - p_c) y_c, F1_c = 2 TP / (2 TP + FP + FN),

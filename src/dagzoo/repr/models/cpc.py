@@ -135,6 +135,10 @@ class CPC(ReprModel):
                               f"tile a {side}x{side} image; allowed: patch <= {side} with (side - patch) divisible "
                               "by patch_stride")
         nearest = -(-params.patch // params.patch_stride)  # ceil(patch / stride): the first clean offset
+        if nearest > rows - 1:
+            raise ConfigError(f"{where}.patch: {params.patch}-px patches every {params.patch_stride} px make {rows} "
+                              f"rows, too few to predict a row that shares no pixel with the context ({nearest} "
+                              "ahead); allowed: a smaller patch or a larger patch_stride")
         if max(params.predict) >= rows or min(params.predict) < nearest:
             k = max(params.predict) if max(params.predict) >= rows else min(params.predict)
             why = (f"the patch grid has {rows} rows" if k >= rows else
