@@ -333,3 +333,13 @@ def test_obj_ply_stl_through_trimesh(tmp_path):
     (tmp_path / "bad.stl").write_bytes(b"\0" * 10)
     with pytest.raises(DataError, match=f"{tmp_path / 'bad.stl'}: an empty or malformed mesh"):
         D.read_mesh(tmp_path / "bad.stl")
+
+
+def test_generated_meshes_are_made_again_when_the_generator_changes(tmp_path, monkeypatch):
+    root = D.generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+    mesh = next(root.rglob("*.off"))
+    mesh.write_text("edited")  # a marker of the tree the cache holds
+    assert D.generate_shapes(tmp_path / "shapes", 1, 1, seed=0) == root and mesh.read_text() == "edited"
+    monkeypatch.setattr(D, "_generator_digest", lambda: "other code")
+    D.generate_shapes(tmp_path / "shapes", 1, 1, seed=0)
+    assert mesh.read_text().startswith("OFF") and (root / ".complete").read_text() == "other code"

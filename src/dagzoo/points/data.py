@@ -316,11 +316,23 @@ def make_shape(name: str, rng: np.random.Generator):
     return np.asarray(v, float) @ rot.T, f
 
 
+def _generator_digest() -> str:
+    """A hash of the code that makes the `shapes` meshes: a cached tree made by other code (a
+    shape's proportions changed) is made again, not reused."""
+    import inspect
+
+    source = "".join(inspect.getsource(f) for f in (_grid_surface, _prism, make_shape, write_off))
+    return hashlib.sha256((source + repr(SHAPE_CLASSES)).encode()).hexdigest()
+
+
 def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed: int) -> Path:
     """The `shapes` data set as OFF files in ModelNet's layout under `root` (written into a
-    staging folder and renamed into place, so a half-written tree never passes for one)."""
+    staging folder and renamed into place, so a half-written tree never passes for one); its
+    `.complete` marker holds the generator's digest."""
     root = Path(root)
-    if (root / ".complete").exists():
+    digest = _generator_digest()
+    marker = root / ".complete"
+    if marker.exists() and marker.read_text(encoding="utf-8", errors="replace") == digest:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = make_staging_dir(root.parent, root.name)
@@ -334,7 +346,7 @@ def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed:
                     rng = np.random.default_rng([seed, ci, split == "test", i])
                     v, f = make_shape(name, rng)
                     write_off(d / f"{name}_{i:04d}.off", v, f)
-        (staging / ".complete").write_text("")
+        (staging / ".complete").write_text(digest)
         commit_staged_tree(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
