@@ -92,7 +92,7 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("experiment_name_a_number", "text:\n  experiments:\n    1: {model: ngram}\n    kn5: {model: ngram}\n",
      "text.experiments.1: a key must be a string, got the int 1; quote it ('1':)"),
     ("key_a_boolean", "text:\n  experiments:\n    kn3: {model: ngram, yes: 3}\n",
-     "text.experiments.kn3.True: a key must be a string, got the bool True"),
+     "text.experiments.kn3.True: a key must be a string, got the bool True; quote it as written ('yes':, 'on':, ...)"),
     # ---- top level
     ("unknown_top_key", {"resluts": "x"}, "resluts: unknown key"),
     ("unknown_family", {"audio": {"experiments": {}}}, "audio: unknown key"),

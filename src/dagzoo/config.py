@@ -316,9 +316,11 @@ def _reject_non_string_keys(node: Any, path: tuple) -> None:
         for key, value in node.items():
             if not isinstance(key, str):
                 where = ".".join(map(str, (*path, key)))
-                written = "~" if key is None else key  # YAML reads ~ (and null) as no value
-                raise ConfigError(f"{where}: a key must be a string, got the {type(key).__name__} {key!r}; "
-                                  f"quote it ('{written}':)")
+                if isinstance(key, bool):  # YAML 1.1 reads yes/no/on/off/true/false (any case) as booleans
+                    advice = "quote it as written ('yes':, 'on':, ...)"
+                else:
+                    advice = f"quote it ('{'~' if key is None else key}':)"  # YAML reads ~ (and null) as no value
+                raise ConfigError(f"{where}: a key must be a string, got the {type(key).__name__} {key!r}; {advice}")
             _reject_non_string_keys(value, (*path, key))
     elif isinstance(node, (list, tuple)):
         for i, value in enumerate(node):
