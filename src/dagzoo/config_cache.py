@@ -1,8 +1,8 @@
 """The Snakefile's validated config, cached per (config, code version).
 
 Validating a config imports the module of every model it names (a model declares its
-hyper-parameters in a `Params` class beside its network, so torch comes with it) and checks every experiment: about
-1.3 s for a 1000-experiment grid, paid by every `snakemake` start and dry run, and on a cluster
+hyper-parameters in a `Params` class beside its network, so torch comes with it) and checks every
+experiment: about 1.3 s for a 1000-experiment grid, paid by every `snakemake` start and dry run, and on a cluster
 by the Snakemake process of every job, which parses the workflow again. The outcome is a pure
 function of the config files' bytes, the config Snakemake built from them (``--config``
 overrides included) and the code, so it is kept as JSON under ``.snakemake/dagzoo/``, named by a

@@ -16,9 +16,10 @@ class LARS(torch.optim.Optimizer):
 
     For a parameter w with gradient g and weight decay wd, the local rate is the trust ratio
     r = eta ||w|| / (||g|| + wd ||w|| + eps); the direction d = r (g + wd w) (the raw g, neither
-    decayed nor scaled, when ||w|| or ||g|| is 0) feeds heavy-ball momentum v <- m v + d, and w <- w - lr v (lr outside the
-    buffer, so a schedule rescales the accumulated momentum too). Groups with `adapt: False`
-    (biases, norms; no weight decay) take the plain SGD-momentum step. `clip`: r becomes
+    decayed nor scaled, when ||w|| or ||g|| is 0) feeds heavy-ball momentum v <- m v + d, and
+    w <- w - lr v (lr outside the buffer, so a schedule rescales the accumulated momentum too).
+    Groups with `adapt: False` (biases, norms; no weight decay) take the plain SGD-momentum step.
+    `clip`: r becomes
     min(r / lr, 1), so the effective rate lr r is eta ||w|| / (...) capped by lr (solo-learn's
     `clip_lars_lr`, apex's LARC clipping mode).
     """

@@ -59,8 +59,8 @@ def verify(path: Path, remote: RemoteFile, cached: bool = False) -> None:
                 action = (_cached_copy_advice(path) if cached else
                           "The download was discarded and nothing was extracted or unpickled; the file is "
                           "corrupt or the source changed, so check the URL.")
-                raise ChecksumMismatch(f"checksum mismatch for {remote.filename} from {remote.url}: expected {algorithm} "
-                                f"{expected}, got {actual}. {action}")
+                raise ChecksumMismatch(f"checksum mismatch for {remote.filename} from {remote.url}: expected "
+                                       f"{algorithm} {expected}, got {actual}. {action}")
             return
     raise DataError(f"no checksum is known for {remote.url}; refusing to use an unverified download")
 

@@ -4,9 +4,10 @@ features, the latter pulled towards orthogonality by L_reg = ||I - A A^T||_F^2.
 
 Regulariser weight convention: the loss adds `tnet_reg_weight` x mean over the batch of
 ||I - A A^T||_F^2 (the squared Frobenius norm, not halved), default 0.0005: the paper's 0.001
-on tf.nn.l2_loss, which halves the square, per cloud, as its text (and DESIGN) give it. (The authors' TensorFlow code applies
-tf.nn.l2_loss to the whole batch's tensor, a sum over the clouds, so its weight per cloud grows
-with the batch, 0.016 at 32; the PyTorch ports take 0.001 x the mean unsquared norm.)
+on tf.nn.l2_loss, which halves the square, per cloud, as its text (and DESIGN) give it. (The
+authors' TensorFlow code applies tf.nn.l2_loss to the whole batch's tensor, a sum over the
+clouds, so its weight per cloud grows with the batch, 0.016 at 32; the PyTorch ports take 0.001 x
+the mean unsquared norm.)
 `tnets: false` drops both T-Nets (the paper's ablation).
 """
 

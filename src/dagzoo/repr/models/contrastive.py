@@ -3,11 +3,12 @@ the seed gives it:
 
     L = 1/(2P) sum over the P pairs [ y d^2 + (1 - y) max(margin - d, 0)^2 ],   d = ||e_a - e_b||_2,
 
-(Caffe's ContrastiveLoss writes the same with N pairs; the 1/2 is DrLIM's), with the seed's convention y = 1 for a matching pair (DrLIM's paper writes Y = 0 for similar
-pairs and Y = 1 for dissimilar ones: the same loss with y replaced by 1 - Y; this code follows
-the seed). Per image of the batch, one matching pair (its two views, or with `pairs: class` a
-view of another image of its class: supervised DrLIM) and one non-matching pair (a view of a
-different image / of an image of another class): P = 2N pairs for N images.
+(Caffe's ContrastiveLoss writes the same with N pairs; the 1/2 is DrLIM's), with the seed's
+convention y = 1 for a matching pair (DrLIM's paper writes Y = 0 for similar pairs and Y = 1 for
+dissimilar ones: the same loss with y replaced by 1 - Y; this code follows the seed). Per image
+of the batch, one matching pair (its two views, or with `pairs: class` a view of another image of
+its class: supervised DrLIM) and one non-matching pair (a view of a different image / of an image
+of another class): P = 2N pairs for N images.
 """
 
 from __future__ import annotations
