@@ -272,3 +272,17 @@ def test_the_points_table_keeps_its_cells_when_a_column_is_missing(tmp_path):
     df["train/clouds_per_s"] = [2407.4, float("nan")]
     md, _ = points_section(df, {}, tmp_path, tmp_path)
     assert any(line.endswith("| 1,234 | 2,407 |") for line in md) and any(line.endswith("| 1,234 | — |") for line in md)
+
+
+def test_the_se_of_repeated_views_is_over_clouds():
+    from dagzoo.points.base import repeated_views_se
+
+    # 4 clouds x 3 rotations: per-cloud fractions 1, 2/3, 0, 1/3 -> mean 0.5, population std
+    # sqrt(((0.5)^2 + (1/6)^2 + (0.5)^2 + (1/6)^2) / 4), over sqrt(4) clouds
+    correct = np.array([[1, 1, 0, 0], [1, 0, 0, 1], [1, 1, 0, 0]], bool)
+    by_hand = math.sqrt((0.25 + 1 / 36 + 0.25 + 1 / 36) / 4) / 2
+    assert repeated_views_se(correct) == pytest.approx(by_hand)
+    # the 12 views taken as independent trials would claim sqrt(0.25 / 12): smaller
+    assert repeated_views_se(correct) > math.sqrt(0.25 / 12)
+    one = np.array([[1, 0, 1, 1, 0]], bool)  # one view: the binomial SE
+    assert repeated_views_se(one) == pytest.approx(math.sqrt(0.6 * 0.4 / 5))

@@ -95,6 +95,14 @@ def predict(net: torch.nn.Module, clouds: torch.Tensor, batch: int) -> torch.Ten
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
+def repeated_views_se(correct: np.ndarray) -> float:
+    """The standard error of the accuracy over N clouds each scored under R views (correct: (R, N)
+    booleans): a cloud's views are not independent trials, so the SE is over clouds, each counted
+    by the fraction of its views classified right; one view: the binomial sqrt(p (1 - p) / N)."""
+    per_cloud = np.asarray(correct, float).mean(0)
+    return float(per_cloud.std(ddof=0) / np.sqrt(per_cloud.size))
+
+
 def accuracy_counts(pred: np.ndarray, labels: np.ndarray, k: int) -> dict:
     """OA and mAcc over a whole split, from its k x k confusion matrix (rows: true class), with
     binomial standard errors: OA's sqrt(p(1-p)/n); mAcc's sqrt(sum_c p_c(1-p_c)/n_c) / C over

@@ -16,7 +16,7 @@ import torch
 from dagzoo.io import atomic_write_json
 from dagzoo.plotting import save_figure
 from dagzoo.points import transforms as T
-from dagzoo.points.base import accuracy_counts, predict
+from dagzoo.points.base import accuracy_counts, predict, repeated_views_se
 from dagzoo.stages import load_trained, write_metrics
 
 _SO3_STREAM = 0x50C3
@@ -62,10 +62,7 @@ def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str 
         rot = T.random_so3(len(x), g).to(model.device)
         preds.append(predict(net, T.rotate(x, rot), p.eval_batch_size).cpu().numpy())
     so3 = accuracy_counts(np.concatenate(preds), np.tile(y, p.so3_rotations), k)
-    # a cloud's rotations are not independent trials: the SE is over clouds, each scored by the
-    # fraction of its rotations classified right (one rotation: the binomial SE, as before)
-    per_cloud = (np.stack(preds) == y).mean(0)
-    so3["oa_se"] = float(per_cloud.std(ddof=0) / np.sqrt(len(y)))
+    so3["oa_se"] = repeated_views_se(np.stack(preds) == y)  # a cloud's rotations are not independent
     val_x = data.clouds("val")
     val = accuracy_counts(predict(net, torch.from_numpy(val_x).to(model.device), p.eval_batch_size).cpu().numpy(),
                           data.labels("val"), k) if len(val_x) else None
