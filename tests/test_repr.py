@@ -434,6 +434,43 @@ def test_cpc_scores_every_patch_of_the_batch_with_the_positive_on_the_diagonal()
                 row += 1
 
 
+@pytest.mark.parametrize("per", ["patch", "image"])
+def test_cpc_draws_the_augmentations_after_the_crop_per_patch_or_per_image(per):
+    from types import SimpleNamespace
+
+    from dagzoo.registry import get_model, validate_params
+
+    cls = get_model("repr", "cpc")
+    params = validate_params(cls.Params, {"patch": 4, "patch_stride": 4, "predict": [1], "widths": [4],
+                                          "strides": [1], "jitter": [0.5, 0.0, 0.0, 0.0], "jitter_p": 1.0,
+                                          "augment_per": per}, "x")
+    model = cls(params, SimpleNamespace(shape=(1, 12, 12), classes=2), torch.device("cpu"))
+    net = model.build()
+    embedded = []
+
+    class Spy(torch.nn.Module):  # records what the patch network embeds
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, tiles):
+            embedded.append(tiles)
+            return self.inner(tiles)
+    net.encoder.net = Spy(net.encoder.net)
+    x = torch.full((2, 1, 12, 12), 0.5)  # grey images: a patch's brightness is its drawn factor / 2
+    model.objective(net, x, None, torch.Generator().manual_seed(0))
+    brightness = embedded[0].reshape(2, 9, -1)  # (image, patch of its 3 x 3 grid, pixels)
+    assert torch.all(brightness == brightness[..., :1])  # one factor per patch
+    per_image = brightness[..., 0]
+    if per == "patch":  # nine factors per image, each U(0.5, 1.5) x 0.5, drawn in the tiles' order
+        g = torch.Generator().manual_seed(0)
+        torch.rand(18, generator=g)  # the jitter's coins, drawn first
+        factors = 0.5 + torch.rand(18, generator=g, dtype=torch.float64)
+        assert torch.allclose(per_image.flatten().double(), 0.5 * factors, atol=1e-6)
+    else:  # one factor per image, shared by its nine patches
+        assert torch.all(per_image == per_image[:, :1]) and per_image[0, 0] != per_image[1, 0]
+
+
 def test_gaussian_blur_of_a_point_is_the_drawn_gaussian():
     from dagzoo.augment import gaussian_blur
 

@@ -70,8 +70,19 @@ class AugmentParams:
 
 def augment(x: torch.Tensor, p: AugmentParams, g: torch.Generator) -> torch.Tensor:
     """One augmented view of a batch x in [0, 1] (N, C, H, W)."""
-    if p.crop_scale is not None:
-        x = random_resized_crop(x, g, tuple(p.crop_scale), tuple(p.crop_ratio))
+    return augment_after_crop(crop(x, p, g), p, g)
+
+
+def crop(x: torch.Tensor, p: AugmentParams, g: torch.Generator) -> torch.Tensor:
+    """The pipeline's first op alone: the random resized crop (x itself without one)."""
+    if p.crop_scale is None:
+        return x
+    return random_resized_crop(x, g, tuple(p.crop_scale), tuple(p.crop_ratio))
+
+
+def augment_after_crop(x: torch.Tensor, p: AugmentParams, g: torch.Generator) -> torch.Tensor:
+    """The rest of the pipeline (affine, flip, colour jitter, grayscale, blur, noise), drawn per
+    example of x: images, or the patches CPC cuts them into."""
     if p.rotate or p.translate:
         x = random_affine(x, g, p.rotate, p.translate)
     if p.hflip:

@@ -6,10 +6,16 @@ at row i sees rows <= i only, gives c_{ij}; for each k of `predict`, W_k c_{ij} 
 z_{i+k,j} against every patch embedding of the batch (InfoNCE; CPC v2's appendix A.2 scores
 against all of them). An offset whose target overlaps the context's newest patch row
 (k * patch_stride < patch) is refused: the shared pixels would let the prediction copy instead of
-predict, which is why CPC v2 skips the first offsets and Greedy InfoMax the first one. Features for
-evaluation (`features`): the patch-embedding grid average-pooled to at most 3x3 cells and
-flattened (`grid`, the default: like CPC v2's linear evaluation on the spatial feature grid, it
-keeps the layout a single mean throws away), or the plain mean over the grid (`mean`).
+predict, which is why CPC v2 skips the first offsets and Greedy InfoMax the first one.
+
+The crop is drawn per image; every augmentation after it per patch (`augment_per: patch`, CPC
+v2's patch-based augmentation, section 4.1). Drawn once per image, one brightness or contrast
+factor is shared by all of an image's patches, and the prediction can tell a patch of its own
+image by those shared statistics instead of by its content: a shortcut that un-augmented test
+images no longer offer. Features for evaluation (`features`): the patch-embedding grid
+average-pooled to at most 3x3 cells and flattened (`grid`, the default: like CPC v2's linear
+evaluation on the spatial feature grid, it keeps the layout a single mean throws away), or the
+plain mean over the grid (`mean`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from torch import nn
 
 from dagzoo.errors import ConfigError
 from dagzoo.registry import param, register
-from dagzoo.repr.base import ReprModel, ReprParams, augment
+from dagzoo.repr.base import ReprModel, ReprParams, augment, augment_after_crop, crop
 from dagzoo.repr.encoders import ConvNet, receptive_field_table
 
 
@@ -69,13 +75,21 @@ class PatchEncoder(nn.Module):
         self.net = ConvNet(in_channels, widths, strides, norm="layer")
         self.dim = self.net.dim
 
-    def feature_map(self, x):
+    def tiles(self, x) -> tuple[torch.Tensor, int, int]:
+        """The patches of x (N, C, H, W) as one batch (N rows cols, C, p, p), image by image and
+        row by row, and the grid's rows and cols."""
         n, c = x.shape[:2]
         p, s = self.patch, self.stride
         tiles = x.unfold(2, p, s).unfold(3, p, s)  # (N, C, rows, cols, p, p)
         rows, cols = tiles.shape[2:4]
-        tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(n * rows * cols, c, p, p)
-        return self.net(tiles).reshape(n, rows, cols, -1).permute(0, 3, 1, 2)
+        return tiles.permute(0, 2, 3, 1, 4, 5).reshape(n * rows * cols, c, p, p), rows, cols
+
+    def embed(self, tiles, rows: int, cols: int):
+        """Embeddings of `tiles` (as `tiles` cuts them) -> (N, D, rows, cols)."""
+        return self.net(tiles).reshape(-1, rows, cols, self.dim).permute(0, 3, 1, 2)
+
+    def feature_map(self, x):
+        return self.embed(*self.tiles(x))
 
     def forward(self, x):
         return self.feature_map(x).mean(dim=(2, 3))
@@ -112,6 +126,9 @@ class CPC(ReprModel):
         norm: str = param("layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)",
                           choices=("layer",))
         crop_scale: list[float] | None = param(None, "random resized crop of the whole image (null: none)")
+        augment_per: str = param("patch", "patch: every augmentation after the crop drawn independently for each "
+                                 "patch (CPC v2) | image: once per image, shared by its patches",
+                                 choices=("patch", "image"))
         features: str = param("grid", "evaluation features: grid (embeddings pooled to <= 3x3 cells, flattened) | "
                               "mean (one mean over the grid); the online probe reads the same",
                               choices=("grid", "mean"))
@@ -182,7 +199,11 @@ class CPC(ReprModel):
         return encoder.dim * h * w
 
     def objective(self, net, x, y, g):
-        z = net.encoder.feature_map(augment(x, self.params, g))
+        if self.params.augment_per == "image":
+            z = net.encoder.feature_map(augment(x, self.params, g))
+        else:  # the whole image cropped, then each patch augmented on its own
+            tiles, rows, cols = net.encoder.tiles(crop(x, self.params, g))
+            z = net.encoder.embed(augment_after_crop(tiles, self.params, g), rows, cols)
         loss = torch.stack([infonce(s) for _, s in self._scores(net, z)]).mean()
         return loss, self._pool(z), y
 
