@@ -9,13 +9,13 @@ against all of them). An offset whose target overlaps the context's newest patch
 predict, which is why CPC v2 skips the first offsets and Greedy InfoMax the first one.
 
 The crop is drawn per image; every augmentation after it per patch (`augment_per: patch`, CPC
-v2's patch-based augmentation, section 4.1). Drawn once per image, one brightness or contrast
-factor is shared by all of an image's patches, and the prediction can tell a patch of its own
-image by those shared statistics instead of by its content: a shortcut that un-augmented test
-images no longer offer. Features for evaluation (`features`): the patch-embedding grid
-average-pooled to at most 3x3 cells and flattened (`grid`, the default: like CPC v2's linear
-evaluation on the spatial feature grid, it keeps the layout a single mean throws away), or the
-plain mean over the grid (`mean`).
+v2's patch-based augmentation, section 4.1; `translate` is then a fraction of the patch's side).
+Drawn once per image, one brightness or contrast factor is shared by all of an image's patches,
+and the prediction can tell a patch of its own image by those shared statistics instead of by
+its content: a shortcut that un-augmented test images no longer offer. Features for evaluation
+(`features`): the patch-embedding grid average-pooled to at most 3x3 cells and flattened
+(`grid`, the default: like CPC v2's linear evaluation on the spatial feature grid, it keeps the
+layout a single mean throws away), or the plain mean over the grid (`mean`).
 """
 
 from __future__ import annotations
