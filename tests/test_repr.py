@@ -6,6 +6,7 @@ by hand and by back-propagation, the probes on problems with known answers, and 
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -225,6 +226,24 @@ def test_the_probe_stage_reads_test_labels_once_after_every_choice(tmp_path, mon
     assert first["probe/C"] == second["probe/C"] and first["detail"] == second["detail"]
     assert first["probe/C_at_edge"] == 1.0  # a grid of two values: either is an end
     assert first["test/linear_acc"] == 1.0 > second["test/linear_acc"]
+    assert first["probe/unconverged"] == 0.0 and first["detail"]["bias"]["converged"]
+
+
+def test_probe_fits_stopped_at_the_iteration_cap_are_counted_and_reported(tmp_path, monkeypatch):
+    from dagzoo.repr import pipeline, probes
+    from dagzoo.repr.report import repr_section
+
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "f.npz", **_features(_blobs(200, rng), _blobs(60, rng), _blobs(100, rng)).arrays)
+    monkeypatch.setattr(probes, "MAX_ITER", 2)  # L-BFGS needs more than two steps for these blobs
+    out = pipeline.probe(tmp_path / "f.npz", [1.0], tmp_path / "p.json")
+    assert out["probe/unconverged"] == 3.0  # the main, raw and no-bias probes (no projector)
+    assert out["detail"]["bias"]["iterations"] == 2 and not out["detail"]["bias"]["converged"]
+    rows = pd.DataFrame([{"family": "repr", "experiment": e, "model": "simclr", "seed": 0, "run_dir": str(tmp_path),
+                          "train/time_s": 1.0, "test/linear_acc": 0.9, "test/linear_acc_se": 0.01,
+                          "probe/C_at_edge": 0.0, "probe/unconverged": n} for e, n in (("capped", 3.0), ("fine", 0.0))])
+    md = "\n".join(repr_section(rows, {}, tmp_path)[0])
+    assert "stopped at L-BFGS's iteration cap" in md and "capped (3)" in md and "fine (" not in md
 
 
 @pytest.mark.probe

@@ -173,6 +173,9 @@ def probe(features: Path, grid: list[float], out: Path) -> dict:
               "test/linear_acc_nobias_se": se_nb, "probe/C_nobias": ablation["C"],
               # a C at the grid's end may be short of the best one: the report says so
               "probe/C_at_edge": float(len(grid) > 1 and main["C"] in (min(grid), max(grid))),
+              # refits stopped at the iteration cap: their accuracy may be short of the optimum
+              "probe/unconverged": float(sum(not p["converged"] for p in (main, raw, ablation, after_projector)
+                                             if p)),
               "detail": {"bias": main, "bias_raw": raw, "no_bias_raw": ablation, "after_projector": after_projector},
               "seconds": time.time() - t0}
     atomic_write_json(out, result)

@@ -83,17 +83,22 @@ def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     return [(a - mean) / std for a in (train, *others)]
 
 
+#: L-BFGS iterations a probe fit may take; a fit that used them all stopped short of its optimum
+MAX_ITER = 1000
+
+
 def _logistic(c: float, bias: bool, seed: int):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, fit_intercept=bias, max_iter=1000, tol=1e-4, random_state=seed)
+    return LogisticRegression(C=c, fit_intercept=bias, max_iter=MAX_ITER, tol=1e-4, random_state=seed)
 
 
 def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: bool = True,
                  standardise: bool = True) -> dict:
     """Choose C on val (a probe per C of the grid, fitted on train), then refit with that C on
     train + val (standardised with their statistics) and predict the test split (its labels are
-    not read here) -> {C, val accuracy per C, iterations of the refit, test predictions}: the
+    not read here) -> {C, val accuracy per C, iterations of the refit and whether it converged
+    (stopped before MAX_ITER), test predictions}: the
     protocol of Kornblith et al. 2019 and SimCLR's appendix B.6, so the validation images train the
     final probe too. `standardise` False: raw, uncentred features."""
     import warnings
@@ -114,7 +119,8 @@ def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: boo
         x_all, xte = scaled([ff.x("train"), ff.x("val")], ff.x("test"))
         final = _logistic(best, bias, seed).fit(x_all, np.concatenate([ytr, yva]))
     return {"C": best, "val_acc": {str(c): a for c, a in val_acc.items()},
-            "iterations": int(np.max(final.n_iter_)), "test_pred": final.predict(xte)}
+            "iterations": int(np.max(final.n_iter_)), "converged": bool(np.max(final.n_iter_) < MAX_ITER),
+            "test_pred": final.predict(xte)}
 
 
 def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int,

@@ -58,6 +58,13 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
         if edge:
             md += [f"The linear probe's C was chosen at an end of `repr.eval.probe_grid` for {', '.join(edge)}: "
                    "a C beyond the grid may do better on validation; widen the grid to be sure.", ""]
+    if "probe/unconverged" in runs:
+        capped = runs.loc[runs["probe/unconverged"] > 0].drop_duplicates("experiment")
+        if len(capped):
+            which = ", ".join(f"{r.experiment} ({int(r['probe/unconverged'])})" for _, r in capped.iterrows())
+            md += ["Linear-probe refits that stopped at L-BFGS's iteration cap, short of their optimum (per "
+                   f"experiment, how many of its main, raw, no-bias and after-projector probes): {which}; the "
+                   "iterations are in each run's probe.json.", ""]
     written = []
     curves = out / "repr_online_probe.png"
     if _plot_online(runs, histories, curves):
