@@ -1,15 +1,16 @@
 """The Snakefile's validated config, cached per (config, code version).
 
 Validating a config imports the module of every model it names (a model declares its
-hyper-parameters in a `Params` class beside its network, so torch comes with it) and checks every
-experiment: about 1.3 s for a 1000-experiment grid, paid by every `snakemake` start and dry run, and on a cluster
-by the Snakemake process of every job, which parses the workflow again. The outcome is a pure
-function of the config files' bytes, the config Snakemake built from them (``--config``
-overrides included) and the code, so it is kept as JSON under ``.snakemake/dagzoo/``, named by a
-hash of all three, and read back instead: planning a DAG then imports no model. What can change
-while all three stay the same, whether the data files a config names exist, is checked again on
-every read. A cache file that cannot be read or does not hold what it should is ignored and
-rewritten; one that cannot be written only costs the next run the validation.
+hyper-parameters in a `Params` class beside its network, so torch comes with it) and checks
+every experiment: about 1.3 s for a 1000-experiment grid, paid by every `snakemake` start and
+dry run, and on a cluster by the Snakemake process of every job, which parses the workflow
+again. The outcome is a pure function of the config files' bytes, the config Snakemake built
+from them (``--config`` overrides included) and the code, so it is kept as JSON under
+``.snakemake/dagzoo/``, named by a hash of all three, and read back instead: planning a DAG
+then imports no model. What can change while all three stay the same, whether the data files a
+config names exist, is checked again on every read. A cache file that cannot be read or does
+not hold what it should is ignored and rewritten; one that cannot be written only costs the
+next run the validation.
 """
 
 from __future__ import annotations

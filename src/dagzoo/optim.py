@@ -19,9 +19,8 @@ class LARS(torch.optim.Optimizer):
     decayed nor scaled, when ||w|| or ||g|| is 0) feeds heavy-ball momentum v <- m v + d, and
     w <- w - lr v (lr outside the buffer, so a schedule rescales the accumulated momentum too).
     Groups with `adapt: False` (biases, norms; no weight decay) take the plain SGD-momentum step.
-    `clip`: r becomes
-    min(r / lr, 1), so the effective rate lr r is eta ||w|| / (...) capped by lr (solo-learn's
-    `clip_lars_lr`, apex's LARC clipping mode).
+    `clip`: r becomes min(r / lr, 1), so the effective rate lr r is eta ||w|| / (...) capped by lr
+    (solo-learn's `clip_lars_lr`, apex's LARC clipping mode).
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
