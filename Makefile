@@ -1,6 +1,6 @@
 # Two commands for a fresh clone (python3 is all it needs):
 #   make run    install into .venv, then run the whole default DAG on embedded data
-#   make test   install into .venv, then run the test suite
+#   make test   install into .venv, lint (ruff, snakefmt), then run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -8,7 +8,7 @@ CORES ?= 2
 CONFIG ?=
 TORCH ?= torch==2.13.0
 # PyPI's Linux torch wheel is the multi-GB CUDA build; the CPU one is on PyTorch's own index:
-# make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (our machines find it locally)
+# make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (where pip finds a local torch wheel, leave it empty)
 TORCH_INDEX ?=
 export PATH := $(BIN):$(PATH)
 export TORCH_INDEX
@@ -20,7 +20,7 @@ SNAKEMAKE_ARGS = --profile workflow/profiles/local --cores "$$CORES" $${CONFIG:+
 # (and keep the outcome where the Snakefile finds it, so snakemake does not validate it again)
 VALIDATE = if [ -n "$$CONFIG" ]; then dagzoo validate-config --cache .snakemake/dagzoo "$$CONFIG" > /dev/null; fi
 
-.PHONY: install run dry-run test test-slow bench mlflow-ui mlflow-server report
+.PHONY: install run dry-run test test-slow lint format docs rulegraph bench mlflow-ui mlflow-server report
 
 $(BIN)/dagzoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,35 @@ report: install
 	@$(VALIDATE)
 	snakemake $(SNAKEMAKE_ARGS) --report results/report.html
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
+
+# ruff (lint and format: pyproject.toml's [tool.ruff]) for the Python, snakefmt for the rules files
+SMK_FILES = Snakefile $(wildcard workflow/rules/*.smk src/dagzoo/*/rules.smk tests/fixtures/*/dagzoo/*/rules.smk)
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/snakefmt --check --line-length 120 $(SMK_FILES)
+
+format: install
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+	$(BIN)/snakefmt --line-length 120 $(SMK_FILES)
+
+# The pages made from the code (docs/config-reference.md); with RESULTS=<a finished results tree>
+# also its results page (docs/results/<name>.md, NAME defaults to the tree's folder name) and the
+# README's headline tables; with BENCH=bench/out also docs/benchmarks.md
+RESULTS ?=
+NAME ?=
+BENCH ?=
+export RESULTS NAME BENCH
+docs: install
+	dagzoo docs $${RESULTS:+--results "$$RESULTS"} $${NAME:+--name "$$NAME"} $${BENCH:+--bench "$$BENCH"}
+
+# docs/dag.svg, the picture in README.md: the default DAG's rules (needs Graphviz's `dot`)
+rulegraph: install
+	@command -v dot > /dev/null || { echo "make rulegraph: needs Graphviz's dot (apt-get install graphviz)"; exit 1; }
+	snakemake --rulegraph --cores 1 --quiet all | dot -Tsvg > docs/dag.svg.tmp && mv docs/dag.svg.tmp docs/dag.svg
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow

@@ -63,6 +63,21 @@ rule all:
         f"{R}/claims.json",
         f"{R}/report/report.md",
 
+# <results>/dag.json: wall time (from here, the parse of this file, to the last job), machine and
+# code of the last invocation that ran jobs: the header of a results page (dagzoo docs)
+_DAG_STARTED = time.time()
+
+
+onsuccess:
+    from dagzoo.provenance import write_dag_record
+
+    try:
+        write_dag_record(Path(R), _DAG_STARTED, workflow.resource_settings.cores, workflow.configfiles,
+                         len(workflow.dag))
+    except (OSError, AttributeError) as e:  # a record, never a reason to fail a finished DAG
+        print(f"dagzoo: dag.json not written ({e})")
+
+
 # Planning the DAG (and, in a dry run, printing every job) allocates millions of objects that
 # live until Snakemake exits, and Python's cyclic garbage collector would scan them again and
 # again: a fifth of the dry run of a 1,000-experiment grid (bench/bench_dryrun.py). What exists

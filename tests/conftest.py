@@ -51,8 +51,8 @@ def prepare_text_runs(tmp_path: Path, experiments: dict, window: int = 32, seeds
     """Prepare a small corpus + char tokens and write one spec.json per run; returns
     (data_dir, {experiment: run_dir}, results_dir)."""
     from dagzoo.config import experiment_specs, validate_config
-    from dagzoo.data.text import prepare_corpus
-    from dagzoo.data.tokenize import prepare_tokens
+    from dagzoo.text.data import prepare_corpus
+    from dagzoo.text.data import prepare_tokens
     from dagzoo.io import atomic_write_json
 
     corpus = small_corpus(tmp_path / "corpus.txt")
@@ -153,7 +153,7 @@ SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
 
 # ---------------------------------------------------------------------------------- the probe set
 def pytest_terminal_summary(terminalreporter):
-    """One line counting the hardening probes (tests marked `probe`) this session ran, by outcome."""
+    """One line counting the hardening probes (tests marked `probe`) this run of pytest ran, by outcome."""
     outcomes = {}
     for outcome in ("passed", "failed", "error", "skipped"):
         for report in terminalreporter.stats.get(outcome, []):

@@ -1,5 +1,5 @@
-"""The config half of the hardening probe set (issue 13): every way a user can get a config
-wrong that we know of, each with the words its one-line error must contain. `tests/test_probes.py`
+"""The config half of the hardening probe set: every way a user can get a config
+wrong that we know of, each with the words its one-line error must contain. `tests/core/test_probes.py`
 runs each through `dagzoo validate-config` (and a sample through a Snakemake dry run).
 
 A probe is (id, edit, needle). `edit` is either YAML text (used as the whole file) or a dict of

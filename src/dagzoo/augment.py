@@ -14,8 +14,12 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from dagzoo.diffusion import per_example
 from dagzoo.train import step_seed
+
+
+def per_example(c: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-example coefficient (batch,) shaped to broadcast over x's other axes."""
+    return c.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 def step_generator(seed: int, step: int, stream: int) -> torch.Generator:

@@ -63,11 +63,42 @@ def cmd_models(a) -> int:
         for key, cls in sorted(registry.models(family).items()):
             doc = (cls.__doc__ or cls.__module__).strip().splitlines()[0]
             print(f"{family}/{key}: {doc}")
+            for paper in cls.papers:
+                print(f"    paper: {paper.cite()}")
+            if not cls.papers:
+                print("    paper: none (a reference model)")
             for f in dataclasses.fields(cls.Params):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 limits = ", ".join(f"{k} {v}" for k, v in f.metadata.items() if k != "help")
                 print(f"    {f.name:<18} = {default!r:<10} {f.metadata.get('help', '')}"
                       + (f" ({limits})" if limits else ""))
+    return 0
+
+
+def cmd_docs(a) -> int:
+    from dagzoo.docgen.config_reference import write_config_reference
+
+    docs = Path(a.docs)
+    written = [docs / "config-reference.md"] if write_config_reference(docs / "config-reference.md") else []
+    if a.results is not None:
+        from dagzoo.docgen.results import write_results_page
+
+        from dagzoo.docgen.headline import headline_markdown, update_readme
+
+        name = a.name or Path(a.results).resolve().name
+        page = docs / "results" / f"{name}.md"
+        written.append(write_results_page(Path(a.results), page))
+        readme = Path(a.readme)
+        if readme.is_file() and update_readme(readme, headline_markdown(Path(a.results), page.as_posix())):
+            written.append(readme)
+    if a.bench is not None:
+        from dagzoo.docgen.bench import write_bench_page
+
+        written.append(write_bench_page(Path(a.bench), docs / "benchmarks.md"))
+    for path in written:
+        print(f"wrote {path}")
+    if not written:
+        print(f"{docs}: up to date")
     return 0
 
 
@@ -157,7 +188,10 @@ def _run_stage_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dagzoo import __version__
+
     p = OneLineParser(prog="dagzoo", description=__doc__)
+    p.add_argument("--version", action="version", version=f"dagzoo {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("validate-config", help="check a config file against the schema and the model registry")
@@ -177,6 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for fam in families().values():
         fam.add_commands(sub, _run_stage_arguments)
+
+    s = sub.add_parser("docs", help="regenerate the documentation made from the code (docs/config-reference.md) "
+                       "and, with --results, a results page; with --bench, docs/benchmarks.md")
+    s.add_argument("--docs", default="docs", help="the docs folder (default: docs)")
+    s.add_argument("--results", default=None, help="a finished results tree to write a results page from")
+    s.add_argument("--name", default=None, help="the results page's name: docs/results/<name>.md (default: the "
+                   "results folder's name)")
+    s.add_argument("--bench", default=None, help="the bench scripts' output folder (bench/out) for docs/benchmarks.md")
+    s.add_argument("--readme", default="README.md", help="with --results: the README whose headline tables to fill "
+                   "(default: README.md, if there is one)")
+    s.set_defaults(fn=cmd_docs)
 
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")
     s.add_argument("--results", default="results")
@@ -226,6 +271,9 @@ def _main(argv: list[str] | None) -> int:
     except DagzooError as e:
         print(f"dagzoo: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader of our output left (`dagzoo models | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:  # a file or folder a user named that is missing, unreadable, or a full disk
         where = f"{e.filename}: " if e.filename else ""
         print(f"dagzoo: error: {where}{e.strerror or e}", file=sys.stderr)

@@ -47,6 +47,9 @@ class Family:
     #: window): a spec given by hand is checked to hold them, with values of the kind of the
     #: family's defaults (null only where the default is null)
     spec_fields_read: tuple[str, ...] = ()
+    #: the metrics of the README's headline table (dagzoo docs), each (label, regular expression
+    #: of the metric key, digits): the first key of a results tree that matches is shown
+    headline_metrics: tuple[tuple[str, str, int], ...] = ()
 
     # ------------------------------------------------------------------ config
     def schema(self) -> dict:

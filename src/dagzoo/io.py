@@ -16,6 +16,10 @@ import numpy as np
 
 from dagzoo.errors import DagzooError, DataError
 
+#: what every run directory's spec.json holds (the stages, the report and MLflow read these)
+RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
+RUN_SPEC_TYPES = {"family": str, "experiment": str, "model": str, "seed": int, "config_hash": str, "params": dict}
+
 #: set by a stage that runs as a DAG job: the pid of the job shell that started it
 _JOB_SHELL_PID: int | None = None
 

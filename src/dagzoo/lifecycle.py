@@ -1,6 +1,5 @@
 """What every registered model shares, whatever its family: the context a training job hands it,
-and for neural models one lifecycle, build -> Trainer (checkpoints, resume, EMA, DDP) -> save
--> load.
+and one lifecycle, build -> Trainer (checkpoints, resume, EMA, DDP) -> save -> load.
 
 A model is constructed as ``cls(params, data, device)`` (data: what the family's `open_data`
 returns), trains with ``fit(ctx) -> summary`` and is restored with ``cls.load(params, data,
@@ -42,14 +41,21 @@ class RunContext:
 
 
 class Model:
-    """Base of every registered model."""
+    """Base of every registered model (a family's base subclasses it; a model subclasses that).
+
+    By default a network trained by the shared Trainer: a model defines `build()`,
+    `step_loss(net, step, seed)` (the loss of its batch of `step`, drawn from (seed, step) alone;
+    a family's base usually defines it around its models' `batch_loss`) and `units_per_step()`;
+    optionally `prepare(ctx)`, `eval_fn(ctx)`, `flops_per_step()` and the metadata it stores
+    beside its weights (`save_meta` / `restore_meta`). A model fitted otherwise (by counting, say)
+    overrides `fit` and `load` and clears the flags below that do not apply to it."""
 
     Params: type
-    #: True when every data-parallel rank runs `fit` (neural models); False: rank 0 alone
-    distributed_training = False
+    #: True when every data-parallel rank runs `fit` (trained networks); False: rank 0 alone
+    distributed_training = True
     #: True when training uses the job's torch threads (a job of a model that does not, e.g. one
     #: fitted by counting, reserves one core, so another job runs beside it)
-    threaded_training = False
+    threaded_training = True
     #: False for a model fitted and scored without torch (e.g. by counting): its train and
     #: evaluation jobs never import torch (about 1.1 s of a job's start-up) and get no device;
     #: sampling may still draw from the torch generator the stage hands it
@@ -57,6 +63,7 @@ class Model:
 
     def __init__(self, params, data, device: torch.device):
         self.params, self.data, self.device = params, data, device
+        self.net: torch.nn.Module | None = None
 
     @classmethod
     def check_written(cls, exp: dict, where: str) -> None:
@@ -67,31 +74,9 @@ class Model:
     def check_experiment(cls, params, section: dict, where: str) -> None:
         """Cross-checks between the model's params and its family's config section (optional)."""
 
-    def fit(self, ctx: RunContext) -> dict:
-        """Train, save into ctx.run_dir, return a summary (steps, <unit>, flops, params, ...)."""
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "Model":
-        raise NotImplementedError
-
     def extra_summary(self) -> dict:
         """Numbers about the trained model (e.g. a receptive field), reported as model/<key>."""
         return {}
-
-
-class NeuralModel(Model):
-    """A network trained by the shared Trainer. A model defines `build()`, `step_loss(net, step,
-    seed)` (the loss of its batch of `step`, drawn from (seed, step) alone) and
-    `units_per_step()`; optionally `prepare(ctx)`, `eval_fn(ctx)`, `flops_per_step()` and the
-    metadata it stores beside its weights (`save_meta` / `restore_meta`)."""
-
-    distributed_training = True
-    threaded_training = True
-
-    def __init__(self, params, data, device: torch.device):
-        super().__init__(params, data, device)
-        self.net: torch.nn.Module | None = None
 
     # ------------------------------------------------------------------ what a model defines
     def build(self) -> torch.nn.Module:
@@ -134,6 +119,7 @@ class NeuralModel(Model):
         return sum(q.numel() for q in self.net.parameters())
 
     def fit(self, ctx: RunContext) -> dict:
+        """Train, save model.pt into ctx.run_dir, return a summary (steps, <unit>, flops, params, ...)."""
         from dagzoo import distributed
         from dagzoo.train import Trainer, save_torch_file
 
@@ -152,7 +138,7 @@ class NeuralModel(Model):
         return summary
 
     @classmethod
-    def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "NeuralModel":
+    def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "Model":
         """The trained model of `run_dir` (EMA weights when EMA was on); run_dir None: the
         untrained network of `seed` (the baseline every trained model must beat)."""
         from dagzoo.train import MODEL_REMEDY, load_torch_file

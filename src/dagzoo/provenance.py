@@ -4,29 +4,30 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import dagzoo
 from dagzoo.io import atomic_write_json
+from dagzoo.machine import cpu_model, git_commit, machine_facts
 
 
-def git_commit(cwd: Path | None = None) -> str:
-    """HEAD of the source checkout, suffixed with '-dirty' when tracked files differ from it."""
-    src = Path(dagzoo.__file__).resolve().parent
-    for where in (cwd, src):
-        try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                                  timeout=10)
-            if head.returncode != 0:
-                continue
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            return head.stdout.strip() + ("-dirty" if dirty else "")
-        except (OSError, subprocess.SubprocessError):
-            continue
-    return "unknown"
+def write_dag_record(results: Path, started: float, cores: int | None, configfiles: list, jobs: int | None) -> dict:
+    """<results>/dag.json: when the last DAG invocation that ran jobs started and finished, on
+    what machine and code; a results page's header (dagzoo docs) reads it. Written by the
+    Snakefile's onsuccess hook, which Snakemake calls only after jobs ran and all succeeded."""
+    finished = time.time()
+    record = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(finished)),
+        "wall_s": round(finished - started, 1),
+        "cores": cores,
+        "jobs": jobs,
+        "configfiles": [str(f) for f in configfiles],
+        **machine_facts(Path.cwd()),
+    }
+    atomic_write_json(Path(results) / "dag.json", record)
+    return record
 
 
 def write_provenance(run_dir: Path, stage: str, rule: str | None = None) -> dict:
@@ -47,6 +48,9 @@ def write_provenance(run_dir: Path, stage: str, rule: str | None = None) -> dict
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "cuda": torch.cuda.is_available() if torch else None,
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads() if torch else int(os.environ.get("OMP_NUM_THREADS") or 1),
     }
     atomic_write_json(Path(run_dir) / f"provenance-{stage}.json", prov)
     return prov

@@ -27,13 +27,30 @@ _REGISTRY: dict[str, dict[str, type]] = {}
 _LOADED: set[str] = set()
 
 
-def register(family: str, key: str):
+@dataclasses.dataclass(frozen=True)
+class Paper:
+    """The publication a model implements: shown by `dagzoo models` and in docs/models.md."""
+
+    title: str
+    authors: str
+    year: int
+    url: str
+
+    def cite(self) -> str:
+        return f"{self.authors} ({self.year}), \"{self.title}\", {self.url}"
+
+
+def register(family: str, key: str, papers: tuple[Paper, ...] = ()):
+    """Register a model class under `key`; `papers` are what it implements (a reference model,
+    untrained or raw input, has none)."""
+
     def deco(cls):
         if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
             raise TypeError(f"{cls.__name__} must define a dataclass `Params`")
         _REGISTRY.setdefault(family, {})[key] = cls
         cls.registry_key = key
         cls.family = family
+        cls.papers = tuple(papers)
         return cls
     return deco
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_write_text, atomic_writer, read_json_object, read_jsonl
-from dagzoo.stages import RUN_SPEC_KEYS
+from dagzoo.io import RUN_SPEC_KEYS
 
 ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "run_dir"]
 GROUP_COLUMNS = ["family", "experiment", "model"]

@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from dagzoo.errors import ConfigError, TrainingError
-from dagzoo.io import atomic_write_json, read_json, read_json_object, read_jsonl, wrong_type
+from dagzoo.io import (RUN_SPEC_KEYS, RUN_SPEC_TYPES, atomic_write_json, read_json, read_json_object, read_jsonl,
+                       wrong_type)
 
 
-#: what every run's spec.json holds (the report and MLflow read these)
-RUN_SPEC_KEYS = ("family", "experiment", "model", "seed", "config_hash", "params")
-RUN_SPEC_TYPES = {"family": str, "experiment": str, "model": str, "seed": int, "config_hash": str, "params": dict}
 #: seconds a training runs before it first mirrors itself into MLflow (then every 30 s)
 TRAIN_FIRST_SYNC_S = 60.0
 

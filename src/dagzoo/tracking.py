@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlsplit
 
 from dagzoo import timing
 from dagzoo.errors import DataError, TrackingError
-from dagzoo.io import read_json, read_json_object, read_jsonl
+from dagzoo.io import RUN_SPEC_KEYS, read_json, read_json_object, read_jsonl
 
 RUN_KEY_TAG = "dagzoo.run_key"
 # MLflow 3.x's UI picks an experiment's layout from this tag; without it a dagzoo experiment is
@@ -395,7 +395,6 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
 
     prefix = default_prefix() if prefix is None else prefix
     run_dir = Path(run_dir)
-    from dagzoo.stages import RUN_SPEC_KEYS
 
     spec = read_json_object(run_dir / "spec.json", RUN_SPEC_KEYS)
     with _exclusive(uri):

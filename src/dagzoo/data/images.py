@@ -32,7 +32,6 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,9 +39,6 @@ from dagzoo.data.download import RemoteFile, fetch, fetch_extracted
 from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_record, load_npy, read_manifest
 from dagzoo.errors import DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json
-
-if TYPE_CHECKING:
-    import torch
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_MNIST = {
@@ -461,13 +457,3 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["splits"]["train"]["shape"])
 
-
-def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
-    return x_uint8.float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8, rounding as when images are saved (what FID sees)."""
-    import torch
-
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -1,7 +1,7 @@
 """What every image model shares: the training loop on the in-memory train split (batches chosen
 by (seed, step), augmentation on the device), saving and loading, batched generation.
 
-A model defines `build()` (its network), `loss(net, x, step)` (x in [-1, 1]) and `generate(n,
+A model defines `build()` (its network), `batch_loss(net, x, step)` (x in [-1, 1]) and `generate(n,
 sampler, generator)`; likelihood models also `test_nll_bits_per_dim`.
 """
 
@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from dagzoo import distributed
-from dagzoo.augment import random_flip, random_rows, step_generator
-from dagzoo.data.images import to_model_range, to_uint8
+from dagzoo.image.data import random_batch, to_uint8
 from dagzoo.errors import ConfigError
-from dagzoo.lifecycle import NeuralModel
+from dagzoo.lifecycle import Model
 from dagzoo.registry import param
 from dagzoo.train import EMA, TrainParams
 
@@ -47,13 +46,6 @@ class ImageTrainParams(TrainParams):
         return EMA(model, self.ema_decay, self.ema_halflife_kimg * 1000, self.ema_rampup_ratio, self.batch_size)
 
 
-def random_batch(train: torch.Tensor, batch: int, seed: int, step: int, hflip: bool) -> torch.Tensor:
-    """Images of step `step` (a function of (seed, step) only), in [-1, 1], optionally flipped."""
-    g = step_generator(seed, step, 0x1A6E)
-    x = to_model_range(random_rows(train, batch, g))
-    return random_flip(x, g) if hflip else x
-
-
 def forward_flops(net: nn.Module, example_args: tuple) -> int:
     """FLOPs of one forward pass (torch's FlopCounterMode: matmuls and convolutions)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -63,7 +55,7 @@ def forward_flops(net: nn.Module, example_args: tuple) -> int:
     return int(counter.get_total_flops())
 
 
-class ImageModel(NeuralModel):
+class ImageModel(Model):
     Params: type
     #: sampler kinds this model accepts (see dagzoo.image.samplers); () -> samples from its prior
     sampler_kinds: tuple[str, ...] = ()
@@ -82,7 +74,7 @@ class ImageModel(NeuralModel):
     def build(self) -> nn.Module:
         raise NotImplementedError
 
-    def loss(self, net, x: torch.Tensor, step: int) -> torch.Tensor:
+    def batch_loss(self, net, x: torch.Tensor, step: int) -> torch.Tensor:
         raise NotImplementedError
 
     def generate_batch(self, n: int, sampler, generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -103,7 +95,7 @@ class ImageModel(NeuralModel):
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
         x = distributed.shard(random_batch(self._train, self.params.batch_size, seed, step, self.params.hflip))
-        return self.loss(net, x, step)
+        return self.batch_loss(net, x, step)
 
     def units_per_step(self) -> int:
         return self.params.batch_size

@@ -1,5 +1,5 @@
 """What the diffusion and flow models share: a U-Net F sized by config, wrapped by a
-pre-conditioning (dagzoo.diffusion) into a denoiser D(x; sigma), trained with the one
+pre-conditioning (dagzoo.image.preconditioning) into a denoiser D(x; sigma), trained with the one
 EDM-form loss and sampled by the samplers of dagzoo.image.samplers."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import torch
 
 from dagzoo.errors import ConfigError
 from dagzoo.image.base import ImageModel, ImageTrainParams, forward_flops
-from dagzoo.diffusion import Preconditioning, diffusion_loss
+from dagzoo.image.losses import diffusion_loss
+from dagzoo.image.preconditioning import Preconditioning
 from dagzoo.image.samplers import Denoiser, sample
 from dagzoo.nn.unet import UNet, UNetConfig
 from dagzoo.registry import param
@@ -67,7 +68,7 @@ class DenoisingModel(ImageModel):
     def build(self):
         return UNet(self.unet_config()).channels_last()
 
-    def loss(self, net, x, step):
+    def batch_loss(self, net, x, step):
         return diffusion_loss(net, self.pre, x)
 
     def flops_per_image(self):

@@ -24,6 +24,7 @@ class ImageFamily(Family):
     name = "image"
     order = 20
     unit = "images"
+    headline_metrics = (("FID", r"fid_\d+", 1), ("KID", r"kid_\d+", 4))
     defaults = {
         "data": {"resize": None, "channels": None},
         "eval": {"samples": 1000, "baseline_samples": 100, "real_samples": None, "reference_images": None,
@@ -150,7 +151,7 @@ def _prepare_images(a) -> int:
 
 
 def _reference(a) -> int:
-    from dagzoo.image.pipeline import reference
+    from dagzoo.image.stages import reference
 
     print(json.dumps(reference(Path(a.data), a.split, Path(a.out), n=a.n, seed=a.seed, batch=a.batch), indent=1))
     return 0
@@ -158,7 +159,7 @@ def _reference(a) -> int:
 
 def _sample(a) -> int:
     from dagzoo.config import json_arg
-    from dagzoo.image.pipeline import sample
+    from dagzoo.image.stages import sample
     from dagzoo.image.samplers import parse_sampler
 
     sampler = json_arg(a.sampler, "--sampler")
@@ -171,7 +172,7 @@ def _sample(a) -> int:
 
 
 def _fid(a) -> int:
-    from dagzoo.image.pipeline import fid
+    from dagzoo.image.stages import fid
 
     print(json.dumps(fid(Path(a.samples), Path(a.reference), subsets=a.kid_subsets, subset_size=a.kid_subset_size,
                          batch=a.batch), indent=1))
@@ -179,7 +180,7 @@ def _fid(a) -> int:
 
 
 def _evaluate(a) -> int:
-    from dagzoo.image.pipeline import evaluate
+    from dagzoo.image.stages import evaluate
 
     out = evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.samplers, a.main_sampler,
                    rule=a.rule)
@@ -188,7 +189,7 @@ def _evaluate(a) -> int:
 
 
 def _real_vs_real(a) -> int:
-    from dagzoo.image.pipeline import real_vs_real
+    from dagzoo.image.stages import real_vs_real
 
     print(json.dumps(real_vs_real(Path(a.test), Path(a.train), Path(a.out), a.kid_subsets, a.kid_subset_size),
                      indent=1))

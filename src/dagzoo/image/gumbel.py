@@ -22,9 +22,3 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
     one_hot = torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
     return one_hot + y - y.detach()
 
-
-def categorical_kl_uniform(logits: torch.Tensor) -> torch.Tensor:
-    """KL(q || uniform over K classes) = sum_k q_k (log q_k + log K), summed over all but the batch axis."""
-    logq = torch.log_softmax(logits, dim=-1)
-    K = logits.shape[-1]
-    return (logq.exp() * (logq + torch.log(torch.tensor(float(K))))).flatten(1).sum(1)

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from dagzoo.errors import ConfigError
-from dagzoo.diffusion import DDPM, Flow, Preconditioning, denoise
+from dagzoo.image.preconditioning import DDPM, Flow, Preconditioning, denoise
 from dagzoo.progress import progress
 from dagzoo.registry import param, validate_params
 

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dagzoo.data.images import to_model_range
+from dagzoo.image.data import to_model_range
 from dagzoo.errors import ConfigError
 from dagzoo.image.base import ImageModel, ImageTrainParams, forward_flops
-from dagzoo.image.likelihood import bits_per_dim, discretized_logistic_log_prob
+from dagzoo.image.losses import bits_per_dim, discretized_logistic_log_prob
 from dagzoo.registry import param
 
 
@@ -113,7 +113,7 @@ class VAEBase(ImageModel):
         h, mean, log_scale = net(x, lambda enc: self.sample_latent(enc, step))
         return -discretized_logistic_log_prob(x, mean, log_scale).flatten(1).sum(1) + self.kl(h)
 
-    def loss(self, net, x, step):
+    def batch_loss(self, net, x, step):
         # per dimension, so the learning rate does not depend on the image size
         return self.nelbo(net, x, step).mean() / float(np.prod(self.shape))
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dagzoo import distributed
 from dagzoo.augment import step_generator
 from dagzoo.errors import ConfigError
-from dagzoo.lifecycle import NeuralModel
+from dagzoo.lifecycle import Model
+from dagzoo.points.losses import smoothed_cross_entropy
 from dagzoo.points import transforms as T
 from dagzoo.registry import param
 from dagzoo.train import TrainParams
@@ -59,18 +59,6 @@ def augmented_extent(p: PointTrainParams) -> float:
     """The largest |coordinate| a training cloud can reach: clouds lie in the unit sphere, a
     rotation about z keeps them there, then scaling, translation and clipped jitter."""
     return max(1.0, p.scale_high) + p.translate + (p.jitter_clip if p.jitter_sigma else 0.0)
-
-
-def smoothed_cross_entropy(logits: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """Cross-entropy against the smoothed target of DGCNN's `cal_loss`: 1 - eps for the true class
-    and eps / (K - 1) for each other one (torch's `label_smoothing` gives the true class
-    1 - eps + eps / K instead); plain cross-entropy at eps = 0."""
-    k = logits.shape[1]
-    if not eps or k == 1:  # one class: nothing to spread the mass over
-        return F.cross_entropy(logits, y)
-    target = torch.full_like(logits, eps / (k - 1), dtype=torch.float32)
-    target.scatter_(1, y[:, None], 1.0 - eps)
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
 
 
 def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.Tensor:
@@ -120,7 +108,7 @@ def accuracy_counts(pred: np.ndarray, labels: np.ndarray, k: int) -> dict:
             "per_class": per_acc, "n": int(n)}
 
 
-class PointModel(NeuralModel):
+class PointModel(Model):
     Params: type
 
     def __init__(self, params, data, device: torch.device):

@@ -15,6 +15,7 @@ class PointsFamily(Family):
     name = "points"
     order = 40
     unit = "clouds"
+    headline_metrics = (("test OA", r"test/oa", 3), ("OA under SO(3)", r"test/oa_so3", 3))
     defaults = {
         "data": {"source": "shapes", "points": 1024, "surface_samples": None, "normals": False,
                  "val_fraction": 0.1, "seed": 0,
@@ -78,7 +79,7 @@ def _prepare(a) -> int:
 
 
 def _evaluate(a) -> int:
-    from dagzoo.points.pipeline import evaluate
+    from dagzoo.points.stages import evaluate
 
     print(json.dumps(evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule), indent=1))
     return 0

@@ -5,7 +5,7 @@ objective (its gradient never reaches the encoder), scored on the validation spl
 training curve `val/online_acc`. It is a monitor; the headline number is the frozen linear probe.
 
 A method defines `build_head()` (modules besides the encoder, e.g. a projector) and
-`objective(net, x, y, generator) -> (loss, features, labels)`: x a batch of train images in
+`batch_loss(net, x, y, generator) -> (loss, features, labels)`: x a batch of train images in
 [0, 1], y their labels (only the supervised method and the online probe may read them).
 """
 
@@ -21,7 +21,7 @@ from torch import nn
 from dagzoo.augment import (color_jitter, epoch_batch, gaussian_blur, gaussian_noise, random_affine, random_flip,
                             random_grayscale, random_resized_crop, step_generator)
 from dagzoo.errors import ConfigError
-from dagzoo.lifecycle import NeuralModel
+from dagzoo.lifecycle import Model
 from dagzoo.registry import param
 from dagzoo.repr.encoders import build_encoder, receptive_field_table
 from dagzoo.train import TrainParams
@@ -143,7 +143,7 @@ class ReprNet(nn.Module):
         return [p for name, p in self.named_parameters() if not name.startswith("probe.")]
 
 
-class ReprModel(NeuralModel):
+class ReprModel(Model):
     Params = ReprParams
     #: True when the method's objective is an InfoNCE bound (test/mi_bound is reported)
     infonce = False
@@ -174,7 +174,7 @@ class ReprModel(NeuralModel):
         """Width of the features the probes read (`features`)."""
         return encoder.dim
 
-    def objective(self, net: ReprNet, x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
+    def batch_loss(self, net: ReprNet, x: torch.Tensor, y: torch.Tensor, g: torch.Generator):
         raise NotImplementedError
 
     def nce_scores(self, net: ReprNet, x: torch.Tensor, g: torch.Generator) -> list[tuple[str, torch.Tensor]]:
@@ -190,7 +190,7 @@ class ReprModel(NeuralModel):
     def build(self) -> nn.Module:
         encoder = self.build_encoder()
         probe = nn.Linear(self.feature_dim(encoder), self.classes) if self.params.online_probe else None
-        return ReprNet(encoder, self.build_head(encoder.dim), probe, self.objective)
+        return ReprNet(encoder, self.build_head(encoder.dim), probe, self.batch_loss)
 
     def prepare(self, ctx) -> None:
         self._train = torch.from_numpy(self.data.images("train")).to(self.device)

@@ -16,6 +16,7 @@ class ReprFamily(Family):
     name = "repr"
     order = 30
     unit = "images"
+    headline_metrics = (("linear probe acc", r"test/linear_acc", 3), ("kNN acc", r"test/knn_acc", 3))
     defaults = {
         "data": {"resize": None, "channels": None, "val_fraction": 0.1, "split_seed": 0},
         "eval": {"probe_grid": [0.01, 0.1, 1.0, 10.0], "knn_k": 20, "knn_temperature": 0.07,
@@ -111,35 +112,35 @@ def _prepare(a) -> int:
 
 
 def _encode(a) -> int:
-    from dagzoo.repr.pipeline import encode
+    from dagzoo.repr.stages import encode
 
     print(json.dumps(encode(a.spec, Path(a.data), Path(a.run_dir), a.rule, a.mi_batch, a.erf_images), indent=1))
     return 0
 
 
 def _probe(a) -> int:
-    from dagzoo.repr.pipeline import probe
+    from dagzoo.repr.stages import probe
 
     print(json.dumps(probe(Path(a.features), a.grid, Path(a.out)), indent=1))
     return 0
 
 
 def _knn(a) -> int:
-    from dagzoo.repr.pipeline import knn
+    from dagzoo.repr.stages import knn
 
     print(json.dumps(knn(Path(a.features), a.k, a.temperature, Path(a.out)), indent=1))
     return 0
 
 
 def _smoothed(a) -> int:
-    from dagzoo.repr.pipeline import smoothed
+    from dagzoo.repr.stages import smoothed
 
     print(json.dumps(smoothed(Path(a.features), a.ratio, a.epochs, a.lr, Path(a.out)), indent=1))
     return 0
 
 
 def _evaluate(a) -> int:
-    from dagzoo.repr.pipeline import evaluate
+    from dagzoo.repr.stages import evaluate
 
     print(json.dumps(evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.rule), indent=1))
     return 0

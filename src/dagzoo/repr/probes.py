@@ -5,8 +5,7 @@
   train), the probe refitted with that C on train + val then scores the test split once.
 - `knn_predict`: weighted kNN (Wu et al. 2018, InstDisc): cosine similarities to the train bank,
   the k nearest vote with weight exp(s / T).
-- `soft_f1_loss`: macro F1 with softmax probabilities in place of the one-hot argmax, so it has
-  a gradient; `train_linear` fits a linear probe with it or with cross-entropy.
+- `train_linear`: a linear probe fitted with cross-entropy or with `dagzoo.repr.losses.soft_f1_loss`.
 - `infonce_bound`: I(X; Y) >= log M - L_NCE (Poole et al. 2019, eq. 12) from a critic's scores.
 
 Test labels are never an argument of a function that fits or chooses anything: the callers
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 
 from dagzoo.data.integrity import load_npz
 from dagzoo.errors import DataError
+from dagzoo.repr.losses import soft_f1_loss
 
 
 @dataclass
@@ -145,24 +145,6 @@ def soft_accuracy(probs: np.ndarray, y: np.ndarray) -> float:
     """The seed's smoothed accuracy: the mean over examples of <1_y, p>, the probability the
     classifier gives the true class (the accuracy of one-hot probabilities)."""
     return float(np.mean(probs[np.arange(len(y)), y]))
-
-
-def soft_macro_f1(probs: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
-    """Macro F1 with class probabilities in place of the one-hot prediction: per class c,
-    TP = sum p_c y_c, FP = sum p_c (1 - y_c), FN = sum (1 - p_c) y_c, F1_c = 2 TP / (2 TP + FP + FN),
-    averaged over the classes present in the predictions or the labels. With one-hot probs it is
-    exactly the hard macro F1."""
-    onehot = F.one_hot(y, classes).to(probs.dtype)
-    tp = (probs * onehot).sum(0)
-    fp, fn = (probs * (1 - onehot)).sum(0), ((1 - probs) * onehot).sum(0)
-    denom = 2 * tp + fp + fn
-    present = denom > 0
-    return (2 * tp[present] / denom[present]).mean()
-
-
-def soft_f1_loss(logits: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
-    """1 - the soft macro F1 of the softmax probabilities (differentiable)."""
-    return 1 - soft_macro_f1(logits.softmax(1), y, classes)
 
 
 def imbalanced_subset(y: np.ndarray, ratio: float, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Masked (absorbing-state) discrete diffusion: losses, bounds, masks and samplers as pure functions.
+"""Masked (absorbing-state) discrete diffusion: schedules, masks, bounds and samplers (loss: text.losses).
 
 Notation (MDLM, Sahoo et al. 2024): x_0 clean tokens, x_t noised tokens, alpha_t the probability
 that a token is still clean at time t. Under the log-linear schedule alpha_t = 1 - t, each token is
@@ -22,10 +22,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dagzoo.distributed import shard_rand
-from dagzoo.text.base import sample_from_logits
+from dagzoo.text.sampling import sample_from_logits
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -49,19 +48,12 @@ def stratified_times(n: int, generator: torch.Generator, low: float = 0.0, high:
     return low + (high - low) * ((u + torch.arange(n) / n) % 1.0)
 
 
-# ---------------------------------------------------------------------------------- losses
+# ---------------------------------------------------------------------------------- masking
 def mask_tokens(x0: torch.Tensor, t_tok: torch.Tensor, mask_id: int, generator: torch.Generator):
     """Replace each token by MASK with probability t (t broadcast to x0's shape). -> (x_t, masked)."""
     u = shard_rand(x0.shape, generator).to(x0.device)
     masked = u < t_tok
     return torch.where(masked, torch.full_like(x0, mask_id), x0), masked
-
-
-def masked_nelbo_terms(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor,
-                       t_tok: torch.Tensor) -> torch.Tensor:
-    """Per-sequence NELBO sample sum_i [x_t^i = MASK] * w(t_i) * CE_i (nats), w = 1/t."""
-    ce = F.cross_entropy(logits.float().transpose(1, 2), x0, reduction="none")
-    return (ce * masked / t_tok).sum(dim=1)
 
 
 # ---------------------------------------------------------------------------------- BD3-LM

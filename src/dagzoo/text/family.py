@@ -15,6 +15,7 @@ class TextFamily(Family):
     name = "text"
     order = 10
     unit = "tokens"
+    headline_metrics = (("test BPC", r"test/bpc", 3),)
     spec_fields_read = ("eval",)
     defaults = {
         "split": {"val": 0.05, "test": 0.05},
@@ -26,7 +27,7 @@ class TextFamily(Family):
     # ------------------------------------------------------------------ config
     def validate(self, section: dict, cfg: dict) -> None:
         from dagzoo import registry
-        from dagzoo.data.text import check_corpus_name
+        from dagzoo.text.data import check_corpus_name
 
         try:
             check_corpus_name(section["corpus"])
@@ -66,7 +67,7 @@ class TextFamily(Family):
         return section["corpus"]
 
     def open_data(self, data_dir: Path):
-        from dagzoo.data.tokenize import TokenData
+        from dagzoo.text.data import TokenData
 
         return TokenData(data_dir)
 
@@ -125,7 +126,7 @@ class TextFamily(Family):
 
 def _prepare_text(a) -> int:
     from dagzoo.config import check_section_part
-    from dagzoo.data.text import prepare_corpus
+    from dagzoo.text.data import prepare_corpus
 
     check_section_part("text", "split", {"val": a.val, "test": a.test})
     m = prepare_corpus(a.corpus, Path(a.out), val=a.val, test=a.test, cache_dir=a.cache)
@@ -134,7 +135,7 @@ def _prepare_text(a) -> int:
 
 
 def _tokenize(a) -> int:
-    from dagzoo.data.tokenize import prepare_tokens
+    from dagzoo.text.data import prepare_tokens
 
     from dagzoo.config import check_section_part, json_arg
 
@@ -145,14 +146,14 @@ def _tokenize(a) -> int:
 
 
 def _evaluate(a) -> int:
-    from dagzoo.text.pipeline import evaluate
+    from dagzoo.text.stages import evaluate
 
     print(json.dumps(evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule), indent=1))
     return 0
 
 
 def _sample(a) -> int:
-    from dagzoo.text.pipeline import sample
+    from dagzoo.text.stages import sample
 
     print(sample(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule, samples=a.samples,
                  length=a.length, temperature=a.temperature, top_k=a.top_k))
@@ -160,7 +161,7 @@ def _sample(a) -> int:
 
 
 def _genppl(a) -> int:
-    from dagzoo.text.pipeline import genppl
+    from dagzoo.text.stages import genppl
 
     print(json.dumps(genppl(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule,
                             evaluator=Path(a.evaluator)), indent=1))

@@ -1,7 +1,7 @@
 # Text family: corpus -> tokenizer -> {n-gram, transformer, diffusion LMs} (the shared train
 # rule) -> test likelihood, samples and their generative perplexity.
-from dagzoo.data.text import corpus_slug
-from dagzoo.data.tokenize import tokenizer_slug
+from dagzoo.text.data import corpus_slug
+from dagzoo.text.data import tokenizer_slug
 
 TEXT = CFG["text"]
 TEXT_DATA = f"{R}/data/{corpus_slug(TEXT['corpus'])}"

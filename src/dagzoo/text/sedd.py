@@ -16,7 +16,8 @@ denoising score entropy of one position (x = x_t, a = x_0) is
 >= 0 with equality exactly at s = r, and the NELBO is int_eps^1 sigma(t) sum_positions DSE dt
 (plus the prior term, which is computed for the uniform graph and, as in the paper, omitted for
 the absorbing one, where the chain ends in MASK with probability 1 - eps). Samplers: Euler steps
-of the reverse CTMC, Tweedie tau-leaping, and a final denoising step.
+of the reverse CTMC, Tweedie tau-leaping, and a final denoising step. The loss (DSE) is
+`dagzoo.text.losses.score_entropy`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 import torch
 
 from dagzoo.distributed import shard_rand
-from dagzoo.text.base import sample_from_logits
+from dagzoo.text.sampling import sample_from_logits
 
 
 # ---------------------------------------------------------------------------------- noise
@@ -166,17 +167,6 @@ class UniformGraph:
 
 
 GRAPHS = {"absorbing": AbsorbingGraph, "uniform": UniformGraph}
-
-
-# ---------------------------------------------------------------------------------- loss
-def score_entropy(log_s, x, x0, sigmabar, graph) -> torch.Tensor:
-    """Denoising score entropy per position (..., ) from log-ratios (..., n_states)."""
-    q = graph.rates_into(x)
-    q = q.scatter(-1, x[..., None], 0.0)  # y != x
-    r = graph.conditional_ratios(x, x0, sigmabar)
-    k = torch.xlogy(r, r) - r
-    r_log_s = torch.where(r > 0, r * log_s, torch.zeros_like(log_s))  # 0 * log 0 = 0
-    return (q * (log_s.exp() - r_log_s + k)).sum(-1)
 
 
 # ---------------------------------------------------------------------------------- samplers

@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagzoo.image.denoising import DenoisingModel, UNetParams
-from dagzoo.diffusion import DDPM
+from dagzoo.image.preconditioning import DDPM
 from dagzoo.errors import ConfigError
 from dagzoo.image.samplers import DDIMSampler
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 
 
-@register("image", "ddpm")
+@register("image", "ddpm", papers=(
+    Paper("Denoising Diffusion Probabilistic Models", "Ho, Jain & Abbeel", 2020, "https://arxiv.org/abs/2006.11239"),
+    Paper("Denoising Diffusion Implicit Models", "Song, Meng & Ermon", 2021, "https://arxiv.org/abs/2010.02502"),
+))
 class DDPMModel(DenoisingModel):
     """DDPM: epsilon prediction, linear/cosine betas, L_simple."""
 
@@ -30,12 +33,12 @@ class DDPMModel(DenoisingModel):
 
     @classmethod
     def check_written(cls, exp, where):
-        # `schedule` meant the beta schedule here until it was renamed beta_schedule; written alone,
-        # an old config's `schedule: cosine` would silently turn into a cosine learning rate
+        # dagzoo 0.1 read a ddpm's `schedule` as its beta schedule (beta_schedule since 0.2): written
+        # alone, such a config's `schedule: cosine` would silently turn into a cosine learning rate
         if "schedule" in exp and "beta_schedule" not in exp:
             raise ConfigError(f"{where}.schedule: for ddpm, `schedule` is the learning-rate schedule and the "
-                              "betas' is `beta_schedule` (named `schedule` before); write beta_schedule (linear | "
-                              "cosine) beside it, so that an old config's beta schedule is not taken for the "
+                              "betas' is `beta_schedule` (`schedule` in dagzoo 0.1); write beta_schedule (linear | "
+                              "cosine) beside it, so that a 0.1 config's beta schedule is not taken for the "
                               "learning rate's")
 
     @classmethod

@@ -7,11 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dagzoo.image.denoising import DenoisingModel, UNetParams
-from dagzoo.diffusion import EDM, PRECONDITIONINGS
-from dagzoo.registry import param, register
+from dagzoo.image.preconditioning import EDM, PRECONDITIONINGS
+from dagzoo.registry import Paper, param, register
 
 
-@register("image", "edm")
+@register("image", "edm", papers=(
+    Paper("Elucidating the Design Space of Diffusion-Based Generative Models", "Karras et al.", 2022, "https://arxiv.org/abs/2206.00364"),
+))
 class EDMModel(DenoisingModel):
     """EDM framework: VP / VE / iDDPM / EDM pre-conditioning (Table 1)."""
 

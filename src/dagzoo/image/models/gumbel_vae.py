@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from dagzoo.distributed import draw_sharded
-from dagzoo.image.gumbel import categorical_kl_uniform, gumbel_noise
+from dagzoo.image.gumbel import gumbel_noise
+from dagzoo.image.losses import categorical_kl_uniform
 from dagzoo.image.vae_base import VAEBase, VAEParams
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 
 
 def relaxed_one_hot(logits: torch.Tensor, g: torch.Tensor, tau: float, hard: bool) -> torch.Tensor:
@@ -27,7 +28,9 @@ def relaxed_one_hot(logits: torch.Tensor, g: torch.Tensor, tau: float, hard: boo
     return one_hot + y - y.detach()
 
 
-@register("image", "gumbel_vae")
+@register("image", "gumbel_vae", papers=(
+    Paper("Categorical Reparameterization with Gumbel-Softmax", "Jang, Gu & Poole", 2017, "https://arxiv.org/abs/1611.01144"),
+))
 class GumbelVAE(VAEBase):
     """Categorical-latent VAE, Gumbel-softmax relaxation."""
 

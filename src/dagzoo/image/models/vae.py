@@ -9,20 +9,18 @@ from dataclasses import dataclass
 import torch
 
 from dagzoo.distributed import draw_sharded
+from dagzoo.image.losses import gaussian_kl
 from dagzoo.image.vae_base import VAEBase, VAEParams
-from dagzoo.registry import param, register
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over the last axis."""
-    return 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+from dagzoo.registry import Paper, param, register
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-@register("image", "vae")
+@register("image", "vae", papers=(
+    Paper("Auto-Encoding Variational Bayes", "Kingma & Welling", 2014, "https://arxiv.org/abs/1312.6114"),
+))
 class VAE(VAEBase):
     """Gaussian VAE (reparameterisation trick)."""
 

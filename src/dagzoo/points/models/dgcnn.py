@@ -14,7 +14,7 @@ from torch import nn
 
 from dagzoo.points.base import PointModel, PointTrainParams
 from dagzoo.points.models.pointnet import _head
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 
 
 def knn(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -74,10 +74,14 @@ class DGCNNNet(nn.Module):
         return self.head(g), x.new_zeros(())
 
 
-@register("points", "dgcnn")
+@register("points", "dgcnn", papers=(
+    Paper("Dynamic Graph CNN for Learning on Point Clouds", "Wang et al.", 2019, "https://arxiv.org/abs/1801.07829"),
+))
 class DGCNN(PointModel):
-    """DGCNN classification; the paper trains with SGD lr 0.1, momentum 0.9, cosine to 1e-3,
-    label smoothing 0.2 (set them in the config: optimizer, momentum, min_lr_ratio, label_smoothing)."""
+    """DGCNN classification: EdgeConv on a k-NN graph recomputed in feature space per layer.
+
+    The paper trains with SGD lr 0.1, momentum 0.9, cosine to 1e-3, label smoothing 0.2 (set them
+    in the config: optimizer, momentum, min_lr_ratio, label_smoothing)."""
 
     @dataclass
     class Params(PointTrainParams):

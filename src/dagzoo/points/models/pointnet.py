@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from dagzoo.points.base import PointModel, PointTrainParams
-from dagzoo.registry import param, register
+from dagzoo.points.losses import orthogonality_loss
+from dagzoo.registry import Paper, param, register
 
 
 def _mlp1d(widths: list[int], c_in: int) -> nn.Sequential:
@@ -62,15 +63,6 @@ class TNet(nn.Module):
         return self.out(self.fc(h)).view(-1, self.k, self.k)
 
 
-def orthogonality_loss(a: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ||I - A A^T||_F^2, in float32 (under bf16 autocast, I - A A^T of a
-    near-orthogonal A would be rounding noise)."""
-    with torch.autocast(a.device.type, enabled=False):
-        a = a.float()
-        eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
-        return ((eye - a @ a.transpose(1, 2)) ** 2).sum(dim=(1, 2)).mean()
-
-
 class PointNetNet(nn.Module):
     def __init__(self, k: int, mlp1: list[int], mlp2: list[int], head: list[int], tnet_mlp: list[int],
                  tnet_fc: list[int], dropout: float, tnets: bool, reg_weight: float):
@@ -98,7 +90,9 @@ class PointNetNet(nn.Module):
         return self.head(g), reg
 
 
-@register("points", "pointnet")
+@register("points", "pointnet", papers=(
+    Paper("PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation", "Qi et al.", 2017, "https://arxiv.org/abs/1612.00593"),
+))
 class PointNet(PointModel):
     """PointNet classification; Adam lr 1e-3 halved every 20 epochs in the paper."""
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dagzoo.points.base import PointModel, PointTrainParams, augmented_extent
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 
 
 def occupancy(x: torch.Tensor, grid: int, extent: float = 1.0) -> torch.Tensor:
@@ -57,7 +57,9 @@ class VoxNetNet(nn.Module):
         return self.head(self.features(occupancy(x, self.grid, self.extent))), x.new_zeros(())
 
 
-@register("points", "voxnet")
+@register("points", "voxnet", papers=(
+    Paper("VoxNet: A 3D Convolutional Neural Network for Real-Time Object Recognition", "Maturana & Scherer", 2015, "https://doi.org/10.1109/IROS.2015.7353481"),
+))
 class VoxNet(PointModel):
     """VoxNet on a G^3 occupancy grid (the paper: 32^3, channels 32-32, fc 128)."""
 

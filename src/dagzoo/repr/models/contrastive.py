@@ -18,16 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 from dagzoo.repr.base import ReprModel, ReprParams, augment
-
-
-def margin_contrastive_loss(e_a: torch.Tensor, e_b: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Tensor:
-    """1/(2P) sum over the P pairs of y d^2 + (1 - y) max(margin - d, 0)^2 (y = 1: a matching
-    pair): half the mean, as the seed's formula, Caffe's ContrastiveLoss and DrLIM's 1/2 factors."""
-    d = torch.linalg.vector_norm(e_a - e_b, dim=1)
-    y = y.to(d.dtype)
-    return 0.5 * (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
+from dagzoo.repr.losses import margin_contrastive_loss
 
 
 def _partners(y: torch.Tensor, same: bool, g: torch.Generator) -> torch.Tensor:
@@ -41,8 +34,12 @@ def _partners(y: torch.Tensor, same: bool, g: torch.Generator) -> torch.Tensor:
     return torch.where(match.any(1), j, torch.arange(n, device=y.device))
 
 
-@register("repr", "contrastive")
+@register("repr", "contrastive", papers=(
+    Paper("Dimensionality Reduction by Learning an Invariant Mapping", "Hadsell, Chopra & LeCun", 2006, "https://doi.org/10.1109/CVPR.2006.100"),
+))
 class MarginContrastive(ReprModel):
+    """Pairwise margin contrastive loss (DrLIM) on two views or same-class pairs."""
+
     @dataclass
     class Params(ReprParams):
         margin: float = param(1.0, "margin of the non-matching pairs' hinge", gt=0.0)
@@ -53,7 +50,7 @@ class MarginContrastive(ReprModel):
     def build_head(self, dim: int) -> nn.Module:
         return nn.Linear(dim, self.params.embed_dim)
 
-    def objective(self, net, x, y, g):
+    def batch_loss(self, net, x, y, g):
         n = len(x)
         v1, v2 = augment(x, self.params, g), augment(x, self.params, g)
         h = net.encoder(torch.cat([v1, v2]))

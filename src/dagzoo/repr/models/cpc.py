@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagzoo.errors import ConfigError
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 from dagzoo.repr.base import ReprModel, ReprParams, augment, augment_after_crop, crop
 from dagzoo.repr.encoders import ConvNet, receptive_field_table
+from dagzoo.repr.losses import infonce
 
 
 def patch_grid(side: int, patch: int, stride: int) -> int:
@@ -106,13 +107,13 @@ class PatchEncoder(nn.Module):
                          "receptive_field": self.patch, "jump": self.stride}]
 
 
-def infonce(scores: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each row's positive (column i for row i) against all columns."""
-    return F.cross_entropy(scores, torch.arange(len(scores), device=scores.device))
-
-
-@register("repr", "cpc")
+@register("repr", "cpc", papers=(
+    Paper("Representation Learning with Contrastive Predictive Coding", "van den Oord, Li & Vinyals", 2018, "https://arxiv.org/abs/1807.03748"),
+    Paper("Data-Efficient Image Recognition with Contrastive Predictive Coding", "Hénaff et al.", 2020, "https://arxiv.org/abs/1905.09272"),
+))
 class CPC(ReprModel):
+    """Contrastive predictive coding on a patch grid (InfoNCE k rows ahead)."""
+
     infonce = True
 
     @dataclass
@@ -198,7 +199,7 @@ class CPC(ReprModel):
         h, w = self._cells()
         return encoder.dim * h * w
 
-    def objective(self, net, x, y, g):
+    def batch_loss(self, net, x, y, g):
         if self.params.augment_per == "image":
             z = net.encoder.feature_map(augment(x, self.params, g))
         else:  # the whole image cropped, then each patch augmented on its own

@@ -9,6 +9,8 @@ from dagzoo.repr.base import ReprModel, ReprParams
 
 @register("repr", "random")
 class RandomInit(ReprModel):
+    """The untrained encoder (lower reference)."""
+
     Params = ReprParams
 
     def fit(self, ctx) -> dict:

@@ -30,6 +30,8 @@ class Pixels(nn.Module):
 
 @register("repr", "raw")
 class RawPixels(ReprModel):
+    """The raw pixels in [0, 1] (reference: no encoder)."""
+
     @dataclass
     class Params:
         """No hyper-parameters: nothing is learned."""

@@ -10,20 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dagzoo.registry import param, register
+from dagzoo.registry import Paper, param, register
 from dagzoo.repr.base import ReprModel, ReprParams, augment
-
-
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """NT-Xent of N positive pairs (z1_i, z2_i): with u the 2N L2-normalised views and
-    s_ij = u_i . u_j / T, loss = mean over the 2N anchors i of -log(exp(s_i,p(i)) / sum_{k != i}
-    exp(s_ik)), p(i) the other view of i's image (SimCLR eq. 1, averaged over both orders)."""
-    u = F.normalize(torch.cat([z1, z2]), dim=1)
-    n = len(z1)
-    sim = u @ u.T / temperature
-    sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=u.device), float("-inf"))
-    positive = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(u.device)
-    return F.cross_entropy(sim, positive)
+from dagzoo.repr.losses import nt_xent
 
 
 def projector(dim: int, hidden: int, out: int) -> nn.Module:
@@ -31,8 +20,12 @@ def projector(dim: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
 
-@register("repr", "simclr")
+@register("repr", "simclr", papers=(
+    Paper("A Simple Framework for Contrastive Learning of Visual Representations", "Chen et al.", 2020, "https://arxiv.org/abs/2002.05709"),
+))
 class SimCLR(ReprModel):
+    """SimCLR: two views, projector MLP, NT-Xent over the 2N views."""
+
     infonce = True
     has_projector = True
 
@@ -45,7 +38,7 @@ class SimCLR(ReprModel):
     def build_head(self, dim: int) -> nn.Module:
         return projector(dim, self.params.proj_hidden, self.params.proj_dim)
 
-    def objective(self, net, x, y, g):
+    def batch_loss(self, net, x, y, g):
         v1, v2 = augment(x, self.params, g), augment(x, self.params, g)
         h = net.encoder(torch.cat([v1, v2]))
         z = net.head(h)

@@ -12,11 +12,13 @@ from dagzoo.repr.base import ReprModel, ReprParams, augment
 
 @register("repr", "supervised")
 class Supervised(ReprModel):
+    """The encoder trained with cross-entropy on labels (upper reference)."""
+
     Params = ReprParams
 
     def build_head(self, dim):
         return nn.Linear(dim, self.classes)
 
-    def objective(self, net, x, y, g):
+    def batch_loss(self, net, x, y, g):
         h = net.encoder(augment(x, self.params, g))
         return F.cross_entropy(net.head(h), y), h, y

@@ -17,10 +17,11 @@ import torch
 
 from dagzoo.errors import ConfigError
 from dagzoo.nn.transformer import KVCache
-from dagzoo.registry import param, register
-from dagzoo.text.diffusion import (ancestral_sample, bd3_attention_mask, block_times, mask_tokens,
-                                   masked_nelbo_terms)
-from dagzoo.text.masked_lm import MaskedDiffusionLM, MaskedDiffusionParams
+from dagzoo.registry import Paper, param, register
+from dagzoo.text.diffusion import ancestral_sample, bd3_attention_mask, block_times, mask_tokens
+from dagzoo.text.losses import masked_nelbo_terms
+from dagzoo.text.base import TextModel
+from dagzoo.text.params import MaskedDiffusionParams
 
 
 def prefix_block_mask(prefix: int, block: int, length: int, device=None) -> torch.Tensor:
@@ -34,9 +35,13 @@ def prefix_block_mask(prefix: int, block: int, length: int, device=None) -> torc
     return (q_p & k_p & (blk[None, :] <= blk[:, None])) | (~q_p & k_p) | (~q_p & ~k_p)
 
 
-@register("text", "bd3lm")
-class BD3LM(MaskedDiffusionLM):
+@register("text", "bd3lm", papers=(
+    Paper("Block Diffusion: Interpolating Between Autoregressive and Diffusion Language Models", "Arriola et al.", 2025, "https://arxiv.org/abs/2503.09573"),
+))
+class BD3LM(TextModel):
     """Block discrete diffusion LM (BD3-LM; NELBO upper bound; semi-AR sampling with KV cache)."""
+
+    exact_likelihood = False
 
     @dataclass
     class Params(MaskedDiffusionParams):

@@ -11,14 +11,21 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.registry import param, register
-from dagzoo.text.diffusion import ancestral_sample, llada_sample, mask_tokens, masked_nelbo_terms
-from dagzoo.text.masked_lm import MaskedDiffusionLM, MaskedDiffusionParams
+from dagzoo.registry import Paper, param, register
+from dagzoo.text.diffusion import ancestral_sample, llada_sample, mask_tokens
+from dagzoo.text.losses import masked_nelbo_terms
+from dagzoo.text.base import TextModel
+from dagzoo.text.params import MaskedDiffusionParams
 
 
-@register("text", "mdlm")
-class MDLM(MaskedDiffusionLM):
+@register("text", "mdlm", papers=(
+    Paper("Simple and Effective Masked Diffusion Language Models", "Sahoo et al.", 2024, "https://arxiv.org/abs/2406.07524"),
+    Paper("Large Language Diffusion Models", "Nie et al.", 2025, "https://arxiv.org/abs/2502.09992"),
+))
+class MDLM(TextModel):
     """Masked diffusion LM (MDLM / LLaDA objective; NELBO upper bound)."""
+
+    exact_likelihood = False
 
     @dataclass
     class Params(MaskedDiffusionParams):

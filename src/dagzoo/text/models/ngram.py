@@ -12,21 +12,26 @@ import numpy as np
 
 from dagzoo.eval.perplexity import window_history
 from dagzoo.io import append_jsonl
-from dagzoo.registry import param, register
-from dagzoo.text.base import TextModel, sample_from_logits, val_metrics_fn
+from dagzoo.registry import Paper, param, register
+from dagzoo.text.base import TextModel, val_metrics_fn
+from dagzoo.text.sampling import sample_from_logits
 from dagzoo.text.kneser_ney import KneserNeyLM
 
 if TYPE_CHECKING:
     from dagzoo.lifecycle import RunContext
 
 
-@register("text", "ngram")
+@register("text", "ngram", papers=(
+    Paper("An Empirical Study of Smoothing Techniques for Language Modeling", "Chen & Goodman", 1998, "https://dash.harvard.edu/handle/1/25104739"),
+))
 class NGram(TextModel):
     """Interpolated modified Kneser-Ney n-gram LM (exact likelihood; counting, no gradient steps)."""
 
     # counting and scoring are numpy; only sampling draws with torch's generator (the same
-    # Gumbel-max draws as every text model)
+    # Gumbel-max draws as every text model); fitted once, by rank 0, on one core
     uses_torch = False
+    distributed_training = False
+    threaded_training = False
 
     @dataclass
     class Params:

@@ -12,14 +12,20 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.registry import param, register
-from dagzoo.text.masked_lm import MaskedDiffusionLM, MaskedDiffusionParams
-from dagzoo.text.sedd import GRAPHS, NOISES, euler_step, score_entropy, tweedie_step
+from dagzoo.registry import Paper, param, register
+from dagzoo.text.base import TextModel
+from dagzoo.text.params import MaskedDiffusionParams
+from dagzoo.text.losses import score_entropy
+from dagzoo.text.sedd import GRAPHS, NOISES, euler_step, tweedie_step
 
 
-@register("text", "sedd")
-class SEDD(MaskedDiffusionLM):
+@register("text", "sedd", papers=(
+    Paper("Discrete Diffusion Modeling by Estimating the Ratios of the Data Distribution", "Lou, Meng & Ermon", 2024, "https://arxiv.org/abs/2310.16834"),
+))
+class SEDD(TextModel):
     """Score-entropy discrete diffusion (absorbing or uniform graph; NELBO upper bound)."""
+
+    exact_likelihood = False
 
     @dataclass
     class Params(MaskedDiffusionParams):

@@ -10,27 +10,24 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from dagzoo.nn.transformer import TransformerConfig
-from dagzoo.registry import register
-from dagzoo.text.base import sample_from_logits
-from dagzoo.text.neural import BackboneParams, NeuralTextModel
+from dagzoo.registry import Paper, register
+from dagzoo.text.base import TextModel
+from dagzoo.text.losses import ar_cross_entropy
+from dagzoo.text.params import BackboneParams
+from dagzoo.text.sampling import sample_from_logits
 
 
-@register("text", "transformer")
-class TransformerLM(NeuralTextModel):
+@register("text", "transformer", papers=(
+    Paper("Language Models are Unsupervised Multitask Learners", "Radford et al.", 2019, "https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf"),
+    Paper("RoFormer: Enhanced Transformer with Rotary Position Embedding", "Su et al.", 2021, "https://arxiv.org/abs/2104.09864"),
+))
+class TransformerLM(TextModel):
     """GPT-style autoregressive transformer LM (pre-LN, causal SDPA, tied embeddings; exact likelihood)."""
 
     @dataclass
     class Params(BackboneParams):
         pass
-
-    def network_config(self, window: int) -> TransformerConfig:
-        p = self.params
-        return TransformerConfig(vocab_in=self.data.vocab_size + 1, vocab_out=self.data.vocab_size,
-                                 block_size=window, n_layer=p.n_layer, n_head=p.n_head, d_model=p.d_model,
-                                 dropout=p.dropout, positional=p.positional, causal=True)
 
     def _inputs(self, targets: torch.Tensor) -> torch.Tensor:
         bos = torch.full((targets.shape[0], 1), self.data.bos_id, dtype=targets.dtype, device=targets.device)
@@ -38,7 +35,7 @@ class TransformerLM(NeuralTextModel):
 
     def batch_loss(self, model, x0, step, seed):
         logits = model(self._inputs(x0))
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x0.reshape(-1))
+        return ar_cross_entropy(logits, x0)
 
     @torch.no_grad()
     def log_probs(self, stream: np.ndarray, window: int) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""The command line's own options: its version, and the papers every model names."""
+
+import re
+
+import dagzoo
+from conftest import ROOT, dagzoo as run_dagzoo
+from dagzoo import registry
+from dagzoo.family import families
+
+
+def test_version_is_the_packages():
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    assert dagzoo.__version__ == version
+    out = run_dagzoo("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"dagzoo {version}"
+
+
+def test_every_trained_model_names_its_paper():
+    references = {("repr", "random"), ("repr", "raw"), ("repr", "supervised")}  # no paper to implement
+    for family in families():
+        for key, cls in registry.models(family).items():
+            if (family, key) in references:
+                assert cls.papers == ()
+                continue
+            assert cls.papers, f"{family}/{key} names no paper"
+            for paper in cls.papers:
+                assert paper.url.startswith("https://") and 1990 < paper.year < 2100 and paper.title
+
+
+def test_models_lists_the_papers():
+    out = run_dagzoo("models")
+    assert out.returncode == 0
+    assert 'Karras et al. (2022), "Elucidating the Design Space of Diffusion-Based Generative Models"' in out.stdout
+    assert "paper: none (a reference model)" in out.stdout
