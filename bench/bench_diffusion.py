@@ -17,12 +17,11 @@ from types import SimpleNamespace
 
 import torch
 
+from dagzoo.docgen.bench import save, table
 from dagzoo.text.models.bd3lm import BD3LM
 from dagzoo.text.models.mdlm import MDLM
 from dagzoo.text.models.sedd import SEDD
 from dagzoo.text.models.transformer import TransformerLM
-
-from bench_text import table
 
 V, W = 65, 256
 
@@ -102,6 +101,7 @@ def main() -> None:
     ms = models(backbone, sample_steps=32 if a.quick else 128)
     bench_training(ms, batch=4 if a.quick else 8, steps=2 if a.quick else 8)
     bench_sampling(ms, n=2 if a.quick else 4, length=32 if a.quick else 128)
+    save(__file__)
 
 
 if __name__ == "__main__":

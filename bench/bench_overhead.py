@@ -16,6 +16,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from dagzoo.docgen.bench import note, record, save
+
 LINE = re.compile(r"\[dagzoo\] timing: command=(\S+) start=([\d.]+) end=([\d.]+) threads=(\d+) "
                   r"startup_s=([-\d.]+) useful_s=([\d.]+) sync_s=([\d.]+)")
 
@@ -45,7 +47,8 @@ def main() -> None:
     a = ap.parse_args()
     jobs = job_timings(a.results)
     if not jobs:
-        raise SystemExit(f"no timing lines under {a.results / 'logs'}: run the DAG with this version first")
+        raise SystemExit(f"no timing lines under {a.results / 'logs'}: every `dagzoo` job prints one at its end "
+                         "(dagzoo.timing); run the DAG to write them")
     by_command = defaultdict(lambda: defaultdict(float))
     for j in jobs:
         row = by_command[j["command"]]
@@ -53,21 +56,26 @@ def main() -> None:
         for key in ("startup", "useful", "sync"):
             row[key] += j[key]
         row["wall"] += j["end"] - j["start"]
-    print("| command | jobs | job wall s | start-up s | useful s | MLflow s | overhead share |")
-    print("|---|---|---|---|---|---|---|")
-    for command, r in sorted(by_command.items(), key=lambda kv: -kv[1]["wall"]):
-        print(f"| {command} | {r['jobs']:.0f} | {r['wall']:.1f} | {r['startup']:.1f} | {r['useful']:.1f} | "
-              f"{r['sync']:.1f} | {1 - r['useful'] / max(r['wall'], 1e-9):.0%} |")
+    header = ["command", "jobs", "job wall s", "start-up s", "useful s", "MLflow s", "overhead share"]
+    rows = [[command, f"{r['jobs']:.0f}", f"{r['wall']:.1f}", f"{r['startup']:.1f}", f"{r['useful']:.1f}",
+             f"{r['sync']:.1f}", f"{1 - r['useful'] / max(r['wall'], 1e-9):.0%}"]
+            for command, r in sorted(by_command.items(), key=lambda kv: -kv[1]["wall"])]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    record(f"Job time per command ({a.results})", header, rows)
     total = {k: sum(j[k] for j in jobs) for k in ("startup", "useful", "sync")}
     ideal = sum(j["useful"] * min(j["threads"], a.cores) for j in jobs) / a.cores
     wall = a.wall if a.wall is not None else max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
-    print(f"\n{len(jobs)} jobs: start-up {total['startup']:.0f} s, useful {total['useful']:.0f} s, "
-          f"MLflow {total['sync']:.0f} s (job-seconds)")
-    print(f"DAG wall time {wall:.0f} s = {wall / total['useful']:.3f} x the sum of the jobs' useful work")
-    print(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; "
-          f"ratio wall / ideal = {wall / ideal:.3f}")
-    print(f"cores left idle between the first job's start and the last job's end: {idle_core_seconds(jobs, a.cores):.0f} "
-          "core-seconds (no job ready, or Snakemake's turn-around between jobs)")
+    note(f"\n{len(jobs)} jobs: start-up {total['startup']:.0f} s, useful {total['useful']:.0f} s, "
+         f"MLflow {total['sync']:.0f} s (job-seconds)")
+    note(f"DAG wall time {wall:.0f} s = {wall / total['useful']:.3f} x the sum of the jobs' useful work")
+    note(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; "
+         f"ratio wall / ideal = {wall / ideal:.3f}")
+    note(f"cores left idle between the first job's start and the last job's end: "
+         f"{idle_core_seconds(jobs, a.cores):.0f} core-seconds (no job ready, or Snakemake's turn-around between jobs)")
+    save(__file__)
 
 
 def idle_core_seconds(jobs: list[dict], cores: int) -> float:

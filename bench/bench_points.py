@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from dagzoo.docgen.bench import note, save
 from dagzoo.points.data import farthest_point_sampling
 from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.models.pointnet import PointNetNet
@@ -51,8 +52,8 @@ def bench_fps(quick: bool, device) -> None:
     ours = timed(lambda: farthest_point_sampling(x.to(device), k), 1)
     ref = timed(lambda: [fps_reference(c, k) for c in x.numpy()], 1)
     assert farthest_point_sampling(x, k)[0].tolist() == fps_reference(x[0].numpy(), k)
-    print(f"FPS {b} clouds x {m} -> {k}: dagzoo {b * k / ours:,.0f} points/s, reference {b * k / ref:,.0f} "
-          f"points/s, ratio {ref / ours:.1f}x")
+    note(f"FPS {b} clouds x {m} -> {k}: dagzoo {b * k / ours:,.0f} points/s, reference {b * k / ref:,.0f} "
+         f"points/s, ratio {ref / ours:.1f}x")
 
 
 def bench_knn(quick: bool, device) -> None:
@@ -60,8 +61,8 @@ def bench_knn(quick: bool, device) -> None:
     x = torch.randn(b, c, n)
     ours = timed(lambda: knn(x.to(device), k))
     ref = timed(lambda: [knn_reference(x[i].T.numpy(), k) for i in range(b)], 1)
-    print(f"k-NN graph {b} x {n} points, {c} features, k={k}: dagzoo {ours * 1000:.1f} ms, reference "
-          f"{ref * 1000:.1f} ms, ratio {ref / ours:.1f}x")
+    note(f"k-NN graph {b} x {n} points, {c} features, k={k}: dagzoo {ours * 1000:.1f} ms, reference "
+         f"{ref * 1000:.1f} ms, ratio {ref / ours:.1f}x")
 
 
 def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> None:
@@ -85,7 +86,7 @@ def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> N
             if device.type == "cuda":
                 torch.cuda.synchronize()
         s = timed(step, 2 if quick else 5)
-        print(f"train {name:16s} {points} points, batch {batch}: {batch / s:,.0f} clouds/s")
+        note(f"train {name:16s} {points} points, batch {batch}: {batch / s:,.0f} clouds/s")
 
 
 def main() -> None:
@@ -97,10 +98,11 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
+    note(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
     bench_fps(a.quick, device)
     bench_knn(a.quick, device)
     bench_training(a.quick, device)
+    save(__file__)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import time
 import numpy as np
 import torch
 
+from dagzoo.docgen.bench import save, table
 from dagzoo.augment import step_generator
 from dagzoo.registry import get_model, validate_params
 from dagzoo.repr.base import AugmentParams, augment
-
-from bench_text import table
 
 SIMCLR_CIFAR = AugmentParams(crop_scale=[0.08, 1.0], hflip=True, jitter=[0.4, 0.4, 0.2, 0.1], jitter_p=0.8,
                              grayscale_p=0.2)
@@ -146,9 +145,10 @@ def main() -> None:
     device = torch.device(a.device)
     if a.gpu:
         bench_gpu(device, a.quick)
-        return
-    bench_augment(device, a.quick)
-    bench_training(device, a.quick)
+    else:
+        bench_augment(device, a.quick)
+        bench_training(device, a.quick)
+    save(__file__)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dagzoo.data.text import kjv_text, split_positional
-from dagzoo.data.tokenize import CharTokenizer
+from dagzoo.docgen.bench import save, table
+from dagzoo.text.data import kjv_text, split_positional
+from dagzoo.text.data import CharTokenizer
 from dagzoo.eval.perplexity import window_history
 from dagzoo.nn.transformer import Transformer, TransformerConfig
 from dagzoo.text.kneser_ney import KneserNeyLM
-
-
-def table(title: str, header: list[str], rows: list[list]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    print(f"\n{title}")
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |")
 
 
 def bench_kn(train_chars: int, test_chars: int, orders: list[int]) -> None:
@@ -161,6 +153,7 @@ def main() -> None:
     else:
         bench_kn(200_000, 5_000, [3, 5])
         bench_transformer(20)
+    save(__file__)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, in one run on a CUDA node (on one H200: the benchmarks 2 minutes, the DAG 2 more):
-#   0. tests/test_cuda.py (the device-mismatch checks the CPU suite cannot make);
+#   0. tests/core/test_cuda.py (the device-mismatch checks the CPU suite cannot make);
 #   1. the GPU benchmarks on CUDA: bench/gpu_points.py (fp32 and bf16 autocast),
 #      bench/bench_repr.py --gpu, bench/bench_points.py and bench/bench_image.py --cifar;
 #   2. the default four-family DAG with every training, sampler and evaluation on CUDA
@@ -24,7 +24,7 @@ mkdir -p "$out"
 cat "$out/device.txt"
 
 export PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 3
+python3 -m pytest -q -p no:cacheprovider tests/core/test_cuda.py 2>&1 | tee "$out/test_cuda.log" | tail -n 3
 benches() {
     python3 bench/gpu_points.py
     python3 bench/gpu_points.py --amp

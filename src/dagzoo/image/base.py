@@ -1,8 +1,10 @@
 """What every image model shares: the training loop on the in-memory train split (batches chosen
 by (seed, step), augmentation on the device), saving and loading, batched generation.
 
-A model defines `build()` (its network), `batch_loss(net, x, step)` (x in [-1, 1]) and `generate(n,
-sampler, generator)`; likelihood models also `test_nll_bits_per_dim`.
+A model defines `build()` (its network), `batch_loss(net, x, step)` (x in [-1, 1]) and
+`generate_batch(n, sampler, generator)`; likelihood models also `test_nll_bits_per_dim`. The two
+kinds of image model each have a base of their own below this one: a denoiser under an EDM-form
+preconditioning (dagzoo.image.denoising) and a VAE (dagzoo.image.vae_base).
 """
 
 from __future__ import annotations

@@ -86,8 +86,9 @@ def _text_table(text: pd.DataFrame) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("FLOPs: 6N + 12LdT per training token (PaLM convention) for neural models; n-grams count, "
-                 "they do no floating-point training (—). Times are this machine's training time. Diffusion "
-                 "models report an upper bound on the NLL (NELBO) with the standard error of its estimate.")
+                 "they do no floating-point training (—). Times are training wall times on the machine that ran "
+                 "them. Diffusion models report an upper bound on the NLL (NELBO) with the standard error of its "
+                 "estimate.")
     neural = text[text["train/flops"].notna()] if "train/flops" in text else text.iloc[0:0]
     if len(neural.experiment.unique()) > 1:
         ranked = (neural.groupby("experiment").agg(bpc=("test/bpc", "mean"), lik=("likelihood", "first"))
