@@ -16,7 +16,9 @@ min_version("9.0")
 # The embedded default, unless configs are given with --configfile (snakemake would otherwise
 # deep-merge them into the default, adding its experiments to every other experiment set).
 if not workflow.config_settings.configfiles:
+
     configfile: "config/config.yaml"
+
 
 from dagzoo.config_cache import validated_config
 from dagzoo.errors import DagzooError
@@ -43,25 +45,37 @@ os.environ.setdefault("DAGZOO_INVOCATION_ID", time.strftime("%Y%m%d-%H%M%S-") + 
 os.environ.setdefault("DAGZOO_TRACKING_URI", resolve_uri(R, CFG["mlflow"]["tracking_uri"]))
 os.environ.setdefault("DAGZOO_MLFLOW_PREFIX", CFG["mlflow"]["experiment_prefix"])
 
+
 wildcard_constraints:
     family="|".join(FAMILIES) or "-",
     exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed=r"\d+",
 
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
+
+
 for _family in FAMILIES.values():
+
     include: str(_family.rules_file())
+
+
 include: "workflow/rules/report.smk"
 
+
 # small: run on the submitting node, never as cluster jobs
-localrules: all, report
+localrules:
+    all,
+    report,
+
 
 rule all:
     input:
         f"{R}/summary.parquet",
         f"{R}/claims.json",
         f"{R}/report/report.md",
+
 
 # <results>/dag.json: wall time (from here, the parse of this file, to the last job), machine and
 # code of the last invocation that ran jobs: the header of a results page (dagzoo docs)
@@ -72,8 +86,9 @@ onsuccess:
     from dagzoo.provenance import write_dag_record
 
     try:
-        write_dag_record(Path(R), _DAG_STARTED, workflow.resource_settings.cores, workflow.configfiles,
-                         len(workflow.dag))
+        write_dag_record(
+            Path(R), _DAG_STARTED, workflow.resource_settings.cores, workflow.configfiles, len(workflow.dag)
+        )
     except (OSError, AttributeError) as e:  # a record, never a reason to fail a finished DAG
         print(f"dagzoo: dag.json not written ({e})")
 

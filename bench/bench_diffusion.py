@@ -32,8 +32,9 @@ def models(backbone: dict, sample_steps: int):
     return {
         "AR transformer": TransformerLM(TransformerLM.Params(**backbone), data, cpu),
         "MDLM": MDLM(MDLM.Params(**backbone, sample_steps=sample_steps), data, cpu),
-        "MDLM (LLaDA sampler)": MDLM(MDLM.Params(**backbone, sample_steps=sample_steps, sampler="llada",
-                                                 llada_block_length=32), data, cpu),
+        "MDLM (LLaDA sampler)": MDLM(
+            MDLM.Params(**backbone, sample_steps=sample_steps, sampler="llada", llada_block_length=32), data, cpu
+        ),
         "SEDD absorbing (Euler)": SEDD(SEDD.Params(**backbone, sample_steps=sample_steps, sampler="euler"), data, cpu),
         "SEDD absorbing (Tweedie)": SEDD(SEDD.Params(**backbone, sample_steps=sample_steps), data, cpu),
         "BD3-LM L'=4": BD3LM(BD3LM.Params(**backbone, block_length=4, sample_steps=4), data, cpu),
@@ -68,8 +69,11 @@ def bench_training(ms, batch: int, steps: int) -> None:
         tok_s = steps * batch * W / (time.perf_counter() - t0)
         base = base or tok_s
         rows.append([name.replace(" (Euler)", ""), f"{tok_s:,.0f}", f"{tok_s / base:.2f}"])
-    table(f"Training throughput, one backbone ({torch.get_num_threads()} CPU threads, batch {batch} x {W} tokens)",
-          ["objective", "tokens/s", "relative to AR"], rows)
+    table(
+        f"Training throughput, one backbone ({torch.get_num_threads()} CPU threads, batch {batch} x {W} tokens)",
+        ["objective", "tokens/s", "relative to AR"],
+        rows,
+    )
 
 
 def bench_sampling(ms, n: int, length: int) -> None:
@@ -86,8 +90,11 @@ def bench_sampling(ms, n: int, length: int) -> None:
             out, nfe = m.sample(n, length, g, 1.0, None, **kw)
             dt = time.perf_counter() - t0
             rows.append([label, nfe, f"{dt:.2f}", f"{n * length / dt:,.0f}", f"{dt / max(nfe, 1) * 1000:.1f}"])
-    table(f"Sampling {n} x {length} tokens (same backbone, untrained weights: speed only)",
-          ["sampler", "NFE", "seconds", "tokens/s", "ms per NFE"], rows)
+    table(
+        f"Sampling {n} x {length} tokens (same backbone, untrained weights: speed only)",
+        ["sampler", "NFE", "seconds", "tokens/s", "ms per NFE"],
+        rows,
+    )
 
 
 def main() -> None:

@@ -30,10 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def grid(n: int, results: Path) -> dict:
-    experiments = {f"t{i:04d}": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32, "steps": 10,
-                                 "lr": 1e-4 * (1 + i)} for i in range(n)}
-    return {"results": str(results), "seeds": [0], "text": {"corpus": "kjv", "experiments": experiments,
-                                                            "eval": {"genppl_evaluator": "t0000"}}}
+    experiments = {
+        f"t{i:04d}": {
+            "model": "transformer",
+            "n_layer": 1,
+            "n_head": 2,
+            "d_model": 32,
+            "steps": 10,
+            "lr": 1e-4 * (1 + i),
+        }
+        for i in range(n)
+    }
+    return {
+        "results": str(results),
+        "seeds": [0],
+        "text": {"corpus": "kjv", "experiments": experiments, "eval": {"genppl_evaluator": "t0000"}},
+    }
 
 
 # dagzoo's Snakefile ends with these (see there)
@@ -43,27 +55,36 @@ COLLECTOR_SETTINGS = "import gc\ngc.freeze()\ngc.set_threshold(100_000, 10, 10)\
 def bare_snakefile(n: int, results: Path) -> str:
     """A workflow of the grid's shape that only Snakemake works on: data -> train -> evaluate,
     sample -> genppl per experiment, one report over all runs."""
+
     def rule(name, inputs, outputs, per_run=True):
         tag = "{exp}-{seed}" if per_run else "x"
-        return (f"rule {name}:\n    input: {inputs}\n    output: {outputs}\n"
-                f"    params: spec='{{exp}}', run_dir=R + '/text/{{exp}}/{{seed}}', results=R\n"
-                f"    log: R + '/logs/{name}/{tag}.log'\n    benchmark: R + '/benchmarks/{name}/{tag}.tsv'\n"
-                f"    threads: 1\n    resources: mem_mb=8000, runtime=60\n    shell: 'touch {{output}}'\n\n")
+        return (
+            f"rule {name}:\n    input: {inputs}\n    output: {outputs}\n"
+            f"    params: spec='{{exp}}', run_dir=R + '/text/{{exp}}/{{seed}}', results=R\n"
+            f"    log: R + '/logs/{name}/{tag}.log'\n    benchmark: R + '/benchmarks/{name}/{tag}.tsv'\n"
+            f"    threads: 1\n    resources: mem_mb=8000, runtime=60\n    shell: 'touch {{output}}'\n\n"
+        )
+
     run, data = "R + '/text/{exp}/{seed}'", "R + '/data/tokens/manifest.json'"
-    return (f"R = {str(results)!r}\nRUNS = [f'{{R}}/text/t{{i:04d}}/0' for i in range({n})]\n\n"
-            "rule all:\n    input: R + '/summary.parquet'\n\n"
-            "rule text_prepare:\n    output: R + '/data/manifest.json'\n    log: R + '/logs/text_prepare.log'\n"
-            "    shell: 'touch {output}'\n\n"
-            f"rule text_tokenize:\n    input: R + '/data/manifest.json'\n    output: {data}\n"
-            "    log: R + '/logs/text_tokenize.log'\n    shell: 'touch {output}'\n\n"
-            + rule("train", f"data={data}", f"{run} + '/train.json'")
-            + rule("text_evaluate", f"train={run} + '/train.json', data={data}", f"{run} + '/metrics.json'")
-            + rule("text_sample", f"train={run} + '/train.json', data={data}", f"{run} + '/samples.json'")
-            + rule("text_genppl", f"samples={run} + '/samples.json', evaluator=R + '/text/t0000/0/train.json', "
-                                  f"data={data}", f"{run} + '/genppl.json'")
-            + "rule report:\n    input: metrics=[d + '/metrics.json' for d in RUNS], "
-              "genppl=[d + '/genppl.json' for d in RUNS]\n    output: R + '/summary.parquet'\n"
-              "    params: runs=RUNS\n    log: R + '/logs/report.log'\n    shell: 'touch {output}'\n")
+    return (
+        f"R = {str(results)!r}\nRUNS = [f'{{R}}/text/t{{i:04d}}/0' for i in range({n})]\n\n"
+        "rule all:\n    input: R + '/summary.parquet'\n\n"
+        "rule text_prepare:\n    output: R + '/data/manifest.json'\n    log: R + '/logs/text_prepare.log'\n"
+        "    shell: 'touch {output}'\n\n"
+        f"rule text_tokenize:\n    input: R + '/data/manifest.json'\n    output: {data}\n"
+        "    log: R + '/logs/text_tokenize.log'\n    shell: 'touch {output}'\n\n"
+        + rule("train", f"data={data}", f"{run} + '/train.json'")
+        + rule("text_evaluate", f"train={run} + '/train.json', data={data}", f"{run} + '/metrics.json'")
+        + rule("text_sample", f"train={run} + '/train.json', data={data}", f"{run} + '/samples.json'")
+        + rule(
+            "text_genppl",
+            f"samples={run} + '/samples.json', evaluator=R + '/text/t0000/0/train.json', data={data}",
+            f"{run} + '/genppl.json'",
+        )
+        + "rule report:\n    input: metrics=[d + '/metrics.json' for d in RUNS], "
+        "genppl=[d + '/genppl.json' for d in RUNS]\n    output: R + '/summary.parquet'\n"
+        "    params: runs=RUNS\n    log: R + '/logs/report.log'\n    shell: 'touch {output}'\n"
+    )
 
 
 def timed_dry_runs(snakefile: Path, args: list[str], repeats: int) -> tuple[list[float], str]:
@@ -72,8 +93,11 @@ def timed_dry_runs(snakefile: Path, args: list[str], repeats: int) -> tuple[list
     seconds, jobs = [], "?"
     for _ in range(repeats):
         t0 = time.perf_counter()
-        r = subprocess.run([str(snakemake), "-s", str(snakefile), "--cores", "2", "-n", "--quiet", "rules", *args],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [str(snakemake), "-s", str(snakefile), "--cores", "2", "-n", "--quiet", "rules", *args],
+            capture_output=True,
+            text=True,
+        )
         seconds.append(time.perf_counter() - t0)
         if r.returncode != 0:
             raise SystemExit(r.stderr[-2000:])
@@ -102,15 +126,18 @@ def main() -> None:
         as_json, _ = timed_dry_runs(ROOT / "Snakefile", ["--directory", tmp, "--configfile", str(cfg_json)], a.repeats)
         plain, bare_jobs = timed_dry_runs(bare, ["--directory", tmp], a.repeats)
         floor, _ = timed_dry_runs(tuned, ["--directory", tmp], a.repeats)
-    note(f"snakemake -n of {a.experiments} experiments ({jobs} jobs): first run (validating the config) "
-         f"{first[0]:.2f} s; then best {min(ours):.2f} s, median {sorted(ours)[len(ours) // 2]:.2f} s "
-         f"over {a.repeats} runs; the same grid as a JSON file: best {min(as_json):.2f} s, median "
-         f"{sorted(as_json)[len(as_json) // 2]:.2f} s")
-    note(f"the same shape, bare ({bare_jobs} jobs, Snakemake alone): "
-         f"best {min(plain):.2f} s, median {sorted(plain)[len(plain) // 2]:.2f} s; with dagzoo's collector "
-         f"settings: best {min(floor):.2f} s, median {sorted(floor)[len(floor) // 2]:.2f} s")
-    note(f"dagzoo / bare: {min(ours) / min(floor):.2f}x (best of each); dagzoo's share "
-         f"{min(ours) - min(floor):.2f} s")
+    note(
+        f"snakemake -n of {a.experiments} experiments ({jobs} jobs): first run (validating the config) "
+        f"{first[0]:.2f} s; then best {min(ours):.2f} s, median {sorted(ours)[len(ours) // 2]:.2f} s "
+        f"over {a.repeats} runs; the same grid as a JSON file: best {min(as_json):.2f} s, median "
+        f"{sorted(as_json)[len(as_json) // 2]:.2f} s"
+    )
+    note(
+        f"the same shape, bare ({bare_jobs} jobs, Snakemake alone): "
+        f"best {min(plain):.2f} s, median {sorted(plain)[len(plain) // 2]:.2f} s; with dagzoo's collector "
+        f"settings: best {min(floor):.2f} s, median {sorted(floor)[len(floor) // 2]:.2f} s"
+    )
+    note(f"dagzoo / bare: {min(ours) / min(floor):.2f}x (best of each); dagzoo's share {min(ours) - min(floor):.2f} s")
     save(__file__)
 
 

@@ -22,7 +22,7 @@ import torch
 from dagzoo.docgen.bench import note, save, table
 from dagzoo.image.base import forward_flops
 from dagzoo.image.preconditioning import DDPM, EDM, Flow
-from dagzoo.image.samplers import (DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, sample)
+from dagzoo.image.samplers import DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, sample
 from dagzoo.nn.unet import UNet, UNetConfig
 
 
@@ -32,18 +32,58 @@ def _sync(device):
 
 
 def bench_training(device, quick: bool, cifar: bool) -> None:
-    shapes = [("digits 16px, ch 16 (default)", (1, 16, 16), UNetConfig(resolution=16, channels=16, channel_mult=[1, 2, 2],
-                                                                       num_res_blocks=1, attn_resolutions=[4], dropout=0.0), 64),
-              ("digits 16px, ch 32", (1, 16, 16), UNetConfig(resolution=16, channels=32, channel_mult=[1, 2, 2],
-                                                             num_res_blocks=2, attn_resolutions=[8], dropout=0.1), 64),
-              ("CIFAR-10 shape, ch 32", (3, 32, 32), UNetConfig(in_channels=3, out_channels=3, resolution=32, channels=32,
-                                                                channel_mult=[1, 2, 2, 2], num_res_blocks=2,
-                                                                attn_resolutions=[16], dropout=0.1), 32)]
+    shapes = [
+        (
+            "digits 16px, ch 16 (default)",
+            (1, 16, 16),
+            UNetConfig(
+                resolution=16, channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[4], dropout=0.0
+            ),
+            64,
+        ),
+        (
+            "digits 16px, ch 32",
+            (1, 16, 16),
+            UNetConfig(
+                resolution=16, channels=32, channel_mult=[1, 2, 2], num_res_blocks=2, attn_resolutions=[8], dropout=0.1
+            ),
+            64,
+        ),
+        (
+            "CIFAR-10 shape, ch 32",
+            (3, 32, 32),
+            UNetConfig(
+                in_channels=3,
+                out_channels=3,
+                resolution=32,
+                channels=32,
+                channel_mult=[1, 2, 2, 2],
+                num_res_blocks=2,
+                attn_resolutions=[16],
+                dropout=0.1,
+            ),
+            32,
+        ),
+    ]
     if cifar:  # Ho et al. 2020's CIFAR-10 network (35.7M parameters), batch 128 as in the paper
-        shapes.append(("CIFAR-10 DDPM 35.7M", (3, 32, 32), UNetConfig(in_channels=3, out_channels=3, resolution=32,
-                                                                      channels=128, channel_mult=[1, 2, 2, 2],
-                                                                      num_res_blocks=2, attn_resolutions=[16],
-                                                                      dropout=0.1, adaptive_norm=False), 128))
+        shapes.append(
+            (
+                "CIFAR-10 DDPM 35.7M",
+                (3, 32, 32),
+                UNetConfig(
+                    in_channels=3,
+                    out_channels=3,
+                    resolution=32,
+                    channels=128,
+                    channel_mult=[1, 2, 2, 2],
+                    num_res_blocks=2,
+                    attn_resolutions=[16],
+                    dropout=0.1,
+                    adaptive_norm=False,
+                ),
+                128,
+            )
+        )
     rows = []
     steps = 3 if quick else 8
     for name, shape, cfg, batch in shapes:
@@ -57,7 +97,9 @@ def bench_training(device, quick: bool, cifar: bool) -> None:
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
             x = torch.randn(batch, *shape, device=device)
             c = torch.rand(batch, device=device)
-            autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+            autocast = (
+                torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+            )
             times = []
             for i in range(steps + 2):
                 _sync(device)
@@ -74,10 +116,22 @@ def bench_training(device, quick: bool, cifar: bool) -> None:
             if fmt == "channels_last":
                 params = sum(p.numel() for p in net.parameters())
                 flop_s = per_format[fmt] * flops
-        rows.append([name, f"{params / 1e6:.2f}M", batch, f"{flops / 3 / 1e9:.3f}", f"{per_format['channels_last']:,.0f}",
-                     f"{flop_s / 1e9:,.1f}", f"{per_format['channels_last'] / per_format['contiguous']:.2f}x"])
-    table("U-Net training (AdamW step)", ["network", "params", "batch", "GFLOP/img fwd", "images/s",
-                                          "GFLOP/s achieved", "vs contiguous"], rows)
+        rows.append(
+            [
+                name,
+                f"{params / 1e6:.2f}M",
+                batch,
+                f"{flops / 3 / 1e9:.3f}",
+                f"{per_format['channels_last']:,.0f}",
+                f"{flop_s / 1e9:,.1f}",
+                f"{per_format['channels_last'] / per_format['contiguous']:.2f}x",
+            ]
+        )
+    table(
+        "U-Net training (AdamW step)",
+        ["network", "params", "batch", "GFLOP/img fwd", "images/s", "GFLOP/s achieved", "vs contiguous"],
+        rows,
+    )
 
 
 def bench_features(device, quick: bool) -> None:
@@ -102,23 +156,41 @@ def bench_features(device, quick: bool) -> None:
         plain(x)
         t0 = time.perf_counter()
         for s in range(0, n, 32):
-            plain(inception_input(torch.from_numpy(images[s:s + 32]).to(device)))
+            plain(inception_input(torch.from_numpy(images[s : s + 32]).to(device)))
         _sync(device)
         plain_s = n / (time.perf_counter() - t0)
-    table("Inception FID features (32x32 RGB -> 299, pool3)", ["path", "images/s", "s/image", "vs plain"],
-          [["dagzoo (frozen, channels-last)", f"{ours_s:.2f}", f"{1 / ours_s:.3f}", f"{ours_s / plain_s:.2f}x"],
-           ["plain TorchScript", f"{plain_s:.2f}", f"{1 / plain_s:.3f}", "1.00x"]])
+    table(
+        "Inception FID features (32x32 RGB -> 299, pool3)",
+        ["path", "images/s", "s/image", "vs plain"],
+        [
+            ["dagzoo (frozen, channels-last)", f"{ours_s:.2f}", f"{1 / ours_s:.3f}", f"{ours_s / plain_s:.2f}x"],
+            ["plain TorchScript", f"{plain_s:.2f}", f"{1 / plain_s:.3f}", "1.00x"],
+        ],
+    )
 
 
 def bench_samplers(device, quick: bool) -> None:
     torch.manual_seed(0)
-    net = UNet(UNetConfig(resolution=16, channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[4],
-                          dropout=0.0)).channels_last().to(device).eval()
+    net = (
+        UNet(
+            UNetConfig(
+                resolution=16, channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attn_resolutions=[4], dropout=0.0
+            )
+        )
+        .channels_last()
+        .to(device)
+        .eval()
+    )
     batch = 100
-    cases = [("DDPM ancestral", DDPM(), DDPMSampler()), ("DDIM eta=0", DDPM(), DDIMSampler(steps=50)),
-             ("EDM Heun (on DDPM)", DDPM(), EDMSampler(steps=18)), ("EDM Heun", EDM(), EDMSampler(steps=18)),
-             ("EDM Euler", EDM(), EDMSampler(steps=18, heun=False)), ("flow Euler", Flow(), FlowSampler(steps=50)),
-             ("flow Heun", Flow(), FlowSampler(steps=18, heun=True))]
+    cases = [
+        ("DDPM ancestral", DDPM(), DDPMSampler()),
+        ("DDIM eta=0", DDPM(), DDIMSampler(steps=50)),
+        ("EDM Heun (on DDPM)", DDPM(), EDMSampler(steps=18)),
+        ("EDM Heun", EDM(), EDMSampler(steps=18)),
+        ("EDM Euler", EDM(), EDMSampler(steps=18, heun=False)),
+        ("flow Euler", Flow(), FlowSampler(steps=50)),
+        ("flow Heun", Flow(), FlowSampler(steps=18, heun=True)),
+    ]
     if quick:
         cases[0] = ("DDPM ancestral (T=100)", DDPM(T=100), DDPMSampler())
     rows = []
@@ -129,8 +201,11 @@ def bench_samplers(device, quick: bool) -> None:
         _sync(device)
         dt = time.perf_counter() - t0
         rows.append([name, den.nfe, f"{dt:.2f}", f"{1000 * dt / den.nfe:.1f}", f"{1000 * dt / den.nfe / batch:.2f}"])
-    table(f"Samplers (default digits U-Net, batch {batch}, 16x16)", ["sampler", "NFE", "seconds", "ms / NFE",
-                                                                     "ms / NFE / image"], rows)
+    table(
+        f"Samplers (default digits U-Net, batch {batch}, 16x16)",
+        ["sampler", "NFE", "seconds", "ms / NFE", "ms / NFE / image"],
+        rows,
+    )
 
 
 def main() -> None:

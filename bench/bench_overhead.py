@@ -18,8 +18,10 @@ from pathlib import Path
 
 from dagzoo.docgen.bench import note, record, save
 
-LINE = re.compile(r"\[dagzoo\] timing: command=(\S+) start=([\d.]+) end=([\d.]+) threads=(\d+) "
-                  r"startup_s=([-\d.]+) useful_s=([\d.]+) sync_s=([\d.]+)")
+LINE = re.compile(
+    r"\[dagzoo\] timing: command=(\S+) start=([\d.]+) end=([\d.]+) threads=(\d+) "
+    r"startup_s=([-\d.]+) useful_s=([\d.]+) sync_s=([\d.]+)"
+)
 
 
 def job_timings(results: Path) -> list[dict]:
@@ -33,9 +35,18 @@ def job_timings(results: Path) -> list[dict]:
             start_s = max(float(start), previous_end)
             startup_s = float(startup) - (start_s - float(start))
             previous_end = float(end)
-            jobs.append({"log": str(log.relative_to(results / "logs")), "command": command, "start": start_s,
-                         "end": float(end), "threads": int(threads), "startup": startup_s,
-                         "useful": float(useful), "sync": float(sync)})
+            jobs.append(
+                {
+                    "log": str(log.relative_to(results / "logs")),
+                    "command": command,
+                    "start": start_s,
+                    "end": float(end),
+                    "threads": int(threads),
+                    "startup": startup_s,
+                    "useful": float(useful),
+                    "sync": float(sync),
+                }
+            )
     return jobs
 
 
@@ -47,8 +58,10 @@ def main() -> None:
     a = ap.parse_args()
     jobs = job_timings(a.results)
     if not jobs:
-        raise SystemExit(f"no timing lines under {a.results / 'logs'}: every `dagzoo` job prints one at its end "
-                         "(dagzoo.timing); run the DAG to write them")
+        raise SystemExit(
+            f"no timing lines under {a.results / 'logs'}: every `dagzoo` job prints one at its end "
+            "(dagzoo.timing); run the DAG to write them"
+        )
     by_command = defaultdict(lambda: defaultdict(float))
     for j in jobs:
         row = by_command[j["command"]]
@@ -57,9 +70,18 @@ def main() -> None:
             row[key] += j[key]
         row["wall"] += j["end"] - j["start"]
     header = ["command", "jobs", "job wall s", "start-up s", "useful s", "MLflow s", "overhead share"]
-    rows = [[command, f"{r['jobs']:.0f}", f"{r['wall']:.1f}", f"{r['startup']:.1f}", f"{r['useful']:.1f}",
-             f"{r['sync']:.1f}", f"{1 - r['useful'] / max(r['wall'], 1e-9):.0%}"]
-            for command, r in sorted(by_command.items(), key=lambda kv: -kv[1]["wall"])]
+    rows = [
+        [
+            command,
+            f"{r['jobs']:.0f}",
+            f"{r['wall']:.1f}",
+            f"{r['startup']:.1f}",
+            f"{r['useful']:.1f}",
+            f"{r['sync']:.1f}",
+            f"{1 - r['useful'] / max(r['wall'], 1e-9):.0%}",
+        ]
+        for command, r in sorted(by_command.items(), key=lambda kv: -kv[1]["wall"])
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
@@ -68,20 +90,26 @@ def main() -> None:
     total = {k: sum(j[k] for j in jobs) for k in ("startup", "useful", "sync")}
     ideal = sum(j["useful"] * min(j["threads"], a.cores) for j in jobs) / a.cores
     wall = a.wall if a.wall is not None else max(j["end"] for j in jobs) - min(j["start"] for j in jobs)
-    note(f"\n{len(jobs)} jobs: start-up {total['startup']:.0f} s, useful {total['useful']:.0f} s, "
-         f"MLflow {total['sync']:.0f} s (job-seconds)")
+    note(
+        f"\n{len(jobs)} jobs: start-up {total['startup']:.0f} s, useful {total['useful']:.0f} s, "
+        f"MLflow {total['sync']:.0f} s (job-seconds)"
+    )
     note(f"DAG wall time {wall:.0f} s = {wall / total['useful']:.3f} x the sum of the jobs' useful work")
-    note(f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; "
-         f"ratio wall / ideal = {wall / ideal:.3f}")
-    note(f"cores left idle between the first job's start and the last job's end: "
-         f"{idle_core_seconds(jobs, a.cores):.0f} core-seconds (no job ready, or Snakemake's turn-around between jobs)")
+    note(
+        f"ideal schedule of the useful work on {a.cores} cores: {ideal:.0f} s; ratio wall / ideal = {wall / ideal:.3f}"
+    )
+    note(
+        f"cores left idle between the first job's start and the last job's end: "
+        f"{idle_core_seconds(jobs, a.cores):.0f} core-seconds (no job ready, or Snakemake's turn-around between jobs)"
+    )
     save(__file__)
 
 
 def idle_core_seconds(jobs: list[dict], cores: int) -> float:
     """Core-seconds during which fewer than `cores` threads were running a job."""
-    events = sorted([(j["start"], min(j["threads"], cores)) for j in jobs] +
-                    [(j["end"], -min(j["threads"], cores)) for j in jobs])
+    events = sorted(
+        [(j["start"], min(j["threads"], cores)) for j in jobs] + [(j["end"], -min(j["threads"], cores)) for j in jobs]
+    )
     idle, busy, last = 0.0, 0, events[0][0]
     for t, change in events:
         idle += max(cores - busy, 0) * (t - last)

@@ -52,8 +52,10 @@ def bench_fps(quick: bool, device) -> None:
     ours = timed(lambda: farthest_point_sampling(x.to(device), k), 1)
     ref = timed(lambda: [fps_reference(c, k) for c in x.numpy()], 1)
     assert farthest_point_sampling(x, k)[0].tolist() == fps_reference(x[0].numpy(), k)
-    note(f"FPS {b} clouds x {m} -> {k}: dagzoo {b * k / ours:,.0f} points/s, reference {b * k / ref:,.0f} "
-         f"points/s, ratio {ref / ours:.1f}x")
+    note(
+        f"FPS {b} clouds x {m} -> {k}: dagzoo {b * k / ours:,.0f} points/s, reference {b * k / ref:,.0f} "
+        f"points/s, ratio {ref / ours:.1f}x"
+    )
 
 
 def bench_knn(quick: bool, device) -> None:
@@ -61,8 +63,10 @@ def bench_knn(quick: bool, device) -> None:
     x = torch.randn(b, c, n)
     ours = timed(lambda: knn(x.to(device), k))
     ref = timed(lambda: [knn_reference(x[i].T.numpy(), k) for i in range(b)], 1)
-    note(f"k-NN graph {b} x {n} points, {c} features, k={k}: dagzoo {ours * 1000:.1f} ms, reference "
-         f"{ref * 1000:.1f} ms, ratio {ref / ours:.1f}x")
+    note(
+        f"k-NN graph {b} x {n} points, {c} features, k={k}: dagzoo {ours * 1000:.1f} ms, reference "
+        f"{ref * 1000:.1f} ms, ratio {ref / ours:.1f}x"
+    )
 
 
 def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> None:
@@ -85,6 +89,7 @@ def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> N
             opt.step()
             if device.type == "cuda":
                 torch.cuda.synchronize()
+
         s = timed(step, 2 if quick else 5)
         note(f"train {name:16s} {points} points, batch {batch}: {batch / s:,.0f} clouds/s")
 

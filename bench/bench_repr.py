@@ -15,18 +15,20 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
 import torch
 
-from dagzoo.docgen.bench import save, table
 from dagzoo.augment import step_generator
+from dagzoo.docgen.bench import save, table
 from dagzoo.registry import get_model, validate_params
 from dagzoo.repr.base import AugmentParams, augment
 
-SIMCLR_CIFAR = AugmentParams(crop_scale=[0.08, 1.0], hflip=True, jitter=[0.4, 0.4, 0.2, 0.1], jitter_p=0.8,
-                             grayscale_p=0.2)
+SIMCLR_CIFAR = AugmentParams(
+    crop_scale=[0.08, 1.0], hflip=True, jitter=[0.4, 0.4, 0.2, 0.1], jitter_p=0.8, grayscale_p=0.2
+)
 
 
 def _sync(device):
@@ -49,11 +51,15 @@ def bench_augment(device, quick: bool) -> None:
     x = torch.rand(n, 3, 32, 32, device=device)
     g = step_generator(0, 0, 1)
     batched = _rate(lambda: augment(x, SIMCLR_CIFAR, g), n, device, 3 if quick else 10)
-    per_image = _rate(lambda: [augment(x[i:i + 1], SIMCLR_CIFAR, g) for i in range(n)], n, device, 1 if quick else 3)
-    table(f"Augmentation throughput ({n} CIFAR-shaped images, SimCLR's ops)",
-          ["pipeline", "images/s", "vs per image"],
-          [["batched tensor ops (dagzoo)", f"{batched:,.0f}", f"{batched / per_image:.1f}x"],
-           ["the same ops image by image", f"{per_image:,.0f}", "1.0x"]])
+    per_image = _rate(lambda: [augment(x[i : i + 1], SIMCLR_CIFAR, g) for i in range(n)], n, device, 1 if quick else 3)
+    table(
+        f"Augmentation throughput ({n} CIFAR-shaped images, SimCLR's ops)",
+        ["pipeline", "images/s", "vs per image"],
+        [
+            ["batched tensor ops (dagzoo)", f"{batched:,.0f}", f"{batched / per_image:.1f}x"],
+            ["the same ops image by image", f"{per_image:,.0f}", "1.0x"],
+        ],
+    )
 
 
 class _Digits:
@@ -76,8 +82,12 @@ def bench_training(device, quick: bool) -> None:
     data = _Digits()
     rows = []
     common = {"widths": [32, 64, 128], "strides": [1, 2, 2], "batch_size": 256}
-    for name, extra in (("simclr", {"crop_scale": [0.6, 1.0]}), ("contrastive", {"crop_scale": [0.6, 1.0]}),
-                        ("cpc", {"batch_size": 64}), ("supervised", {"crop_scale": [0.6, 1.0]})):
+    for name, extra in (
+        ("simclr", {"crop_scale": [0.6, 1.0]}),
+        ("contrastive", {"crop_scale": [0.6, 1.0]}),
+        ("cpc", {"batch_size": 64}),
+        ("supervised", {"crop_scale": [0.6, 1.0]}),
+    ):
         cls = get_model("repr", name)
         params = validate_params(cls.Params, {**common, **extra}, name)
         model = cls(params, data, device)
@@ -86,12 +96,14 @@ def bench_training(device, quick: bool) -> None:
         net = model.init_network(0)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
-        def step(s=[0]):
-            loss = model.step_loss(net, s[0], 0)
+        steps = itertools.count()
+
+        def step():
+            loss = model.step_loss(net, next(steps), 0)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            s[0] += 1
+
         rate = _rate(step, params.batch_size, device, 2 if quick else 8)
         rows.append([name, params.batch_size, f"{model.num_params():,}", f"{rate:,.0f}"])
     table("Training throughput (digits 16px, convnet 32-64-128)", ["objective", "batch", "params", "images/s"], rows)
@@ -100,10 +112,22 @@ def bench_training(device, quick: bool) -> None:
 def bench_gpu(device, quick: bool) -> None:
     batch = 32 if quick else 256
     cls = get_model("repr", "simclr")
-    params = validate_params(cls.Params, {"encoder": "resnet18", "widths": [16 if quick else 64],
-                                          "proj_hidden": 2048, "proj_dim": 256, "temperature": 0.2,
-                                          "batch_size": batch, "crop_scale": [0.08, 1.0], "hflip": True,
-                                          "jitter": [0.4, 0.4, 0.2, 0.1], "grayscale_p": 0.2}, "gpu")
+    params = validate_params(
+        cls.Params,
+        {
+            "encoder": "resnet18",
+            "widths": [16 if quick else 64],
+            "proj_hidden": 2048,
+            "proj_dim": 256,
+            "temperature": 0.2,
+            "batch_size": batch,
+            "crop_scale": [0.08, 1.0],
+            "hflip": True,
+            "jitter": [0.4, 0.4, 0.2, 0.1],
+            "grayscale_p": 0.2,
+        },
+        "gpu",
+    )
 
     class Cifar(_Digits):
         shape = (3, 32, 32)
@@ -112,25 +136,31 @@ def bench_gpu(device, quick: bool) -> None:
             rng = np.random.default_rng(0)
             self._x = rng.integers(0, 256, (2048, 3, 32, 32), dtype=np.uint8)
             self._y = rng.integers(0, 10, 2048)
+
     data = Cifar()
     model = cls(params, data, device)
     model._train, model._labels = torch.from_numpy(data._x).to(device), torch.from_numpy(data._y).to(device)
     net = model.init_network(0)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu",
-                                                                                                        enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
-    def step(s=[0]):
+    steps = itertools.count()
+
+    def step():
         with autocast:
-            loss = model.step_loss(net, s[0], 0)
+            loss = model.step_loss(net, next(steps), 0)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        s[0] += 1
+
     rate = _rate(step, batch, device, 2 if quick else 20)
-    table("SimCLR, ResNet-18 CIFAR stem, projector 2048-256 (two views per image)",
-          ["device", "batch", "params", "images/s", "s per 50k-image epoch"],
-          [[str(device), batch, f"{model.num_params():,}", f"{rate:,.0f}", f"{50_000 / rate:,.1f}"]])
+    table(
+        "SimCLR, ResNet-18 CIFAR stem, projector 2048-256 (two views per image)",
+        ["device", "batch", "params", "images/s", "s per 50k-image epoch"],
+        [[str(device), batch, f"{model.num_params():,}", f"{rate:,.0f}", f"{50_000 / rate:,.1f}"]],
+    )
 
 
 def main() -> None:

@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from dagzoo.docgen.bench import save, table
-from dagzoo.text.data import kjv_text, split_positional
-from dagzoo.text.data import CharTokenizer
 from dagzoo.eval.perplexity import window_history
 from dagzoo.nn.transformer import Transformer, TransformerConfig
+from dagzoo.text.data import CharTokenizer, kjv_text, split_positional
 from dagzoo.text.kneser_ney import KneserNeyLM
 
 
@@ -45,7 +44,7 @@ def bench_kn(train_chars: int, test_chars: int, orders: list[int]) -> None:
         t_fit = time.perf_counter() - t0
         hist = np.minimum(np.arange(te_ids.size), order - 1)
         t0 = time.perf_counter()
-        lp = lm.log_probs(te_ids, hist)[order - 1:]
+        lp = lm.log_probs(te_ids, hist)[order - 1 :]
         t_score = time.perf_counter() - t0
         ours_ppl = math.exp(-lp.mean())
 
@@ -55,17 +54,42 @@ def bench_kn(train_chars: int, test_chars: int, orders: list[int]) -> None:
         nl.fit(train_data, vocab)
         n_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = [nl.logscore(te[i], list(te[i - order + 1:i])) for i in range(order - 1, len(te))]
+        scores = [nl.logscore(te[i], list(te[i - order + 1 : i])) for i in range(order - 1, len(te))]
         n_score = time.perf_counter() - t0
         finite = [s for s in scores if math.isfinite(s)]
         nltk_ppl = 2 ** (-np.mean(scores)) if len(finite) == len(scores) else float("inf")
-        rows.append([order, f"{len(tr):,}", f"{len(te) - order + 1:,}", f"{t_fit:.3f}", f"{n_fit:.3f}",
-                     f"{n_fit / t_fit:.0f}x", f"{t_score:.4f}", f"{n_score:.3f}", f"{n_score / t_score:.0f}x",
-                     f"{ours_ppl:.4f}", f"{nltk_ppl:.4f}" if math.isfinite(nltk_ppl)
-                     else f"inf ({len(scores) - len(finite)} tokens p=0)"])
-    table("Kneser-Ney: dagzoo (modified KN, vectorized) vs NLTK KneserNeyInterpolated (single discount 0.1)",
-          ["order", "train chars", "scored", "dagzoo fit s", "NLTK fit s", "speed-up", "dagzoo score s",
-           "NLTK score s", "speed-up", "dagzoo ppl", "NLTK ppl"], rows)
+        rows.append(
+            [
+                order,
+                f"{len(tr):,}",
+                f"{len(te) - order + 1:,}",
+                f"{t_fit:.3f}",
+                f"{n_fit:.3f}",
+                f"{n_fit / t_fit:.0f}x",
+                f"{t_score:.4f}",
+                f"{n_score:.3f}",
+                f"{n_score / t_score:.0f}x",
+                f"{ours_ppl:.4f}",
+                f"{nltk_ppl:.4f}" if math.isfinite(nltk_ppl) else f"inf ({len(scores) - len(finite)} tokens p=0)",
+            ]
+        )
+    table(
+        "Kneser-Ney: dagzoo (modified KN, vectorized) vs NLTK KneserNeyInterpolated (single discount 0.1)",
+        [
+            "order",
+            "train chars",
+            "scored",
+            "dagzoo fit s",
+            "NLTK fit s",
+            "speed-up",
+            "dagzoo score s",
+            "NLTK score s",
+            "speed-up",
+            "dagzoo ppl",
+            "NLTK ppl",
+        ],
+        rows,
+    )
 
     full_rows = []
     tr_ids, te_ids = tok.encode(train_text), tok.encode(test_text)
@@ -76,10 +100,22 @@ def bench_kn(train_chars: int, test_chars: int, orders: list[int]) -> None:
         t0 = time.perf_counter()
         lp = lm.log_probs(te_ids, window_history(te_ids.size, 256))
         t_score = time.perf_counter() - t0
-        full_rows.append([order, f"{lm.num_ngrams():,}", f"{t_fit:.2f}", f"{t_score:.3f}",
-                          f"{te_ids.size / t_score:,.0f}", f"{-lp.sum() / math.log(2) / len(test_text):.4f}"])
-    table(f"dagzoo KN on the full KJV train split ({len(train_text):,} chars), test {len(test_text):,} chars, "
-          "windows of 256", ["order", "n-grams", "fit s", "score s", "tokens/s", "test BPC"], full_rows)
+        full_rows.append(
+            [
+                order,
+                f"{lm.num_ngrams():,}",
+                f"{t_fit:.2f}",
+                f"{t_score:.3f}",
+                f"{te_ids.size / t_score:,.0f}",
+                f"{-lp.sum() / math.log(2) / len(test_text):.4f}",
+            ]
+        )
+    table(
+        f"dagzoo KN on the full KJV train split ({len(train_text):,} chars), test {len(test_text):,} chars, "
+        "windows of 256",
+        ["order", "n-grams", "fit s", "score s", "tokens/s", "test BPC"],
+        full_rows,
+    )
 
 
 class PlainTorchLM(torch.nn.Module):
@@ -89,10 +125,10 @@ class PlainTorchLM(torch.nn.Module):
         super().__init__()
         self.emb = torch.nn.Embedding(vocab, d)
         self.pos = torch.nn.Embedding(block, d)
-        layer = torch.nn.TransformerEncoderLayer(d, n_head, 4 * d, dropout=0.0, activation="gelu",
-                                                 batch_first=True, norm_first=True)
-        self.enc = torch.nn.TransformerEncoder(layer, n_layer, norm=torch.nn.LayerNorm(d),
-                                               enable_nested_tensor=False)
+        layer = torch.nn.TransformerEncoderLayer(
+            d, n_head, 4 * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.enc = torch.nn.TransformerEncoder(layer, n_layer, norm=torch.nn.LayerNorm(d), enable_nested_tensor=False)
         self.mask = torch.nn.Transformer.generate_square_subsequent_mask(block)
 
     def forward(self, idx):
@@ -123,8 +159,11 @@ def bench_transformer(steps: int) -> None:
     rows = []
     for n_layer, n_head, d in ((4, 6, 192), (6, 8, 256)):
         torch.manual_seed(0)
-        ours = Transformer(TransformerConfig(vocab_in=vocab, vocab_out=vocab, block_size=block, n_layer=n_layer,
-                                             n_head=n_head, d_model=d))
+        ours = Transformer(
+            TransformerConfig(
+                vocab_in=vocab, vocab_out=vocab, block_size=block, n_layer=n_layer, n_head=n_head, d_model=d
+            )
+        )
         plain = PlainTorchLM(vocab, block, n_layer, n_head, d)
         flops_tok = ours.train_flops_per_token(block)
         results = {}
@@ -132,12 +171,22 @@ def bench_transformer(steps: int) -> None:
             sps = _steps_per_second(model, vocab, batch, block, steps)
             results[name] = sps
             n = sum(p.numel() for p in model.parameters())
-            rows.append([f"L{n_layer} d{d}", name, f"{n / 1e6:.2f}M", f"{sps * batch * block:,.0f}",
-                         f"{sps * batch * block * flops_tok / 1e9:.1f}",
-                         f"{sps / results['dagzoo']:.2f}"])
-    table(f"Transformer training on {torch.get_num_threads()} CPU threads, batch {batch} x {block} tokens "
-          "(relative: steps/s against dagzoo's model)",
-          ["size", "model", "params", "tokens/s", "GFLOP/s", "relative"], rows)
+            rows.append(
+                [
+                    f"L{n_layer} d{d}",
+                    name,
+                    f"{n / 1e6:.2f}M",
+                    f"{sps * batch * block:,.0f}",
+                    f"{sps * batch * block * flops_tok / 1e9:.1f}",
+                    f"{sps / results['dagzoo']:.2f}",
+                ]
+            )
+    table(
+        f"Transformer training on {torch.get_num_threads()} CPU threads, batch {batch} x {block} tokens "
+        "(relative: steps/s against dagzoo's model)",
+        ["size", "model", "params", "tokens/s", "GFLOP/s", "relative"],
+        rows,
+    )
 
 
 def main() -> None:

@@ -56,8 +56,10 @@ def main() -> None:
     s = (time.perf_counter() - t) / steps
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     mem = f", peak memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else ""
-    print(f"DGCNN {points} points, batch {batch}, {name}{' bf16' if a.amp else ''}: {batch / s:,.0f} clouds/s "
-          f"({s * 1000:.1f} ms/step{mem}); one ModelNet40 epoch (9,843 clouds) {9843 / (batch / s):.0f} s")
+    print(
+        f"DGCNN {points} points, batch {batch}, {name}{' bf16' if a.amp else ''}: {batch / s:,.0f} clouds/s "
+        f"({s * 1000:.1f} ms/step{mem}); one ModelNet40 epoch (9,843 clouds) {9843 / (batch / s):.0f} s"
+    )
 
 
 if __name__ == "__main__":

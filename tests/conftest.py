@@ -40,8 +40,12 @@ def small_corpus(path: Path, lines: int = 400, seed: int = 0) -> Path:
 
     rng = random.Random(seed)
     words = ["and", "the", "lord", "said", "unto", "moses", "behold", "i", "will", "send", "you", "bread"]
-    text = "\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "."
-                     for _ in range(lines)) + "\n"
+    text = (
+        "\n".join(
+            " ".join(rng.choice(words) for _ in range(rng.randint(4, 12))).capitalize() + "." for _ in range(lines)
+        )
+        + "\n"
+    )
     if not path.exists() or path.read_text(encoding="utf-8") != text:  # as is: a DAG's input keeps its mtime
         path.write_text(text, encoding="utf-8")
     return path
@@ -51,9 +55,8 @@ def prepare_text_runs(tmp_path: Path, experiments: dict, window: int = 32, seeds
     """Prepare a small corpus + char tokens and write one spec.json per run; returns
     (data_dir, {experiment: run_dir}, results_dir)."""
     from dagzoo.config import experiment_specs, validate_config
-    from dagzoo.text.data import prepare_corpus
-    from dagzoo.text.data import prepare_tokens
     from dagzoo.io import atomic_write_json
+    from dagzoo.text.data import prepare_corpus, prepare_tokens
 
     corpus = small_corpus(tmp_path / "corpus.txt")
     results = tmp_path / "results"
@@ -61,8 +64,9 @@ def prepare_text_runs(tmp_path: Path, experiments: dict, window: int = 32, seeds
     prepare_corpus(f"file:{corpus}", data, val=0.1, test=0.1)
     prepare_tokens(data, data / "char", {"kind": "char"})
     ev = {"window": window, "val_tokens": 512, "samples": 2, "sample_length": min(window, 40), **eval_overrides}
-    cfg = validate_config({"seeds": list(seeds), "text": {"corpus": f"file:{corpus}", "eval": ev,
-                                                          "experiments": experiments}})
+    cfg = validate_config(
+        {"seeds": list(seeds), "text": {"corpus": f"file:{corpus}", "eval": ev, "experiments": experiments}}
+    )
     runs = {}
     for spec in experiment_specs(cfg):
         run_dir = results / "text" / spec["experiment"] / str(spec["seed"])
@@ -80,8 +84,18 @@ def dagzoo(*args, check=True, **kw):
 
 # ---------------------------------------------------------------------------------- the DAG
 def snakemake(workdir, cfg_path, *extra):
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
-           "--configfile", str(cfg_path), *extra]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg_path),
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -94,7 +108,7 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
             rule = line[5:-1]
             jobs.append((rule, ""))
         elif line.startswith("wildcards:") and jobs:
-            jobs[-1] = (jobs[-1][0], line[len("wildcards:"):].strip())
+            jobs[-1] = (jobs[-1][0], line[len("wildcards:") :].strip())
     return jobs
 
 
@@ -106,10 +120,27 @@ def mlflow_server(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
-                             str(tmp_path / "server-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--default-artifact-root",
+            str(tmp_path / "server-artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -118,7 +149,7 @@ def mlflow_server(tmp_path):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode()[-2000:])
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
             time.sleep(0.5)
     else:
         proc.kill()
@@ -140,15 +171,28 @@ def slurm_unavailable() -> str | None:
 
 
 # a real cluster's profile asks for 8 CPUs and 16 GB per training job; this node is smaller
-SMALL_NODE = ["--set-threads", "train=1", "text_evaluate=1",
-              "--set-resources", "train:cpus_per_task=1", "text_evaluate:cpus_per_task=1",
-              "train:mem_mb=2000", "text_evaluate:mem_mb=2000", "text_sample:mem_mb=2000",
-              "text_genppl:mem_mb=2000",
-              "--default-resources", "mem_mb=1000", "runtime=10", "slurm_partition=debug",
-              "--slurm-init-seconds-before-status-checks", "5",
-              # the test cluster keeps finished jobs visible 600 s (MinJobAge): polling every 2 s
-              # instead of the default 10 s ends each job's wait sooner
-              "--seconds-between-status-checks", "2"]
+SMALL_NODE = [
+    "--set-threads",
+    "train=1",
+    "text_evaluate=1",
+    "--set-resources",
+    "train:cpus_per_task=1",
+    "text_evaluate:cpus_per_task=1",
+    "train:mem_mb=2000",
+    "text_evaluate:mem_mb=2000",
+    "text_sample:mem_mb=2000",
+    "text_genppl:mem_mb=2000",
+    "--default-resources",
+    "mem_mb=1000",
+    "runtime=10",
+    "slurm_partition=debug",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+    # the test cluster keeps finished jobs visible 600 s (MinJobAge): polling every 2 s
+    # instead of the default 10 s ends each job's wait sooner
+    "--seconds-between-status-checks",
+    "2",
+]
 
 
 # ---------------------------------------------------------------------------------- the probe set

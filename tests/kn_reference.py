@@ -66,14 +66,14 @@ class _KNReference:
         for t in self.train:
             if not 0 <= t < self.vocab_size:
                 raise ValueError("token %r outside [0, %d)" % (t, self.vocab_size))
-        self._counts = {}     # (k, type) -> Counter{k-gram tuple: count > 0}
+        self._counts = {}  # (k, type) -> Counter{k-gram tuple: count > 0}
         self._discounts = {}  # (k, type) -> (D1, D2, D3)
-        self._stats = {}      # (k, type, h) -> (A, N1, N2, N3plus)
+        self._stats = {}  # (k, type, h) -> (A, N1, N2, N3plus)
 
     # ----------------------------------------------------------------- counts
     def kgrams(self, k):
         """All k-length contiguous slices of train (with repetition)."""
-        return [tuple(self.train[i:i + k]) for i in range(len(self.train) - k + 1)]
+        return [tuple(self.train[i : i + k]) for i in range(len(self.train) - k + 1)]
 
     def counts(self, k, kind):
         key = (k, kind)
@@ -173,7 +173,7 @@ def reference_logprobs(train, vocab_size, order, windows):
         window = [int(t) for t in window]
         row = []
         for j, tok in enumerate(window):
-            context = window[max(0, j - order + 1):j]
+            context = window[max(0, j - order + 1) : j]
             row.append(math.log(model.prob(tok, context)))
         out.append(row)
     return out
@@ -205,7 +205,7 @@ def _self_check():
                 contexts = [[rng.randrange(vocab_size) for _ in range(m)]]
                 if len(train) >= m:
                     start = rng.randint(0, len(train) - m)
-                    contexts.append(train[start:start + m])
+                    contexts.append(train[start : start + m])
                     contexts.append(train[:m])
                 for context in contexts:
                     dist = reference_distribution(train, vocab_size, order, context)
@@ -219,7 +219,7 @@ def _self_check():
             for window, row in zip(windows, lps):
                 assert len(row) == len(window)
                 for j, (tok, lp) in enumerate(zip(window, row)):
-                    ctx = window[max(0, j - order + 1):j]
+                    ctx = window[max(0, j - order + 1) : j]
                     p = reference_distribution(train, vocab_size, order, ctx)[tok]
                     assert abs(lp - math.log(p)) <= 1e-12
     # A tiny hand-checkable case: unigram raw model on [0, 0, 1], V = 3.

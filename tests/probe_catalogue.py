@@ -56,7 +56,7 @@ def render(edit, path: Path) -> Path:
 
 
 T = "text.experiments."
-I = "image.experiments."
+IMG = "image.experiments."
 R = "repr.experiments."
 P = "points.experiments."
 
@@ -86,13 +86,23 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("yaml_top_level_scalar", "just a string\n", "got a str"),
     ("yaml_not_utf8", b"text:\n  corpus: \xff\xfe\n", "not valid UTF-8 (byte 16"),
     ("duplicate_experiment", DUPLICATE_EXPERIMENT, "text.experiments.kn3: duplicate key (lines 4 and 9)"),
-    ("duplicate_key_in_list_item", "seeds: [0]\nclaims:\n  - kind: x\n    kind: y\n",
-     "claims.0.kind: duplicate key (lines 3 and 4)"),
+    (
+        "duplicate_key_in_list_item",
+        "seeds: [0]\nclaims:\n  - kind: x\n    kind: y\n",
+        "claims.0.kind: duplicate key (lines 3 and 4)",
+    ),
     ("duplicate_top_level_key", "seeds: [0]\nseeds: [1]\n", "seeds: duplicate key (lines 1 and 2)"),
-    ("experiment_name_a_number", "text:\n  experiments:\n    1: {model: ngram}\n    kn5: {model: ngram}\n",
-     "text.experiments.1: a key must be a string, got the int 1; quote it ('1':)"),
-    ("key_a_boolean", "text:\n  experiments:\n    kn3: {model: ngram, yes: 3}\n",
-     "text.experiments.kn3.True: a key must be a string, got the bool True; quote it as written ('yes':, 'on':, ...)"),
+    (
+        "experiment_name_a_number",
+        "text:\n  experiments:\n    1: {model: ngram}\n    kn5: {model: ngram}\n",
+        "text.experiments.1: a key must be a string, got the int 1; quote it ('1':)",
+    ),
+    (
+        "key_a_boolean",
+        "text:\n  experiments:\n    kn3: {model: ngram, yes: 3}\n",
+        "text.experiments.kn3.True: a key must be a string, got the bool True; quote it as written "
+        "('yes':, 'on':, ...)",
+    ),
     # ---- top level
     ("unknown_top_key", {"resluts": "x"}, "resluts: unknown key"),
     ("unknown_family", {"audio": {"experiments": {}}}, "audio: unknown key"),
@@ -105,8 +115,11 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("seeds_whole_float", {"seeds": [1.0]}, "seeds.0: expected an integer, got 1.0 (write 1)"),
     ("threads_whole_float", {"threads": 2.0}, "threads: expected an integer, got 2.0"),
     ("processes_whole_float", {"processes": 2.0}, "processes: expected an integer"),
-    ("yaml_alias_inside_its_anchor", "text: &a {corpus: kjv, experiments: {kn3: {model: ngram}}, x: *a}\n",
-     "text.x: contains itself (a YAML alias used inside its own anchor)"),
+    (
+        "yaml_alias_inside_its_anchor",
+        "text: &a {corpus: kjv, experiments: {kn3: {model: ngram}}, x: *a}\n",
+        "text.x: contains itself (a YAML alias used inside its own anchor)",
+    ),
     ("yaml_nested_too_deep", "[" * 100_000 + "\n", "nested too deeply to read"),
     ("seeds_empty", {"seeds": []}, "seeds:"),
     ("seeds_duplicate", {"seeds": [0, 0]}, "seeds:"),
@@ -131,9 +144,16 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("text_window_string", {"text.eval.window": "256"}, "text.eval.window:"),
     ("text_window_whole_float", {"text.eval.window": 32.0}, "text.eval.window: expected an integer, got 32.0"),
     ("text_samples_whole_float", {"text.eval.samples": 2.0}, "text.eval.samples: expected an integer"),
-    ("text_experiment_name_too_long", {T + "x" * 101: {"model": "ngram"}}, "a name of 101 characters; allowed: at most 100"),
-    ("text_experiment_name_periodic", {T + "kn" + "ab" * 20: {"model": "ngram"}},
-     "a name ending in 20 or more repeats of 'ab', which Snakemake refuses"),
+    (
+        "text_experiment_name_too_long",
+        {T + "x" * 101: {"model": "ngram"}},
+        "a name of 101 characters; allowed: at most 100",
+    ),
+    (
+        "text_experiment_name_periodic",
+        {T + "kn" + "ab" * 20: {"model": "ngram"}},
+        "a name ending in 20 or more repeats of 'ab', which Snakemake refuses",
+    ),
     ("text_top_k_zero", {"text.eval.top_k": 0}, "text.eval.top_k:"),
     ("text_temperature_inf", {"text.eval.temperature": INF}, "text.eval.temperature: must be a finite number"),
     ("text_genppl_unknown", {"text.eval.genppl_evaluator": "kn99"}, "text.eval.genppl_evaluator:"),
@@ -153,14 +173,20 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("text_lr_nan", {T + "transformer.lr": NAN}, "text.experiments.transformer.lr: must be a finite number"),
     ("text_lr_inf", {T + "transformer.lr": INF}, "text.experiments.transformer.lr: must be a finite number"),
     ("text_lr_string", {T + "transformer.lr": "1e-3x"}, "text.experiments.transformer.lr:"),
-    ("text_lr_exponent_without_dot", {T + "transformer.lr": "3e-4"},
-     "text.experiments.transformer.lr: expected float, got '3e-4' (YAML reads a number with an exponent but no dot "
-     "as a string: write 3.0e-4)"),
+    (
+        "text_lr_exponent_without_dot",
+        {T + "transformer.lr": "3e-4"},
+        "text.experiments.transformer.lr: expected float, got '3e-4' (YAML reads a number with an exponent but no dot "
+        "as a string: write 3.0e-4)",
+    ),
     ("text_dropout_nan", {T + "transformer.dropout": NAN}, "text.experiments.transformer.dropout: must be a finite"),
     ("text_dropout_one", {T + "transformer.dropout": 1.0}, "text.experiments.transformer.dropout:"),
     ("text_optimizer_unknown", {T + "transformer.optimizer": "adam"}, "text.experiments.transformer.optimizer:"),
-    ("text_positional_unknown", {T + "transformer.positional": "sinusoidal"},
-     "text.experiments.transformer.positional:"),
+    (
+        "text_positional_unknown",
+        {T + "transformer.positional": "sinusoidal"},
+        "text.experiments.transformer.positional:",
+    ),
     ("text_eval_every_zero", {T + "transformer.eval_every": 0}, "text.experiments.transformer.eval_every:"),
     ("text_nelbo_samples_zero", {T + "mdlm.nelbo_samples": 0}, "text.experiments.mdlm.nelbo_samples:"),
     ("text_sedd_graph_unknown", {T + "sedd.graph": "uniformm"}, "text.experiments.sedd.graph:"),
@@ -169,34 +195,65 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("image_source_unknown", {"image.data.source": "mnist"}, "image.data.source:"),
     ("image_resize_zero", {"image.data.resize": 0}, "image.data.resize:"),
     ("image_resize_whole_float", {"image.data.resize": 16.0}, "image.data.resize: expected an integer"),
-    ("image_sampler_name_with_a_dash", {I + "ddpm.samplers": {"x-2-y": {"kind": "ddim", "steps": 10}}},
-     "image.experiments.ddpm.samplers: 'x-2-y' is not a name; allowed: ASCII letters, digits, '_' and '.'"),
-    ("image_sampler_name_reserved", {I + "ddpm.samplers": {"untrained": {"kind": "ddim", "steps": 10}}},
-     "image.experiments.ddpm.samplers: the name 'untrained' is reserved; allowed: any other name"),
-    ("image_sampler_name_periodic", {I + "ddpm.samplers": {"d" * 25: {"kind": "ddim", "steps": 10}}},
-     "image.experiments.ddpm.samplers.ddddddddddddddddddddddddd: a name ending in 20 or more repeats of 'd'"),
+    (
+        "image_sampler_name_with_a_dash",
+        {IMG + "ddpm.samplers": {"x-2-y": {"kind": "ddim", "steps": 10}}},
+        "image.experiments.ddpm.samplers: 'x-2-y' is not a name; allowed: ASCII letters, digits, '_' and '.'",
+    ),
+    (
+        "image_sampler_name_reserved",
+        {IMG + "ddpm.samplers": {"untrained": {"kind": "ddim", "steps": 10}}},
+        "image.experiments.ddpm.samplers: the name 'untrained' is reserved; allowed: any other name",
+    ),
+    (
+        "image_sampler_name_periodic",
+        {IMG + "ddpm.samplers": {"d" * 25: {"kind": "ddim", "steps": 10}}},
+        "image.experiments.ddpm.samplers.ddddddddddddddddddddddddd: a name ending in 20 or more repeats of 'd'",
+    ),
     ("image_eval_samples_zero", {"image.eval.samples": 0}, "image.eval.samples:"),
-    ("image_channel_mult_empty", {I + "ddpm.channel_mult": []}, "image.experiments.ddpm.channel_mult:"),
-    ("image_attention_resolution", {I + "ddpm.attn_resolutions": [5]}, "image.experiments.ddpm.attn_resolutions"),
-    ("image_main_sampler_unknown", {I + "ddpm.main_sampler": "heun99"}, "image.experiments.ddpm.main_sampler:"),
-    ("image_sampler_kind_unknown", {I + "ddpm.samplers.ddim50.kind": "plms"},
-     "image.experiments.ddpm.samplers.ddim50.kind:"),
-    ("image_sampler_steps_zero", {I + "ddpm.samplers.ddim50.steps": 0},
-     "image.experiments.ddpm.samplers.ddim50.steps:"),
-    ("image_sampler_steps_beyond_T", {I + "ddpm.samplers.ddim50.steps": 5000},
-     "image.experiments.ddpm.samplers.ddim50.steps"),
-    ("image_sampler_nan", {I + "edm.samplers.heun18.S_max": NAN},
-     "image.experiments.edm.samplers.heun18.S_max: must be a finite"),
-    ("image_sampler_churn_inf", {I + "edm.samplers.heun18.S_churn": INF},
-     "image.experiments.edm.samplers.heun18.S_churn: must be a finite number"),
-    ("image_sampler_rho_negative", {I + "edm.samplers.heun18.rho": -1}, "image.experiments.edm.samplers.heun18.rho:"),
-    ("image_sampler_wrong_model", {I + "flow.samplers.euler50.kind": "ddpm"}, "image.experiments.flow.samplers.euler50"),
-    ("image_ddpm_schedule_alone", {I + "ddpm.schedule": "cosine"},
-     "image.experiments.ddpm.schedule: for ddpm, `schedule` is the learning-rate schedule and the betas' is "
-     "`beta_schedule`"),
-    ("image_latent_zero", {I + "vae.latent_dim": 0}, "image.experiments.vae.latent_dim:"),
-    ("image_gumbel_one_class", {I + "gumbel_vae.n_classes": 1}, "image.experiments.gumbel_vae.n_classes:"),
-    ("image_ema_negative", {I + "ddpm.ema_halflife_kimg": -1}, "image.experiments.ddpm.ema_halflife_kimg:"),
+    ("image_channel_mult_empty", {IMG + "ddpm.channel_mult": []}, "image.experiments.ddpm.channel_mult:"),
+    ("image_attention_resolution", {IMG + "ddpm.attn_resolutions": [5]}, "image.experiments.ddpm.attn_resolutions"),
+    ("image_main_sampler_unknown", {IMG + "ddpm.main_sampler": "heun99"}, "image.experiments.ddpm.main_sampler:"),
+    (
+        "image_sampler_kind_unknown",
+        {IMG + "ddpm.samplers.ddim50.kind": "plms"},
+        "image.experiments.ddpm.samplers.ddim50.kind:",
+    ),
+    (
+        "image_sampler_steps_zero",
+        {IMG + "ddpm.samplers.ddim50.steps": 0},
+        "image.experiments.ddpm.samplers.ddim50.steps:",
+    ),
+    (
+        "image_sampler_steps_beyond_T",
+        {IMG + "ddpm.samplers.ddim50.steps": 5000},
+        "image.experiments.ddpm.samplers.ddim50.steps",
+    ),
+    (
+        "image_sampler_nan",
+        {IMG + "edm.samplers.heun18.S_max": NAN},
+        "image.experiments.edm.samplers.heun18.S_max: must be a finite",
+    ),
+    (
+        "image_sampler_churn_inf",
+        {IMG + "edm.samplers.heun18.S_churn": INF},
+        "image.experiments.edm.samplers.heun18.S_churn: must be a finite number",
+    ),
+    ("image_sampler_rho_negative", {IMG + "edm.samplers.heun18.rho": -1}, "image.experiments.edm.samplers.heun18.rho:"),
+    (
+        "image_sampler_wrong_model",
+        {IMG + "flow.samplers.euler50.kind": "ddpm"},
+        "image.experiments.flow.samplers.euler50",
+    ),
+    (
+        "image_ddpm_schedule_alone",
+        {IMG + "ddpm.schedule": "cosine"},
+        "image.experiments.ddpm.schedule: for ddpm, `schedule` is the learning-rate schedule and the betas' is "
+        "`beta_schedule`",
+    ),
+    ("image_latent_zero", {IMG + "vae.latent_dim": 0}, "image.experiments.vae.latent_dim:"),
+    ("image_gumbel_one_class", {IMG + "gumbel_vae.n_classes": 1}, "image.experiments.gumbel_vae.n_classes:"),
+    ("image_ema_negative", {IMG + "ddpm.ema_halflife_kimg": -1}, "image.experiments.ddpm.ema_halflife_kimg:"),
     # ---- representations
     ("repr_val_fraction_one", {"repr.data.val_fraction": 1.0}, "repr.data.val_fraction:"),
     ("repr_probe_grid_empty", {"repr.eval.probe_grid": []}, "repr.eval.probe_grid:"),
@@ -222,8 +279,11 @@ CONFIG_PROBES: list[tuple[str, object, str]] = [
     ("points_momentum_one", {P + "dgcnn.momentum": 1.5}, "points.experiments.dgcnn.momentum:"),
     # ---- claims
     ("claim_op_unknown", {"claims.0.op": "=<"}, "claims.0.op:"),
-    ("claim_address_malformed", {"claims.0.lhs": "text/transformer"},
-     "claims.0.lhs: 'text/transformer' is not a metric address; allowed: <family>/<experiment>/<metric key>"),
+    (
+        "claim_address_malformed",
+        {"claims.0.lhs": "text/transformer"},
+        "claims.0.lhs: 'text/transformer' is not a metric address; allowed: <family>/<experiment>/<metric key>",
+    ),
     ("claim_experiment_unknown", {"claims.0.lhs": "text/nope/test/bpc"}, "claims.0.lhs:"),
     ("claim_family_unknown", {"claims.0.lhs": "audio/x/test/bpc"}, "claims.0.lhs:"),
     ("claim_name_duplicate", {"claims.1.name": "AR <= BD3-LM(L'=4)"}, "claims.1.name:"),

@@ -26,6 +26,7 @@ def int_at_least(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
+
     parse.__name__ = f"integer >= {minimum}"
     return parse
 
@@ -37,9 +38,11 @@ def float_above(bound: float, inclusive: bool = False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not math.isfinite(value) or value < bound or (value == bound and not inclusive):
-            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {bound}, "
-                                             f"got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>=' if inclusive else '>'} {bound}, got {text}"
+            )
         return value
+
     parse.__name__ = f"number {'>=' if inclusive else '>'} {bound}"
     return parse
 

@@ -42,7 +42,7 @@ def epoch_batch(n: int, batch: int, seed: int, step: int, stream: int) -> torch.
     if not 0 < batch <= n:
         raise ValueError(f"a batch of {batch} rows from {n}")
     epoch, i = divmod(step, n // batch)
-    return _epoch_permutation(n, seed, epoch, stream)[i * batch:(i + 1) * batch]
+    return _epoch_permutation(n, seed, epoch, stream)[i * batch : (i + 1) * batch]
 
 
 @functools.lru_cache(maxsize=2)
@@ -72,9 +72,13 @@ def _resample(x: torch.Tensor, theta: torch.Tensor, size: tuple[int, int] | None
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3), size: tuple[int, int] | None = None
-                        ) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    size: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Inception-style crop (Szegedy et al. 2015; SimCLR's main augmentation): per example an area
     fraction s ~ U(scale) and an aspect ratio r log-uniform in `ratio`, a crop of width sqrt(s r)
     and height sqrt(s / r) (fractions of the side, clipped to 1; torchvision instead redraws up
@@ -83,22 +87,31 @@ def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tupl
     s = _uniform(n, *scale, generator)
     r = torch.exp(_uniform(n, *map(float, torch.log(torch.tensor(ratio, dtype=torch.float64))), generator))
     cw, ch = torch.sqrt(s * r).clamp(max=1.0), torch.sqrt(s / r).clamp(max=1.0)
-    cx, cy = (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - cw), \
-        (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - ch)
+    cx, cy = (
+        (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - cw),
+        (2 * torch.rand(n, generator=generator, dtype=torch.float64) - 1) * (1 - ch),
+    )
     zero = torch.zeros_like(cw)
     theta = torch.stack([torch.stack([cw, zero, cx], 1), torch.stack([zero, ch, cy], 1)], 1)
     return _resample(x, theta, size)
 
 
-def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 0.0, translate: float = 0.0,
-                  scale: tuple[float, float] = (1.0, 1.0)) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    degrees: float = 0.0,
+    translate: float = 0.0,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
     """Per example a rotation in [-degrees, degrees], a zoom in `scale` and a shift of up to
     `translate` x the side in each direction (digit-like data, where crops would cut strokes)."""
     n = x.shape[0]
     angle = torch.deg2rad(_uniform(n, -degrees, degrees, generator))
     zoom = _uniform(n, *scale, generator)
-    tx, ty = _uniform(n, -2 * translate, 2 * translate, generator), _uniform(n, -2 * translate, 2 * translate,
-                                                                              generator)
+    tx, ty = (
+        _uniform(n, -2 * translate, 2 * translate, generator),
+        _uniform(n, -2 * translate, 2 * translate, generator),
+    )
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     return _resample(x, theta)
@@ -106,11 +119,18 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
     """ITU-R 601 luma of RGB (N, 3, H, W) -> (N, 1, H, W), as torchvision's grayscale."""
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
-def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float = 0.0, contrast: float = 0.0,
-                 saturation: float = 0.0, hue: float = 0.0, p: float = 1.0) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+    p: float = 1.0,
+) -> torch.Tensor:
     """SimCLR's colour distortion on x in [0, 1], applied to each example with probability p:
     brightness x f, contrast (x - mean grey) f + mean grey, saturation grey + f (x - grey), with
     f ~ U(max(0, 1 - s), 1 + s), and a hue rotation by U(-hue, hue) turns in YIQ space, in that
@@ -122,6 +142,7 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float 
 
     def factor(strength: float) -> torch.Tensor:
         return per_example(_uniform(n, max(0.0, 1 - strength), 1 + strength, generator).float().to(x.device), x)
+
     out = x
     if brightness:
         out = (out * factor(brightness)).clamp(0, 1)
@@ -133,8 +154,7 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator, brightness: float 
         out = (grey + factor(saturation) * (out - grey)).clamp(0, 1)
     if hue:
         angle = 2 * torch.pi * _uniform(n, -hue, hue, generator).float().to(x.device)
-        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                              device=x.device)
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device)
         yiq = torch.einsum("ij,njhw->nihw", to_yiq, out)
         cos, sin = per_example(torch.cos(angle), x)[:, 0], per_example(torch.sin(angle), x)[:, 0]
         i, q = yiq[:, 1] * cos - yiq[:, 2] * sin, yiq[:, 1] * sin + yiq[:, 2] * cos
@@ -164,6 +184,7 @@ def gaussian_blur(x: torch.Tensor, generator: torch.Generator, p: float, sigma: 
         k = torch.exp(-0.5 * (taps[None] / s[:, None]) ** 2)
         # one kernel per (example, channel) of a grouped convolution
         return (k / k.sum(1, keepdim=True)).to(dtype).repeat_interleave(c, 0), radius
+
     with torch.autocast(x.device.type, enabled=False):  # a blur in bf16 would be off by ~2/255
         kw, rw = kernels(w)
         if rw:

@@ -61,18 +61,25 @@ CLAIM_SCHEMA: dict = {
         "properties": {
             "name": {"type": "string", "minLength": 1},
             "source": {"type": "string", "description": "where the claim comes from, e.g. a paper"},
-            "lhs": {"type": "string", "pattern": ADDRESS_PATTERN,
-                    "description": "metric address <family>/<experiment>/<metric key>"},
+            "lhs": {
+                "type": "string",
+                "pattern": ADDRESS_PATTERN,
+                "description": "metric address <family>/<experiment>/<metric key>",
+            },
             "op": {"enum": list(COMPARISONS)},
-            "rhs": {"anyOf": [{"type": "string", "pattern": ADDRESS_PATTERN}, {"type": "number"}],
-                    "description": "a metric address, or a number (a fixed threshold)"},
+            "rhs": {
+                "anyOf": [{"type": "string", "pattern": ADDRESS_PATTERN}, {"type": "number"}],
+                "description": "a metric address, or a number (a fixed threshold)",
+            },
             "margin": {"type": "number", "description": "the claim is: lhs <op> rhs + margin (default 0)"},
         },
     },
 }
 
-RULE_EXPLANATION = ("inconclusive: the difference is within two combined standard errors; "
-                    "SE from seeds (n >= 2) or the metric's own _se column")
+RULE_EXPLANATION = (
+    "inconclusive: the difference is within two combined standard errors; "
+    "SE from seeds (n >= 2) or the metric's own _se column"
+)
 
 
 def split_address(address: str) -> tuple[str, str, str]:
@@ -100,8 +107,10 @@ def check_claims(claims: list[dict], experiments: dict[str, set[str]]) -> None:
     for i, claim in enumerate(claims):
         name = claim.get("name")
         if name in first_index_of_name:
-            raise ConfigError(f"claims.{i}.name: {name!r} is already the name of claims.{first_index_of_name[name]}; "
-                              "claim names must be unique")
+            raise ConfigError(
+                f"claims.{i}.name: {name!r} is already the name of claims.{first_index_of_name[name]}; "
+                "claim names must be unique"
+            )
         first_index_of_name[name] = i
         for side in ("lhs", "rhs"):
             address = claim.get(side)
@@ -109,19 +118,24 @@ def check_claims(claims: list[dict], experiments: dict[str, set[str]]) -> None:
                 continue
             key_path = f"claims.{i}.{side}"
             if not isinstance(address, str):
-                raise ConfigError(f"{key_path}: must be a metric address <family>/<experiment>/<metric key>"
-                                  + (" or a number" if side == "rhs" else ""))
+                raise ConfigError(
+                    f"{key_path}: must be a metric address <family>/<experiment>/<metric key>"
+                    + (" or a number" if side == "rhs" else "")
+                )
             try:
                 family, experiment, _ = split_address(address)
             except ValueError as e:
                 raise ConfigError(f"{key_path}: {e}") from None
             if family not in experiments:
-                raise ConfigError(f"{key_path}: family {family!r} is not in this config; "
-                                  f"allowed: {', '.join(sorted(experiments))}")
+                raise ConfigError(
+                    f"{key_path}: family {family!r} is not in this config; allowed: {', '.join(sorted(experiments))}"
+                )
             if experiment not in experiments[family]:
                 article = "an" if family[0].lower() in "aeiou" else "a"
-                raise ConfigError(f"{key_path}: experiment {experiment!r} is not {article} {family} experiment; "
-                                  f"allowed: {', '.join(sorted(experiments[family]))}")
+                raise ConfigError(
+                    f"{key_path}: experiment {experiment!r} is not {article} {family} experiment; "
+                    f"allowed: {', '.join(sorted(experiments[family]))}"
+                )
 
 
 @dataclass(frozen=True)
@@ -162,8 +176,12 @@ def estimate_metric(df: pd.DataFrame, address: str) -> SideEstimate:
     if runs.empty:
         return SideEstimate(None, None, None, f"experiment {family}/{experiment} has no runs in the summary")
     if metric not in runs.columns or runs[metric].isna().all():
-        return SideEstimate(None, None, 0, f"metric {metric!r} is not reported by {family}/{experiment}"
-                            + _close_metric_names(metric, runs.columns))
+        return SideEstimate(
+            None,
+            None,
+            0,
+            f"metric {metric!r} is not reported by {family}/{experiment}" + _close_metric_names(metric, runs.columns),
+        )
     reported = runs[runs[metric].notna()]
     values = reported[metric].astype(float)
     n = len(values)
@@ -196,11 +214,23 @@ def evaluate_claim(claim: dict, df: pd.DataFrame) -> dict:
     lhs_side = estimate_metric(df, claim["lhs"])
     rhs_side = SideEstimate(float(rhs), 0.0, None) if _is_number(rhs) else estimate_metric(df, rhs)
     result = {
-        "name": claim["name"], "source": claim.get("source"), "lhs": claim["lhs"], "op": op, "rhs": rhs,
-        "lhs_value": lhs_side.value, "lhs_se": lhs_side.se, "rhs_value": rhs_side.value, "rhs_se": rhs_side.se,
-        "margin": margin, "difference": None, "combined_se": None,
-        "n_seeds_lhs": lhs_side.n_seeds, "n_seeds_rhs": rhs_side.n_seeds,
-        "se_known": False, "verdict": "missing", "detail": None,
+        "name": claim["name"],
+        "source": claim.get("source"),
+        "lhs": claim["lhs"],
+        "op": op,
+        "rhs": rhs,
+        "lhs_value": lhs_side.value,
+        "lhs_se": lhs_side.se,
+        "rhs_value": rhs_side.value,
+        "rhs_se": rhs_side.se,
+        "margin": margin,
+        "difference": None,
+        "combined_se": None,
+        "n_seeds_lhs": lhs_side.n_seeds,
+        "n_seeds_rhs": rhs_side.n_seeds,
+        "se_known": False,
+        "verdict": "missing",
+        "detail": None,
     }
     missing = [f"{side}: {s.missing}" for side, s in (("lhs", lhs_side), ("rhs", rhs_side)) if s.missing]
     if missing:
@@ -241,8 +271,10 @@ def claims_table(results: list[dict]) -> list[str]:
     No claims -> no lines, so a report without claims has no empty section."""
     if not results:
         return []
-    lines = ["| claim | source | lhs | value ± SE | op | rhs | value ± SE | verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| claim | source | lhs | value ± SE | op | rhs | value ± SE | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         op = f"`{r['op']}`" + (f" (margin {r['margin']:+.4g})" if r.get("margin") else "")
         verdict = f"**{r['verdict'].upper()}**"
@@ -250,12 +282,21 @@ def claims_table(results: list[dict]) -> list[str]:
             verdict += " (SE unknown)"
         if r["verdict"] == "missing" and r.get("detail"):
             verdict += f" ({r['detail']})"
-        rhs_estimate = (_format_number(r["rhs_value"]) if _is_number(r["rhs"])
-                        else _format_estimate(r["rhs_value"], r["rhs_se"], r["n_seeds_rhs"]))
-        cells = [_cell(r["name"]), _cell(r.get("source")), f"`{r['lhs']}`",
-                 _format_estimate(r["lhs_value"], r["lhs_se"], r["n_seeds_lhs"]), op,
-                 f"`{r['rhs']}`" if isinstance(r["rhs"], str) else _format_number(float(r["rhs"])),
-                 rhs_estimate, _cell(verdict)]
+        rhs_estimate = (
+            _format_number(r["rhs_value"])
+            if _is_number(r["rhs"])
+            else _format_estimate(r["rhs_value"], r["rhs_se"], r["n_seeds_rhs"])
+        )
+        cells = [
+            _cell(r["name"]),
+            _cell(r.get("source")),
+            f"`{r['lhs']}`",
+            _format_estimate(r["lhs_value"], r["lhs_se"], r["n_seeds_lhs"]),
+            op,
+            f"`{r['rhs']}`" if isinstance(r["rhs"], str) else _format_number(float(r["rhs"])),
+            rhs_estimate,
+            _cell(verdict),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", RULE_EXPLANATION + "; a verdict with SE unknown is decided from the values alone."]
     return lines

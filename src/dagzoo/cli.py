@@ -56,7 +56,6 @@ def cmd_models(a) -> int:
     import dataclasses
 
     from dagzoo import registry
-
     from dagzoo.family import families
 
     for family in families():
@@ -70,8 +69,10 @@ def cmd_models(a) -> int:
             for f in dataclasses.fields(cls.Params):
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
                 limits = ", ".join(f"{k} {v}" for k, v in f.metadata.items() if k != "help")
-                print(f"    {f.name:<18} = {default!r:<10} {f.metadata.get('help', '')}"
-                      + (f" ({limits})" if limits else ""))
+                print(
+                    f"    {f.name:<18} = {default!r:<10} {f.metadata.get('help', '')}"
+                    + (f" ({limits})" if limits else "")
+                )
     return 0
 
 
@@ -81,9 +82,8 @@ def cmd_docs(a) -> int:
     docs = Path(a.docs)
     written = [docs / "config-reference.md"] if write_config_reference(docs / "config-reference.md") else []
     if a.results is not None:
-        from dagzoo.docgen.results import write_results_page
-
         from dagzoo.docgen.headline import headline_markdown, update_readme
+        from dagzoo.docgen.results import write_results_page
 
         name = a.name or Path(a.results).resolve().name
         page = docs / "results" / f"{name}.md"
@@ -104,7 +104,6 @@ def cmd_docs(a) -> int:
 
 def cmd_report(a) -> int:
     from dagzoo.report import write_report
-
     from dagzoo.tracking import find_run_dirs, live_sync
 
     if a.runs is not None and a.runs_file is not None:
@@ -114,8 +113,10 @@ def cmd_report(a) -> int:
     runs = [Path(r) for r in listed] if listed is not None else find_run_dirs(Path(a.results))
     missing = [str(r) for r in runs if not (r / "metrics.json").is_file()]
     if listed is not None and missing:  # the DAG lists finished runs; a mistyped one would vanish from the report
-        raise DagzooError(f"{option}: {missing[0]} has no metrics.json (not a finished run)"
-                          + (f", and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        raise DagzooError(
+            f"{option}: {missing[0]} has no metrics.json (not a finished run)"
+            + (f", and {len(missing) - 1} more" if len(missing) > 1 else "")
+        )
     seen = set()
     for run in runs:  # a run given twice would count as two seeds of its experiment, with a spread of zero
         if run.resolve() in seen:
@@ -123,8 +124,9 @@ def cmd_report(a) -> int:
         seen.add(run.resolve())
     claims = _claims_arg(a.claims)
     tables = a.tables or a.out or a.results
-    paths = write_report(Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables),
-                         listed=listed is not None)
+    paths = write_report(
+        Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables), listed=listed is not None
+    )
     # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
     # best effort: an unreachable store costs one warning, the data wait on disk
     for run in runs:
@@ -179,7 +181,9 @@ def _claims_arg(value: str | None) -> list[dict]:
 
 def _run_stage_arguments(s: argparse.ArgumentParser) -> None:
     """The arguments of every stage that works on one run."""
-    s.add_argument("--spec", required=True, help="the stage's spec: a JSON string (as the DAG passes it) or a spec file")
+    s.add_argument(
+        "--spec", required=True, help="the stage's spec: a JSON string (as the DAG passes it) or a spec file"
+    )
     s.add_argument("--data", required=True, help="the family's prepared data directory")
     s.add_argument("--run-dir", required=True)
     s.add_argument("--results", default="results", help="results root (for the default MLflow store)")
@@ -196,8 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("validate-config", help="check a config file against the schema and the model registry")
     s.add_argument("config")
-    s.add_argument("--cache", metavar="DIR", help="keep the validated config in DIR, where the Snakefile reads it "
-                   "(.snakemake/dagzoo of the directory snakemake runs in; the Makefile passes it)")
+    s.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="keep the validated config in DIR, where the Snakefile reads it "
+        "(.snakemake/dagzoo of the directory snakemake runs in; the Makefile passes it)",
+    )
     s.set_defaults(fn=cmd_validate_config)
 
     s = sub.add_parser("models", help="list the registered models and their hyper-parameters")
@@ -212,33 +220,53 @@ def build_parser() -> argparse.ArgumentParser:
     for fam in families().values():
         fam.add_commands(sub, _run_stage_arguments)
 
-    s = sub.add_parser("docs", help="regenerate the documentation made from the code (docs/config-reference.md) "
-                       "and, with --results, a results page; with --bench, docs/benchmarks.md")
+    s = sub.add_parser(
+        "docs",
+        help="regenerate the documentation made from the code (docs/config-reference.md) "
+        "and, with --results, a results page; with --bench, docs/benchmarks.md",
+    )
     s.add_argument("--docs", default="docs", help="the docs folder (default: docs)")
     s.add_argument("--results", default=None, help="a finished results tree to write a results page from")
-    s.add_argument("--name", default=None, help="the results page's name: docs/results/<name>.md (default: the "
-                   "results folder's name)")
+    s.add_argument(
+        "--name",
+        default=None,
+        help="the results page's name: docs/results/<name>.md (default: the results folder's name)",
+    )
     s.add_argument("--bench", default=None, help="the bench scripts' output folder (bench/out) for docs/benchmarks.md")
-    s.add_argument("--readme", default="README.md", help="with --results: the README whose headline tables to fill "
-                   "(default: README.md, if there is one)")
+    s.add_argument(
+        "--readme",
+        default="README.md",
+        help="with --results: the README whose headline tables to fill (default: README.md, if there is one)",
+    )
     s.set_defaults(fn=cmd_docs)
 
     s = sub.add_parser("report", help="summary.parquet + report.md with tables and plots")
     s.add_argument("--results", default="results")
     s.add_argument("--out", default=None, help="report directory (default: <results>/report)")
-    s.add_argument("--tables", default=None, help="directory of summary.parquet, summary_by_experiment.parquet and "
-                   "claims.json (default: --results, or --out when --out is given, so a report made elsewhere "
-                   "leaves the DAG's tables alone)")
+    s.add_argument(
+        "--tables",
+        default=None,
+        help="directory of summary.parquet, summary_by_experiment.parquet and "
+        "claims.json (default: --results, or --out when --out is given, so a report made elsewhere "
+        "leaves the DAG's tables alone)",
+    )
     s.add_argument("--runs", nargs="*", default=None, help="run directories to report (default: all under results)")
-    s.add_argument("--runs-file", default=None, help="a file listing the run directories, one per line (what the "
-                   "DAG passes: a shell command holds at most 128 KiB, some 2,000 run paths)")
+    s.add_argument(
+        "--runs-file",
+        default=None,
+        help="a file listing the run directories, one per line (what the "
+        "DAG passes: a shell command holds at most 128 KiB, some 2,000 run paths)",
+    )
     s.add_argument("--claims", default=None, help="the claims to evaluate: a JSON list or a config file")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("mlflow-sync", help="(re)log every run under results/ into MLflow, idempotently")
     s.add_argument("--results", default="results")
-    s.add_argument("--uri", default=None, help="tracking URI (default: $DAGZOO_TRACKING_URI, else $MLFLOW_TRACKING_URI, "
-                   "else sqlite under results/)")
+    s.add_argument(
+        "--uri",
+        default=None,
+        help="tracking URI (default: $DAGZOO_TRACKING_URI, else $MLFLOW_TRACKING_URI, else sqlite under results/)",
+    )
     s.add_argument("--prefix", default=None, help="experiment name prefix (default: $DAGZOO_MLFLOW_PREFIX or dagzoo-)")
     s.set_defaults(fn=cmd_mlflow_sync)
     return p
@@ -284,6 +312,7 @@ def _main(argv: list[str] | None) -> int:
     if status == 0:  # a finished job's last line: where its time went (bench/bench_overhead.py)
         print(timing.timing_line(args.command, ready, time.time()), file=sys.stderr)
     return status
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -130,17 +130,20 @@ def load_config(path: str | Path) -> dict:
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a config file") from None
     except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to read; allowed: a config as deep as config/config.yaml "
-                          "(a handful of levels)") from None
+        raise ConfigError(
+            f"{path}: nested too deeply to read; allowed: a config as deep as config/config.yaml (a handful of levels)"
+        ) from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start : e.start + 1]!r})") from None
     except _DuplicateKeyError as e:
         raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}{_yaml_error(e)}") from None
     if cfg is not None and not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of keys to values (results, seeds, a family, ...), "
-                          f"got a {type(cfg).__name__}")
+        raise ConfigError(
+            f"{path}: the config must be a mapping of keys to values (results, seeds, a family, ...), "
+            f"got a {type(cfg).__name__}"
+        )
     return cfg or {}
 
 
@@ -156,8 +159,10 @@ def _merge(defaults: dict, values: dict) -> dict:
 
 #: the patterns of the names the schemas allow (experiments; samplers, which end their jobs'
 #: log names after a '-'), and what they allow in words
-NAME_PATTERNS = {"^[A-Za-z0-9][A-Za-z0-9_.-]*$": "ASCII letters, digits, '_', '.' and '-'",
-                 "^[A-Za-z0-9][A-Za-z0-9_.]*$": "ASCII letters, digits, '_' and '.'"}
+NAME_PATTERNS = {
+    "^[A-Za-z0-9][A-Za-z0-9_.-]*$": "ASCII letters, digits, '_', '.' and '-'",
+    "^[A-Za-z0-9][A-Za-z0-9_.]*$": "ASCII letters, digits, '_' and '.'",
+}
 
 
 def _format_schema_error(err: jsonschema.ValidationError) -> str:
@@ -168,8 +173,10 @@ def _format_schema_error(err: jsonschema.ValidationError) -> str:
         key = extra[0] if extra else "?"
         return f"{key if path == '<top level>' else f'{path}.{key}'}: unknown key; allowed: {allowed}"
     if err.validator == "pattern" and err.schema.get("pattern") in NAME_PATTERNS:
-        return (f"{path}: {err.instance!r} is not a name; allowed: {NAME_PATTERNS[err.schema['pattern']]}, "
-                "starting with a letter or digit (it names files and a Snakemake wildcard)")
+        return (
+            f"{path}: {err.instance!r} is not a name; allowed: {NAME_PATTERNS[err.schema['pattern']]}, "
+            "starting with a letter or digit (it names files and a Snakemake wildcard)"
+        )
     if err.validator == "pattern" and err.schema.get("pattern") == ADDRESS_PATTERN:
         return f"{path}: {err.instance!r} is not a metric address; allowed: <family>/<experiment>/<metric key>"
     if err.validator == "not" and isinstance(err.validator_value, dict) and "const" in err.validator_value:
@@ -191,7 +198,8 @@ def _is_integer(checker, instance) -> bool:
 #: directory no rule makes): a whole-number float is refused as a model's int hyper-parameter is
 Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
 
 #: Snakemake takes a wildcard value that ends in 20 repeats of one piece (aaaa..., abab...) for a
 #: rule matching its own output without end and refuses the DAG (PeriodicWildcardError)
@@ -204,12 +212,16 @@ def check_name(name: str, where: str) -> None:
     """A name that becomes a wildcard value and a file name (an experiment's, a sampler's): refused
     when it is too long for a file name or looks periodic to Snakemake."""
     if len(name) > MAX_NAME_LENGTH:
-        raise ConfigError(f"{where}: a name of {len(name)} characters; allowed: at most {MAX_NAME_LENGTH} "
-                          "(it becomes part of file names)")
+        raise ConfigError(
+            f"{where}: a name of {len(name)} characters; allowed: at most {MAX_NAME_LENGTH} "
+            "(it becomes part of file names)"
+        )
     periodic = _PERIODIC.search(name)
     if periodic:
-        raise ConfigError(f"{where}: a name ending in 20 or more repeats of {periodic.group(1)!r}, which Snakemake "
-                          "refuses as a runaway wildcard; allowed: any other name")
+        raise ConfigError(
+            f"{where}: a name ending in 20 or more repeats of {periodic.group(1)!r}, which Snakemake "
+            "refuses as a runaway wildcard; allowed: any other name"
+        )
 
 
 def validate_config(raw: dict, check_files: bool = True) -> dict:
@@ -246,8 +258,10 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
             fam.check_experiment(section, exp_name, exp, cls, params, where)
             batch = exp.get("batch_size")
             if batch is not None and batch % cfg["processes"]:
-                raise ConfigError(f"{where}.batch_size: {batch} is not divisible by processes "
-                                  f"({cfg['processes']}): every data-parallel process takes an equal shard")
+                raise ConfigError(
+                    f"{where}.batch_size: {batch} is not divisible by processes "
+                    f"({cfg['processes']}): every data-parallel process takes an equal shard"
+                )
     check_claims(cfg["claims"], {name: set(cfg[name]["experiments"]) for name in declared})
     return cfg
 
@@ -275,8 +289,9 @@ def check_section_part(family: str, key: str, value: Any, where: str | None = No
         return ".".join([where or "arguments", *map(str, path)])
 
     _reject_non_finite(merged, (), set(), name=lambda path: name(list(path)))
-    errors = sorted(Validator(fam.schema()["properties"][key]).iter_errors(merged),
-                    key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        Validator(fam.schema()["properties"][key]).iter_errors(merged), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         messages = []
         for e in errors[:5]:  # "<key path>: message", the path inside the part (an unknown key included)
@@ -296,14 +311,18 @@ def _reject_cycles(node: Any, path: tuple, open_nodes: set[int]) -> None:
     if not isinstance(node, (dict, list, tuple)):
         return
     if len(path) > MAX_DEPTH:
-        raise ConfigError(f"{'.'.join(map(str, path[:3]))}...: nested more than {MAX_DEPTH} levels deep; allowed: "
-                          "a config as deep as config/config.yaml (a handful of levels)")
+        raise ConfigError(
+            f"{'.'.join(map(str, path[:3]))}...: nested more than {MAX_DEPTH} levels deep; allowed: "
+            "a config as deep as config/config.yaml (a handful of levels)"
+        )
     if id(node) in open_nodes:
         where = ".".join(map(str, path))
-        raise ConfigError(f"{where}: contains itself (a YAML alias used inside its own anchor); allowed: an alias "
-                          "of a value written before it, outside it")
+        raise ConfigError(
+            f"{where}: contains itself (a YAML alias used inside its own anchor); allowed: an alias "
+            "of a value written before it, outside it"
+        )
     open_nodes.add(id(node))
-    for key, value in (node.items() if isinstance(node, dict) else enumerate(node)):
+    for key, value in node.items() if isinstance(node, dict) else enumerate(node):
         _reject_cycles(value, (*path, key), open_nodes)
     open_nodes.discard(id(node))
 
@@ -327,8 +346,12 @@ def _reject_non_string_keys(node: Any, path: tuple) -> None:
             _reject_non_string_keys(value, (*path, i))
 
 
-def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str],
-                       name: Callable[[tuple], str] = lambda path: ".".join(map(str, path))) -> None:
+def _reject_non_finite(
+    node: Any,
+    path: tuple,
+    experiment_sections: set[str],
+    name: Callable[[tuple], str] = lambda path: ".".join(map(str, path)),
+) -> None:
     """Refuse NaN anywhere and +-inf outside the families' experiments, naming the key path.
 
     JSON schema's minimum / maximum let NaN through (it compares false with every bound) and an
@@ -349,18 +372,23 @@ def _reject_non_finite(node: Any, path: tuple, experiment_sections: set[str],
 def _check_results_root(results: str) -> None:
     """Every output lives under `results`: the filesystem root would scatter them over the disk."""
     if results.startswith("~"):  # no shell expands it: the outputs would go to a directory named "~"
-        raise ConfigError(f"results: {results!r} starts with ~, which nothing expands here (the outputs would go "
-                          "to a directory named ~); allowed: the path written out, e.g. /home/me/results")
+        raise ConfigError(
+            f"results: {results!r} starts with ~, which nothing expands here (the outputs would go "
+            "to a directory named ~); allowed: the path written out, e.g. /home/me/results"
+        )
     if os.path.exists(results) and not os.path.isdir(results):
-        raise ConfigError(f"results: {results!r} is an existing file, not a directory; allowed: a directory, "
-                          "or a path that does not exist yet")
+        raise ConfigError(
+            f"results: {results!r} is an existing file, not a directory; allowed: a directory, "
+            "or a path that does not exist yet"
+        )
     normalized = Path(os.path.normpath(results))
     if normalized.is_absolute() and normalized == Path(normalized.anchor):
-        raise ConfigError(f"results: {results!r} is the filesystem root; allowed: a directory below it, "
-                          "e.g. results")
+        raise ConfigError(f"results: {results!r} is the filesystem root; allowed: a directory below it, e.g. results")
     if "{" in results or "}" in results:  # every output path starts with it: Snakemake would read a wildcard
-        raise ConfigError(f"results: {results!r} contains braces, which Snakemake reads as wildcards in output "
-                          "paths; allowed: a path without { or }")
+        raise ConfigError(
+            f"results: {results!r} contains braces, which Snakemake reads as wildcards in output "
+            "paths; allowed: a path without { or }"
+        )
 
 
 def _model_params(fam, exp: dict, where: str) -> tuple[type, Any]:
@@ -399,8 +427,15 @@ def experiment_specs(cfg: dict) -> list[dict]:
             train = {k: v for k, v in values.items() if "train" in stages[k]}
             later = {stage: {k: v for k, v in values.items() if stage in stages[k]} for stage in LATER_STAGES}
             for seed in cfg["seeds"]:
-                spec = {"family": name, "experiment": exp_name, "model": exp["model"], "seed": seed,
-                        "params": copy.deepcopy(train), "dataset": dataset, **copy.deepcopy(fields)}
+                spec = {
+                    "family": name,
+                    "experiment": exp_name,
+                    "model": exp["model"],
+                    "seed": seed,
+                    "params": copy.deepcopy(train),
+                    "dataset": dataset,
+                    **copy.deepcopy(fields),
+                }
                 spec["config_hash"] = stable_hash(spec)
                 spec["stage_params"] = copy.deepcopy(later)
                 specs.append(spec)

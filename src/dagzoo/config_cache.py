@@ -61,9 +61,11 @@ def experiment_facts(cfg: dict) -> dict[str, dict]:
     for name, fam in families().items():
         for exp_name, exp in cfg.get(name, {}).get("experiments", {}).items():
             cls = get_model(name, exp["model"])
-            facts[f"{name}/{exp_name}"] = {"threaded_training": bool(cls.threaded_training),
-                                           "distributed_training": bool(cls.distributed_training),
-                                           **fam.rule_facts(cls, exp)}
+            facts[f"{name}/{exp_name}"] = {
+                "threaded_training": bool(cls.threaded_training),
+                "distributed_training": bool(cls.distributed_training),
+                **fam.rule_facts(cls, exp),
+            }
     return facts
 
 
@@ -87,8 +89,13 @@ def _read(path: Path, key: str) -> tuple[dict, list, dict] | None:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not (isinstance(payload, dict) and payload.get("key") == key and isinstance(payload.get("cfg"), dict)
-            and isinstance(payload.get("specs"), list) and isinstance(payload.get("facts"), dict)):
+    if not (
+        isinstance(payload, dict)
+        and payload.get("key") == key
+        and isinstance(payload.get("cfg"), dict)
+        and isinstance(payload.get("specs"), list)
+        and isinstance(payload.get("facts"), dict)
+    ):
         return None
     return payload["cfg"], payload["specs"], payload["facts"]
 

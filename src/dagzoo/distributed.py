@@ -119,8 +119,9 @@ def _reduce(value: float, op: str) -> float:
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([value], dtype=torch.float64 if op == "sum" else torch.float32,
-                     device=device() or torch.device("cpu"))
+    t = torch.tensor(
+        [value], dtype=torch.float64 if op == "sum" else torch.float32, device=device() or torch.device("cpu")
+    )
     dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return float(t.item())
 

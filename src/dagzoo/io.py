@@ -58,9 +58,11 @@ _TERMINATING = False
 
 def refuse_if_orphaned(path: Path) -> None:
     if _JOB_SHELL_PID is not None and not _TERMINATING and os.getppid() != _JOB_SHELL_PID:
-        raise OrphanedJobError(f"the job that started this process (pid {_JOB_SHELL_PID}) is gone: {path} is "
-                               "not written, so the DAG reruns this stage (a training run resumes from its last "
-                               "checkpoint)")
+        raise OrphanedJobError(
+            f"the job that started this process (pid {_JOB_SHELL_PID}) is gone: {path} is "
+            "not written, so the DAG reruns this stage (a training run resumes from its last "
+            "checkpoint)"
+        )
 
 
 @functools.cache

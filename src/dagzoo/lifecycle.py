@@ -125,11 +125,22 @@ class Model:
 
         self.prepare(ctx)
         net = self.init_network(ctx.seed)
-        trainer = Trainer(net, self.params, ctx.run_dir, ctx.seed, ctx.config_hash,
-                          lambda model, step: self.step_loss(model, step, ctx.seed),
-                          units_per_step=self.units_per_step(), unit=ctx.unit, flops_per_step=self.flops_per_step(),
-                          eval_fn=self.eval_fn(ctx), on_progress=ctx.on_progress, device=self.device, desc=ctx.desc,
-                          data_digest=ctx.data_digest)
+        trainer = Trainer(
+            net,
+            self.params,
+            ctx.run_dir,
+            ctx.seed,
+            ctx.config_hash,
+            lambda model, step: self.step_loss(model, step, ctx.seed),
+            units_per_step=self.units_per_step(),
+            unit=ctx.unit,
+            flops_per_step=self.flops_per_step(),
+            eval_fn=self.eval_fn(ctx),
+            on_progress=ctx.on_progress,
+            device=self.device,
+            desc=ctx.desc,
+            data_digest=ctx.data_digest,
+        )
         summary = trainer.fit()
         net.load_state_dict(trainer.final_state_dict())
         if distributed.state().is_main:
@@ -157,7 +168,9 @@ class Model:
             try:
                 net.load_state_dict(state["state_dict"])
             except (RuntimeError, KeyError) as e:
-                raise CheckpointError(f"{Path(run_dir) / 'model.pt'} does not fit this model "
-                                      f"({str(e).splitlines()[0][:200]}); retrain this run") from None
+                raise CheckpointError(
+                    f"{Path(run_dir) / 'model.pt'} does not fit this model "
+                    f"({str(e).splitlines()[0][:200]}); retrain this run"
+                ) from None
         net.eval()
         return model

@@ -34,12 +34,16 @@ def git_commit(cwd: Path | None = None) -> str:
     src = Path(dagzoo.__file__).resolve().parent
     for where in (cwd, src):
         try:
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                                  timeout=10)
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10)
             if head.returncode != 0:
                 continue
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=where,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
             return head.stdout.strip() + ("-dirty" if dirty else "")
         except (OSError, subprocess.SubprocessError):
             continue

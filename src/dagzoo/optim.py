@@ -23,10 +23,28 @@ class LARS(torch.optim.Optimizer):
     (solo-learn's `clip_lars_lr`, apex's LARC clipping mode).
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02,
-                 clip: bool = False, eps: float = 1e-8):
-        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
-                                  "adapt": True, "clip": clip, "eps": eps})
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+        clip: bool = False,
+        eps: float = 1e-8,
+    ):
+        super().__init__(
+            params,
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "weight_decay": weight_decay,
+                "eta": eta,
+                "adapt": True,
+                "clip": clip,
+                "eps": eps,
+            },
+        )
 
     @torch.no_grad()
     def step(self, closure=None):

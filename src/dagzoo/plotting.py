@@ -17,14 +17,21 @@ def save_figure(fig, path: Path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
-def write_run_curve(run_dir: Path, spec: dict, series: list[tuple[str | None, list[tuple[float, float]], dict]],
-                    xlabel: str, ylabel: str, log_y: bool = False) -> None:
+def write_run_curve(
+    run_dir: Path,
+    spec: dict,
+    series: list[tuple[str | None, list[tuple[float, float]], dict]],
+    xlabel: str,
+    ylabel: str,
+    log_y: bool = False,
+) -> None:
     """Plot every non-empty (label, points, matplotlib kwargs) series into run_dir/curve.png
     (written atomically); nothing is written unless some series has two points."""
     if all(len(points) < 2 for _, points, _ in series):
         return
     series = [s for s in series if s[1]]
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -37,7 +37,7 @@ class Paper:
     url: str
 
     def cite(self) -> str:
-        return f"{self.authors} ({self.year}), \"{self.title}\", {self.url}"
+        return f'{self.authors} ({self.year}), "{self.title}", {self.url}'
 
 
 def register(family: str, key: str, papers: tuple[Paper, ...] = ()):
@@ -52,6 +52,7 @@ def register(family: str, key: str, papers: tuple[Paper, ...] = ()):
         cls.family = family
         cls.papers = tuple(papers)
         return cls
+
     return deco
 
 
@@ -216,7 +217,5 @@ def param(default: Any, help: str = "", **constraints) -> Any:
     `stage`: "evaluate", "sample" or both for a hyper-parameter only that later stage reads
     (changing it reruns that stage, not training; see dagzoo.config.stage_spec)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default),
-                                 metadata={"help": help, **constraints})
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **constraints})
     return dataclasses.field(default=default, metadata={"help": help, **constraints})
-

@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dagzoo.errors import DataError
-from dagzoo.io import atomic_write_text, atomic_writer, read_json_object, read_jsonl
-from dagzoo.io import RUN_SPEC_KEYS
+from dagzoo.io import RUN_SPEC_KEYS, atomic_write_text, atomic_writer, read_json_object, read_jsonl
 
 ID_COLUMNS = ["family", "experiment", "model", "seed", "config_hash", "run_dir"]
 GROUP_COLUMNS = ["family", "experiment", "model"]
@@ -67,22 +66,34 @@ def collect(run_dirs: list[Path], listed: bool = True) -> tuple[pd.DataFrame, di
         if not isinstance(doc["metrics"], dict):
             raise DataError(f"{d / 'metrics.json'}: 'metrics' is not an object; rerun the run's evaluation")
         if doc.get("config_hash", spec["config_hash"]) != spec["config_hash"]:  # trained anew, not evaluated since
-            problem = (f"{d / 'metrics.json'}: evaluates another training of this run directory (config_hash "
-                       f"{doc['config_hash']}; spec.json has {spec['config_hash']})")
+            problem = (
+                f"{d / 'metrics.json'}: evaluates another training of this run directory (config_hash "
+                f"{doc['config_hash']}; spec.json has {spec['config_hash']})"
+            )
             if listed:
                 raise DataError(f"{problem}; rerun the run's evaluation")
             print(f"[dagzoo] warning: {problem}: left out of the report until it is evaluated", file=sys.stderr)
             continue
         wrong = next(((k, v) for k, v in doc["metrics"].items() if isinstance(v, (str, bool))), None)
         if wrong:  # every family's metric is a number (lists and objects are details, not columns)
-            raise DataError(f"{d / 'metrics.json'}: metric {wrong[0]!r} is {wrong[1]!r}, not a number; rerun the "
-                            "run's evaluation")
+            raise DataError(
+                f"{d / 'metrics.json'}: metric {wrong[0]!r} is {wrong[1]!r}, not a number; rerun the run's evaluation"
+            )
         metrics = {k: v for k, v in doc["metrics"].items() if v is None or isinstance(v, (int, float))}
         fam = get_family(spec.get("family"), where=f"{d / 'spec.json'}: family")
         fields = fam.summary_fields(d, spec, metrics)
-        rows.append({"family": spec["family"], "experiment": spec["experiment"], "model": spec["model"],
-                     "seed": spec["seed"], "config_hash": spec["config_hash"], "run_dir": str(d), **fields,
-                     **metrics})
+        rows.append(
+            {
+                "family": spec["family"],
+                "experiment": spec["experiment"],
+                "model": spec["model"],
+                "seed": spec["seed"],
+                "config_hash": spec["config_hash"],
+                "run_dir": str(d),
+                **fields,
+                **metrics,
+            }
+        )
         histories[str(d)] = read_jsonl(d / "history.jsonl", numeric=True)
     df = pd.DataFrame(rows)
     if not df.empty:
@@ -113,8 +124,14 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- the report
-def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | None = None,
-                 claims: list[dict] | None = None, tables: Path | None = None, listed: bool | None = None) -> list[Path]:
+def write_report(
+    results: Path,
+    out: Path | None = None,
+    run_dirs: list[Path] | None = None,
+    claims: list[dict] | None = None,
+    tables: Path | None = None,
+    listed: bool | None = None,
+) -> list[Path]:
     """The report of `run_dirs` (default: every run under `results`) into `out` (default:
     <results>/report), and its tables (summary.parquet, summary_by_experiment.parquet,
     claims.json) into `tables` (default: `results`). `listed`: the runs were named (default: when
@@ -144,8 +161,11 @@ def write_report(results: Path, out: Path | None = None, run_dirs: list[Path] | 
         plots += family_plots
     # the tables last, once every section is made: a report that fails replaces none of them
     tables.mkdir(parents=True, exist_ok=True)
-    summary, by_exp, claims_path = tables / "summary.parquet", tables / "summary_by_experiment.parquet", \
-        tables / "claims.json"
+    summary, by_exp, claims_path = (
+        tables / "summary.parquet",
+        tables / "summary_by_experiment.parquet",
+        tables / "claims.json",
+    )
     _write_parquet(df, summary)
     _write_parquet(agg, by_exp)
     atomic_write_text(out / "summary.csv", agg.to_csv(index=False))

@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from dagzoo.errors import ConfigError, TrainingError
-from dagzoo.io import (RUN_SPEC_KEYS, RUN_SPEC_TYPES, atomic_write_json, read_json, read_json_object, read_jsonl,
-                       wrong_type)
-
+from dagzoo.io import (
+    RUN_SPEC_KEYS,
+    RUN_SPEC_TYPES,
+    atomic_write_json,
+    read_json,
+    read_json_object,
+    read_jsonl,
+    wrong_type,
+)
 
 #: seconds a training runs before it first mirrors itself into MLflow (then every 30 s)
 TRAIN_FIRST_SYNC_S = 60.0
@@ -50,8 +56,9 @@ def read_run_spec(spec_path: str | Path, family: str | None = None) -> tuple[dic
     spec (of `family`, when given) without importing its model."""
     spec, spec_path = read_spec(spec_path)
     if not isinstance(spec, dict) or not set(RUN_SPEC_KEYS) <= set(spec):
-        raise ConfigError(f"{spec_path}: not a run spec (needs family, experiment, model, seed, config_hash and a "
-                          "params object)")
+        raise ConfigError(
+            f"{spec_path}: not a run spec (needs family, experiment, model, seed, config_hash and a params object)"
+        )
     problem = wrong_type(spec, RUN_SPEC_TYPES) or (f"seed is {spec['seed']}, not >= 0" if spec["seed"] < 0 else None)
     if problem:
         raise ConfigError(f"{spec_path}: not a run spec ({problem})")
@@ -104,8 +111,15 @@ def _shape_problem(value: Any, like: Any, path: str) -> str | None:
     kinds = {bool: (bool,), int: (int, float), float: (int, float), str: (str,), list: (list,)}
     wanted = next((k for t, k in kinds.items() if isinstance(like, t)), None)
     if wanted and (not isinstance(value, wanted) or (bool not in wanted and isinstance(value, bool))):
-        kind = "a number" if int in wanted else "a list" if list in wanted else "true or false" if bool in wanted \
+        kind = (
+            "a number"
+            if int in wanted
+            else "a list"
+            if list in wanted
+            else "true or false"
+            if bool in wanted
             else "a string"
+        )
         return f"{path} is {value!r}, not {kind}"
     return None
 
@@ -134,8 +148,9 @@ def train(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, r
             # first: a wrong --data or DAGZOO_DEVICE must not touch the run directory
             data, device = fam.open_data(Path(data_dir)), model_device(cls)
             with _only_training_of(Path(run_dir)) if dist.is_main else contextlib.nullcontext():
-                return _train(spec, fam, cls, params, data, device, Path(data_dir), Path(run_dir), Path(results),
-                              rule, dist)
+                return _train(
+                    spec, fam, cls, params, data, device, Path(data_dir), Path(run_dir), Path(results), rule, dist
+                )
         return {}
     finally:
         distributed.shutdown()
@@ -162,8 +177,10 @@ def _only_training_of(run_dir: Path):
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "another process"
-            raise TrainingError(f"{run_dir} is being trained by {holder} (it holds {path}); this job stops and "
-                                "writes nothing there: rerun once that training has ended") from None
+            raise TrainingError(
+                f"{run_dir} is being trained by {holder} (it holds {path}); this job stops and "
+                "writes nothing there: rerun once that training has ended"
+            ) from None
         except OSError:  # no file locks here (Lustre without -o flock, NFS without lockd)
             yield
             return
@@ -172,8 +189,11 @@ def _only_training_of(run_dir: Path):
         for leftover in (run_dir / "checkpoints").glob(".*.tmp"):
             leftover.unlink(missing_ok=True)
         lock.truncate(0)
-        lock.write(f"pid {os.getpid()} on {socket.gethostname()}"
-                   + (f" (SLURM job {os.environ['SLURM_JOB_ID']})" if "SLURM_JOB_ID" in os.environ else "") + "\n")
+        lock.write(
+            f"pid {os.getpid()} on {socket.gethostname()}"
+            + (f" (SLURM job {os.environ['SLURM_JOB_ID']})" if "SLURM_JOB_ID" in os.environ else "")
+            + "\n"
+        )
         lock.flush()
         try:
             yield
@@ -199,9 +219,15 @@ def _train(spec, fam, cls, params, data, device, data_dir: Path, run_dir: Path, 
     # a training shorter than TRAIN_FIRST_SYNC_S is mirrored by the run's evaluation (MLflow's
     # import alone would add ~1.5 s to a job that holds the training's cores)
     sync = live_sync(run_dir, results, first_sync_after=TRAIN_FIRST_SYNC_S) if main else None
-    ctx = RunContext(run_dir=run_dir, spec=spec, device=device, unit=fam.unit,
-                     on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
-                     desc=f"{spec['experiment']}/{spec['seed']}", data_digest=digest)
+    ctx = RunContext(
+        run_dir=run_dir,
+        spec=spec,
+        device=device,
+        unit=fam.unit,
+        on_progress=(lambda: sync(status="RUNNING")) if sync else (lambda: None),
+        desc=f"{spec['experiment']}/{spec['seed']}",
+        data_digest=digest,
+    )
     seed_torch(cls, spec["seed"])
     model = cls(params, data, device)
     t0 = time.time()
@@ -214,8 +240,10 @@ def _train(spec, fam, cls, params, data, device, data_dir: Path, run_dir: Path, 
     if not main:
         return summary
     metrics = train_metrics(fam.unit, summary, model, run_dir, t0)
-    atomic_write_json(run_dir / "train.json", {"metrics": metrics, "summary": summary, "step": summary["steps"],
-                                               "timestamp_ms": int(time.time() * 1000)})
+    atomic_write_json(
+        run_dir / "train.json",
+        {"metrics": metrics, "summary": summary, "step": summary["steps"], "timestamp_ms": int(time.time() * 1000)},
+    )
     sync.finish("FINISHED")
     return metrics
 
@@ -242,8 +270,12 @@ def seed_torch(cls: type, seed: int) -> None:
 def train_metrics(unit: str, summary: dict, model, run_dir: Path, t0: float) -> dict:
     """The train stage's metrics, the same names in every family (train/<unit> in its unit)."""
     seconds = summary["train_time_s"]
-    metrics = {f"train/{unit}": summary[unit], "train/time_s": seconds, "train/job_wall_s": time.time() - t0,
-               f"train/{unit}_per_s": summary[unit] / max(seconds, 1e-9)}
+    metrics = {
+        f"train/{unit}": summary[unit],
+        "train/time_s": seconds,
+        "train/job_wall_s": time.time() - t0,
+        f"train/{unit}_per_s": summary[unit] / max(seconds, 1e-9),
+    }
     if summary.get("flops") is not None:
         metrics["train/flops"] = summary["flops"]
         metrics["train/flop_per_s"] = summary["flops"] / max(seconds, 1e-9)
@@ -257,15 +289,22 @@ def train_metrics(unit: str, summary: dict, model, run_dir: Path, t0: float) -> 
     return metrics
 
 
-def load_trained(spec_path: str | Path, data_dir: Path, run_dir: Path, stage: str, rule: str | None,
-                 family: str | None = None, untrained: bool = False, with_model=True):
+def load_trained(
+    spec_path: str | Path,
+    data_dir: Path,
+    run_dir: Path,
+    stage: str,
+    rule: str | None,
+    family: str | None = None,
+    untrained: bool = False,
+    with_model=True,
+):
     """(spec, family, model class, data, the run's trained model) for a stage after training;
     `untrained`: the network of the run's seed before training (a baseline); `with_model`
     (a bool, or a predicate of the model class) False: the model is not loaded (None), for
     stages that only read the run's files."""
-    from dagzoo.provenance import write_provenance
-
     from dagzoo.config import LATER_STAGES
+    from dagzoo.provenance import write_provenance
 
     spec_stage = stage.split("-", 1)[0]  # sample-<sampler> reads the sample part
     spec_path = _spec_of_stage(spec_path, spec_stage)
@@ -308,9 +347,12 @@ def _warn_if_defaults(spec_path, spec: dict, cls: type, stage: str) -> None:
 
     own = [f.name for f in dataclasses.fields(cls.Params) if stage in field_stages(f)]
     if own and spec.get("stage", "train") != stage:
-        print(f"[dagzoo] warning: {spec_path} is the run's {spec.get('stage', 'train')} spec: "
-              f"{', '.join(own)} take their defaults (the DAG passes the {stage} part; by hand, use "
-              f"spec-{stage}.json)", file=sys.stderr)
+        print(
+            f"[dagzoo] warning: {spec_path} is the run's {spec.get('stage', 'train')} spec: "
+            f"{', '.join(own)} take their defaults (the DAG passes the {stage} part; by hand, use "
+            f"spec-{stage}.json)",
+            file=sys.stderr,
+        )
 
 
 def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **extra) -> dict:
@@ -318,10 +360,19 @@ def write_metrics(run_dir: Path, spec: dict, metrics: dict, results: Path, **ext
     every family shares (the report and MLflow read nothing else); then the MLflow mirror."""
     train = read_json_object(run_dir / "train.json", {"metrics": dict, "step": int})
     merged = {**metrics, **train["metrics"]}
-    atomic_write_json(run_dir / "metrics.json", {
-        "metrics": merged, "experiment": spec["experiment"], "model": spec["model"], "seed": spec["seed"],
-        "config_hash": spec["config_hash"], "step": train["step"], "timestamp_ms": int(time.time() * 1000),
-        **extra})
+    atomic_write_json(
+        run_dir / "metrics.json",
+        {
+            "metrics": merged,
+            "experiment": spec["experiment"],
+            "model": spec["model"],
+            "seed": spec["seed"],
+            "config_hash": spec["config_hash"],
+            "step": train["step"],
+            "timestamp_ms": int(time.time() * 1000),
+            **extra,
+        },
+    )
     from dagzoo.tracking import live_sync
 
     live_sync(run_dir, results)(force=True)

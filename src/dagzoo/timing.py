@@ -51,6 +51,7 @@ class _FirstImportTimer(importlib.abc.MetaPathFinder):
         def exec_module(module):
             with importing():
                 run(module)
+
         spec.loader.exec_module = exec_module
         return spec
 
@@ -88,6 +89,8 @@ def timing_line(command: str, ready: float, end: float) -> str:
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else 1
     start = process_start()
-    return (f"[dagzoo] timing: command={command} start={start:.2f} end={end:.2f} threads={threads} "
-            f"startup_s={ready - start + import_seconds:.2f} "
-            f"useful_s={max(end - ready - sync_seconds - import_seconds, 0.0):.2f} sync_s={sync_seconds:.2f}")
+    return (
+        f"[dagzoo] timing: command={command} start={start:.2f} end={end:.2f} threads={threads} "
+        f"startup_s={ready - start + import_seconds:.2f} "
+        f"useful_s={max(end - ready - sync_seconds - import_seconds, 0.0):.2f} sync_s={sync_seconds:.2f}"
+    )

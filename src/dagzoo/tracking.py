@@ -100,7 +100,7 @@ def redact_uri(uri: str) -> str:
     if not info:
         return uri
     start = uri.index("//") + 2  # the netloc, and so the userinfo, starts right after "scheme://"
-    return f"{uri[:start]}***@{uri[start + len(info) + 1:]}"
+    return f"{uri[:start]}***@{uri[start + len(info) + 1 :]}"
 
 
 def _redact_text(message: str, uri: str) -> str:
@@ -126,7 +126,7 @@ def _redact_text(message: str, uri: str) -> str:
 
 def _sqlite_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):])
+        return Path(uri[len("sqlite:///") :])
     return None
 
 
@@ -159,12 +159,15 @@ def _exclusive(uri: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise TrackingError(f"the MLflow store's lock {path} was held for over {LOCK_TIMEOUT_S:.0f} s "
-                                        "by another job") from None
+                    raise TrackingError(
+                        f"the MLflow store's lock {path} was held for over {LOCK_TIMEOUT_S:.0f} s by another job"
+                    ) from None
                 time.sleep(0.05)
             except OSError as e:
-                raise TrackingError(f"cannot lock {path} ({e.strerror or e}): the filesystem has no file locks; on "
-                                    "a cluster, point mlflow.tracking_uri at an MLflow server") from None
+                raise TrackingError(
+                    f"cannot lock {path} ({e.strerror or e}): the filesystem has no file locks; on "
+                    "a cluster, point mlflow.tracking_uri at an MLflow server"
+                ) from None
         try:
             yield
         finally:
@@ -203,8 +206,9 @@ def _experiment_id(client, name: str, uri: str) -> str:
         if db is not None:
             artifact_location = (db.parent / "mlartifacts").resolve().as_uri()
         try:
-            return client.create_experiment(name, artifact_location=artifact_location,
-                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+            return client.create_experiment(
+                name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except Exception:  # created concurrently by another job (remote server): use it
             exp = client.get_experiment_by_name(name)
             if exp is None:
@@ -232,18 +236,28 @@ def run_key(spec: dict) -> str:
 
 def _tags(spec: dict, run_dir: Path) -> dict:
     tags = {
-        RUN_KEY_TAG: run_key(spec), "dagzoo.family": spec["family"], "dagzoo.model": spec["model"],
-        "dagzoo.experiment": spec["experiment"], "dagzoo.seed": str(spec["seed"]),
-        "dagzoo.config_hash": spec["config_hash"], "dagzoo.run_dir": str(run_dir.resolve()),
+        RUN_KEY_TAG: run_key(spec),
+        "dagzoo.family": spec["family"],
+        "dagzoo.model": spec["model"],
+        "dagzoo.experiment": spec["experiment"],
+        "dagzoo.seed": str(spec["seed"]),
+        "dagzoo.config_hash": spec["config_hash"],
+        "dagzoo.run_dir": str(run_dir.resolve()),
         # each family names its data set in the spec; where its data section keeps it is its business
         "dagzoo.dataset": str(spec.get("dataset") or ""),
     }
     for prov in sorted(run_dir.glob("provenance-*.json")):
         p = read_json(prov)
         stage = p.get("stage", prov.stem.split("-", 1)[1])
-        tags.update({"dagzoo.git_commit": p.get("git_commit", ""), "dagzoo.invocation_id": p.get("invocation_id", ""),
-                     f"dagzoo.rule.{stage}": p.get("rule") or stage, "mlflow.source.git.commit": p.get("git_commit", ""),
-                     "dagzoo.version": p.get("dagzoo_version", "")})
+        tags.update(
+            {
+                "dagzoo.git_commit": p.get("git_commit", ""),
+                "dagzoo.invocation_id": p.get("invocation_id", ""),
+                f"dagzoo.rule.{stage}": p.get("rule") or stage,
+                "mlflow.source.git.commit": p.get("git_commit", ""),
+                "dagzoo.version": p.get("dagzoo_version", ""),
+            }
+        )
     return tags
 
 
@@ -325,8 +339,11 @@ def _points_to_log(client, run, history: list, files: list, synced: dict[str, in
     """
     synced = {} if synced is None else synced
     held_keys = run.data.metrics
-    held = {key: {m.step for m in client.get_metric_history(run.info.run_id, key)}
-            for key in sorted({p.key for p in history} - set(synced)) if key in held_keys}
+    held = {
+        key: {m.step for m in client.get_metric_history(run.info.run_id, key)}
+        for key in sorted({p.key for p in history} - set(synced))
+        if key in held_keys
+    }
     held.update({key: set() for key in {p.key for p in history} - set(synced) if key not in held})
     out = []
     for p in history + files:
@@ -361,8 +378,9 @@ def _artifacts(run_dir: Path) -> list[tuple[Path, str | None]]:
             if path.suffix in ARTIFACT_SUFFIXES and path.name not in NOT_ARTIFACTS:
                 out.append((path, None))
         elif path.is_dir():
-            out += [(png, path.name) for png in sorted(path.glob("*.png"))
-                    if not png.name.startswith(".") and png.is_file()]
+            out += [
+                (png, path.name) for png in sorted(path.glob("*.png")) if not png.name.startswith(".") and png.is_file()
+            ]
     for grid in sorted(run_dir.glob("samples/*/grid.png")):  # one grid per sampler
         if not grid.parent.name.startswith(".") and grid.is_file():
             out.append((grid, f"samples/{grid.parent.name}"))
@@ -387,8 +405,9 @@ def _run_params(run_dir: Path, spec: dict) -> dict:
 PARAM_NOW = "dagzoo.param_now."
 
 
-def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None,
-                 synced: dict[str, int] | None = None) -> str:
+def sync_run_dir(
+    run_dir: Path, uri: str, status: str | None = None, prefix: str | None = None, synced: dict[str, int] | None = None
+) -> str:
     """Idempotently mirror one run directory into MLflow; returns the MLflow run id. `synced`:
     see `_points_to_log` (LiveSync's state between syncs)."""
     from mlflow.entities import Param, RunTag
@@ -401,13 +420,15 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
         try:
             client = _client(uri)
             exp_id = _experiment_id(client, f"{prefix}{spec['family']}", uri)
-            found = client.search_runs([exp_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key(spec)}'",
-                                       max_results=1)
+            found = client.search_runs(
+                [exp_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key(spec)}'", max_results=1
+            )
             if found:
                 run_id = found[0].info.run_id
             else:
-                run = client.create_run(exp_id, run_name=f"{spec['experiment']}/{spec['seed']}",
-                                        tags={RUN_KEY_TAG: run_key(spec)})
+                run = client.create_run(
+                    exp_id, run_name=f"{spec['experiment']}/{spec['seed']}", tags={RUN_KEY_TAG: run_key(spec)}
+                )
                 run_id = run.info.run_id
             params = {k: v[:6000] for k, v in _flatten("", _run_params(run_dir, spec), {}).items()}
             run = client.get_run(run_id)
@@ -419,13 +440,13 @@ def sync_run_dir(run_dir: Path, uri: str, status: str | None = None, prefix: str
             tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
             tags += [RunTag(f"{PARAM_NOW}{k}", v[:5000]) for k, v in changed.items()]
             for key in run.data.tags:
-                if key.startswith(PARAM_NOW) and key[len(PARAM_NOW):] not in changed:
+                if key.startswith(PARAM_NOW) and key[len(PARAM_NOW) :] not in changed:
                     client.delete_tag(run_id, key)
             for i in range(0, max(len(new_params), 1), 100):
-                client.log_batch(run_id, params=new_params[i:i + 100], tags=tags if i == 0 else [])
+                client.log_batch(run_id, params=new_params[i : i + 100], tags=tags if i == 0 else [])
             metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir), synced)
             for i in range(0, len(metric_list), 1000):
-                client.log_batch(run_id, metrics=metric_list[i:i + 1000])
+                client.log_batch(run_id, metrics=metric_list[i : i + 1000])
             for path, artifact_path in _artifacts(run_dir):
                 client.log_artifact(run_id, str(path), artifact_path=artifact_path)
             end_time = None
@@ -461,8 +482,9 @@ class LiveSync:
     one per log line) and warns once; the data stays on disk for `dagzoo mlflow-sync`.
     """
 
-    def __init__(self, run_dir: Path, uri: str, prefix: str | None = None, interval: float = 30.0,
-                 first_sync_after: float = 0.0):
+    def __init__(
+        self, run_dir: Path, uri: str, prefix: str | None = None, interval: float = 30.0, first_sync_after: float = 0.0
+    ):
         self.run_dir, self.uri, self.prefix, self.interval = Path(run_dir), uri, prefix, interval
         self.first_sync_after = first_sync_after
         self.started = time.monotonic()
@@ -486,8 +508,11 @@ class LiveSync:
             self.failed = True
             # sync_run_dir's message is already redacted; scrubbing again costs nothing and keeps
             # this warning safe whatever raised
-            print(f"[dagzoo] warning: {_redact_text(str(e), self.uri)}. The job continues; its results are on "
-                  f"disk in {self.run_dir}. Run `dagzoo mlflow-sync` once MLflow is reachable.", file=sys.stderr)
+            print(
+                f"[dagzoo] warning: {_redact_text(str(e), self.uri)}. The job continues; its results are on "
+                f"disk in {self.run_dir}. Run `dagzoo mlflow-sync` once MLflow is reachable.",
+                file=sys.stderr,
+            )
             return False
         finally:
             timing.sync_seconds += time.perf_counter() - started
@@ -501,8 +526,11 @@ class LiveSync:
 def _is_run_dir(rel: Path) -> bool:
     """Whether ``<results>/<rel>`` (rel = family/experiment/seed/spec.json) is a real run directory."""
     family, experiment, seed, _ = rel.parts
-    return (family not in NOT_FAMILIES and seed.isdigit()
-            and not any(part.startswith(".") for part in (family, experiment, seed)))
+    return (
+        family not in NOT_FAMILIES
+        and seed.isdigit()
+        and not any(part.startswith(".") for part in (family, experiment, seed))
+    )
 
 
 def find_run_dirs(results_dir: Path) -> list[Path]:
@@ -514,8 +542,7 @@ def find_run_dirs(results_dir: Path) -> list[Path]:
     otherwise be synced and reported as further runs.
     """
     results_dir = Path(results_dir)
-    return sorted(p.parent for p in results_dir.glob("*/*/*/spec.json")
-                  if _is_run_dir(p.relative_to(results_dir)))
+    return sorted(p.parent for p in results_dir.glob("*/*/*/spec.json") if _is_run_dir(p.relative_to(results_dir)))
 
 
 def sync_results(results_dir: Path, uri: str, prefix: str | None = None) -> list[str]:

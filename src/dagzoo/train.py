@@ -44,17 +44,24 @@ class TrainParams:
 
     steps: int = param(1000, "optimizer steps", min=1)
     batch_size: int = param(32, "sequences (or examples) per step", min=1)
-    optimizer: str = param("adamw", "adamw | sgd (momentum) | lars (SGD momentum with layer-wise trust ratios)",
-                           choices=("adamw", "sgd", "lars"))
+    optimizer: str = param(
+        "adamw",
+        "adamw | sgd (momentum) | lars (SGD momentum with layer-wise trust ratios)",
+        choices=("adamw", "sgd", "lars"),
+    )
     lr: float = param(1e-3, "peak learning rate", gt=0.0)
-    schedule: str = param("cosine", "after warm-up: cosine decay to lr x min_lr_ratio, or step decay (x lr_step_gamma "
-                          "every lr_step_every steps)", choices=("cosine", "step"))
+    schedule: str = param(
+        "cosine",
+        "after warm-up: cosine decay to lr x min_lr_ratio, or step decay (x lr_step_gamma every lr_step_every steps)",
+        choices=("cosine", "step"),
+    )
     min_lr_ratio: float = param(0.1, "final lr / peak lr of the cosine decay", min=0.0, max=1.0)
     lr_step_every: int = param(1000, "steps between decays of the step schedule", min=1)
     lr_step_gamma: float = param(0.5, "lr factor per decay of the step schedule", gt=0.0, max=1.0)
     warmup_steps: int = param(100, "linear warm-up steps", min=0)
-    weight_decay: float = param(0.1, "weight decay on matrices and kernels (decoupled for AdamW, L2 for sgd/lars)",
-                                min=0.0)
+    weight_decay: float = param(
+        0.1, "weight decay on matrices and kernels (decoupled for AdamW, L2 for sgd/lars)", min=0.0
+    )
     momentum: float = param(0.9, "momentum of sgd and lars", min=0.0, max=1.0)
     nesterov: bool = param(False, "Nesterov momentum (sgd)")
     lars_eta: float = param(0.02, "LARS trust coefficient", gt=0.0)
@@ -97,8 +104,14 @@ class EMA:
       `rampup_ratio` x the images seen so far: decay = 0.5 ** (batch / min(halflife, rampup x seen)).
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float | None, halflife_images: float | None = None,
-                 rampup_ratio: float | None = None, batch_size: int = 1):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        decay: float | None,
+        halflife_images: float | None = None,
+        rampup_ratio: float | None = None,
+        batch_size: int = 1,
+    ):
         self.decay, self.halflife_images = decay, halflife_images
         self.rampup_ratio, self.batch_size = rampup_ratio, batch_size
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -194,6 +207,7 @@ def load_torch_file(path: Path, what: str = "checkpoint", remedy: str = RESTART_
 
     A file from before checkpoints carried a digest loads unchecked (with a note on stderr), so
     runs in progress and trained models survive the upgrade."""
+
     def corrupt(why: str) -> CheckpointError:
         return CheckpointError(f"{what} {path} is corrupt{why}; nothing was overwritten. {remedy}")
 
@@ -244,12 +258,23 @@ class Trainer:
     weights when EMA is on). `on_progress()` is called after each log write (live tracking).
     """
 
-    def __init__(self, model: torch.nn.Module, params: TrainParams, run_dir: Path, seed: int, config_hash: str,
-                 loss_fn: Callable[[torch.nn.Module, int], torch.Tensor], units_per_step: int, unit: str = "examples",
-                 flops_per_step: float | None = None,
-                 eval_fn: Callable[[torch.nn.Module], dict] | None = None,
-                 on_progress: Callable[[], None] | None = None, device: torch.device | None = None,
-                 desc: str = "train", data_digest: str | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        params: TrainParams,
+        run_dir: Path,
+        seed: int,
+        config_hash: str,
+        loss_fn: Callable[[torch.nn.Module, int], torch.Tensor],
+        units_per_step: int,
+        unit: str = "examples",
+        flops_per_step: float | None = None,
+        eval_fn: Callable[[torch.nn.Module], dict] | None = None,
+        on_progress: Callable[[], None] | None = None,
+        device: torch.device | None = None,
+        desc: str = "train",
+        data_digest: str | None = None,
+    ):
         self.model, self.p, self.seed, self.config_hash = model, params, seed, config_hash
         # the prepared data's fingerprint: a checkpoint of the same config trained on other data
         # (a corpus file edited and prepared again) is not resumed
@@ -266,9 +291,13 @@ class Trainer:
         self.is_main = self.dist.is_main
         model.to(self.device)
         # DDP averages gradients over ranks; each rank's loss_fn sees its shard of the global batch
-        self.ddp = (torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-            if self.dist.active else None)
+        self.ddp = (
+            torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.dist.active
+            else None
+        )
         self.opt = make_optimizer(model, params, fused=self.device.type == "cuda")
         self.ema = params.make_ema(model)
         self.step = 0
@@ -281,12 +310,19 @@ class Trainer:
         if not self.is_main:
             return
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_torch_file({
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None, "step": self.step,
-            "train_time": self.train_time, "config_hash": self.config_hash, "seed": self.seed,
-            "data_digest": self.data_digest,
-        }, self.ckpt_path)
+        save_torch_file(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "ema": self.ema.state_dict() if self.ema else None,
+                "step": self.step,
+                "train_time": self.train_time,
+                "config_hash": self.config_hash,
+                "seed": self.seed,
+                "data_digest": self.data_digest,
+            },
+            self.ckpt_path,
+        )
 
     def maybe_resume(self) -> None:
         """Rank 0 checks the checkpoint and tidies the history; then every rank loads it."""
@@ -305,14 +341,18 @@ class Trainer:
             return None
         state = load_checkpoint(self.ckpt_path)
         # a checkpoint written before data digests were recorded has none: its data is trusted
-        other_data = None not in (state.get("data_digest"), self.data_digest) \
-            and state["data_digest"] != self.data_digest
+        other_data = (
+            None not in (state.get("data_digest"), self.data_digest) and state["data_digest"] != self.data_digest
+        )
         if state.get("config_hash") != self.config_hash or state.get("seed") != self.seed or other_data:
             stale = self.ckpt_path.with_name(f"stale-{state.get('config_hash')}.pt")
             os.replace(self.ckpt_path, stale)
             self.history_path.unlink(missing_ok=True)
-            what = "other prepared data" if other_data and state.get("config_hash") == self.config_hash else \
-                "another config"
+            what = (
+                "other prepared data"
+                if other_data and state.get("config_hash") == self.config_hash
+                else "another config"
+            )
             log(f"{self.ckpt_path} belongs to {what}; moved to {stale.name}, starting fresh")
             return None
         # drop history written after the checkpoint: those steps are recomputed identically
@@ -336,8 +376,9 @@ class Trainer:
             if self.ema and state["ema"]:
                 self.ema.load_state_dict(state["ema"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {self.ckpt_path} does not fit this model ({e}); "
-                                  "delete it to restart this run from step 0") from None
+            raise CheckpointError(
+                f"checkpoint {self.ckpt_path} does not fit this model ({e}); delete it to restart this run from step 0"
+            ) from None
         self.step, self.train_time = int(state["step"]), float(state["train_time"])
         self.resumed_from = self.step
 
@@ -345,8 +386,12 @@ class Trainer:
     def _record(self, **values) -> None:
         if not self.is_main:
             return
-        rec = {"step": self.step, self.unit: self.step * self.units_per_step, "train_time_s": self.train_time,
-               "timestamp_ms": int(time.time() * 1000)}
+        rec = {
+            "step": self.step,
+            self.unit: self.step * self.units_per_step,
+            "train_time_s": self.train_time,
+            "timestamp_ms": int(time.time() * 1000),
+        }
         if self.flops_per_step is not None:
             rec["flops"] = self.step * self.flops_per_step
         rec.update(values)
@@ -385,8 +430,9 @@ class Trainer:
         self.model.train()
         p = self.p
         previous = signal.signal(signal.SIGTERM, self._on_sigterm) if _main_thread() else None
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
+        )
         if self.step == 0:
             self._evaluate()
         bar = progress(total=p.steps, initial=self.step, desc=self.desc, disable=not self.is_main)
@@ -442,16 +488,24 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return {
-            "steps": self.step, "unit": self.unit, self.unit: self.step * self.units_per_step,
+            "steps": self.step,
+            "unit": self.unit,
+            self.unit: self.step * self.units_per_step,
             "flops": None if self.flops_per_step is None else self.step * self.flops_per_step,
-            "train_time_s": self.train_time, "resumed_from": self.resumed_from,
+            "train_time_s": self.train_time,
+            "resumed_from": self.resumed_from,
         }
 
     def _diverged(self, what: str) -> TrainingError:
-        last = f"the last good checkpoint ({self.ckpt_path}) is kept" if self.ckpt_path.exists() else \
-            "no checkpoint had been written yet"
-        return TrainingError(f"training diverged at step {self.step}: {what}. Stopped without saving; {last}. "
-                             "Lower lr, raise warmup_steps or set grad_clip, then rerun.")
+        last = (
+            f"the last good checkpoint ({self.ckpt_path}) is kept"
+            if self.ckpt_path.exists()
+            else "no checkpoint had been written yet"
+        )
+        return TrainingError(
+            f"training diverged at step {self.step}: {what}. Stopped without saving; {last}. "
+            "Lower lr, raise warmup_steps or set grad_clip, then rerun."
+        )
 
     def final_state_dict(self) -> dict:
         """The weights to evaluate and ship: the EMA average when EMA is on."""
@@ -465,4 +519,5 @@ def log(message: str) -> None:
 
 def _main_thread() -> bool:
     import threading
+
     return threading.current_thread() is threading.main_thread()

@@ -27,21 +27,25 @@ def literal(value):
 def input_dir(name, levels=1):
     """A param: the directory `levels` up from the input file `name` (derived from the job's
     files, not hard-coded, so it also holds without a shared filesystem)."""
+
     def directory(w, input):
         path = input[name]
         for _ in range(levels):
             path = os.path.dirname(path)
         return path
+
     return job_function(directory)
 
 
 def output_dir(levels=1):
     """A param: the directory `levels` up from the job's first output file."""
+
     def directory(w, output):
         path = output[0]
         for _ in range(levels):
             path = os.path.dirname(path)
         return path
+
     return job_function(directory)
 
 
@@ -55,7 +59,7 @@ def source_state(source):
     whose changes would otherwise rerun the family for nothing."""
     if not source.startswith("folder:"):
         return {}
-    root = os.path.expanduser(source[len("folder:"):])
+    root = os.path.expanduser(source[len("folder:") :])
     digest, seen = hashlib.sha256(), set()
     for directory, subdirectories, files in os.walk(root, followlinks=True):
         real = os.path.realpath(directory)
@@ -81,5 +85,7 @@ def stage_shell(command, extra="", rule_name=None):
     quoted. The rule's params are spec, data, run_dir and results (common.smk's spec_param
     and results_root, input_dir / output_dir here)."""
     name = shlex.quote(rule_name or command.replace("-", "_"))
-    return (f"dagzoo {command} --spec {{params.spec:q}} --data {{params.data:q}} --run-dir {{params.run_dir:q}} "
-            f"--results {{params.results:q}} --threads {{threads}} --rule {name} {extra} > {{log:q}} 2>&1")
+    return (
+        f"dagzoo {command} --spec {{params.spec:q}} --data {{params.data:q}} --run-dir {{params.run_dir:q}} "
+        f"--results {{params.results:q}} --threads {{threads}} --rule {name} {extra} > {{log:q}} 2>&1"
+    )

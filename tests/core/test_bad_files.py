@@ -37,13 +37,16 @@ def _one_line_error(r, *needles):
         assert needle in lines[0], (needle, lines[0])
 
 
-@pytest.mark.parametrize("name, content, needle", [
-    ("metrics.json", '{"metrics": {"test/bpc": 1.', "not valid JSON"),
-    ("spec.json", '{"family": "te', "not valid JSON"),
-    ("spec.json", "{}", "missing family"),
-    ("metrics.json", '{"metrics": [1, 2]}', "'metrics' is not an object"),
-    ("metrics.json", "[]", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("metrics.json", '{"metrics": {"test/bpc": 1.', "not valid JSON"),
+        ("spec.json", '{"family": "te', "not valid JSON"),
+        ("spec.json", "{}", "missing family"),
+        ("metrics.json", '{"metrics": [1, 2]}', "'metrics' is not an object"),
+        ("metrics.json", "[]", "expected a JSON object"),
+    ],
+)
 def test_report_on_a_damaged_run_file_is_one_line(finished_run, tmp_path, name, content, needle):
     _, run, _ = finished_run
     results = tmp_path / "results"
@@ -59,8 +62,9 @@ def test_a_garbage_history_line_is_skipped_with_a_warning(finished_run, tmp_path
     results = tmp_path / "results"
     damaged = _copy(run, results / "text" / "kn2" / "0")
     history = damaged / "history.jsonl"
-    history.write_text("not json at all\n" + history.read_text() + "[1, 2]\n"
-                       + '{"step": 1, "val/bpc": [1], "tokens": "a"}\n')
+    history.write_text(
+        "not json at all\n" + history.read_text() + "[1, 2]\n" + '{"step": 1, "val/bpc": [1], "tokens": "a"}\n'
+    )
     r = dagzoo("report", "--results", results, check=False)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert f"{history}:1: not a JSON object of numbers, line skipped" in r.stderr and f"{history}:3:" in r.stderr
@@ -83,31 +87,41 @@ def _spec_without(key, inner=None):
         spec = json.loads(text)
         (spec if inner is None else spec[key]).pop(key if inner is None else inner)
         return json.dumps(spec)
+
     return edit
 
 
-@pytest.mark.parametrize("name, content, needle", [
-    ("train.json", '{"metrics": ', "not valid JSON"),
-    ("train.json", "{}", "missing metrics, step"),
-    ("train.json", '{"metrics": [], "step": 1}', "metrics is [], not an object"),
-    ("train.json", '{"metrics": {}, "step": "1"}', "step is '1', not an integer"),
-    ("spec.json", '{"family": "text"}', "not a run spec"),
-    ("spec.json", _spec_edit(seed="abc"), "not a run spec (seed is 'abc', not an integer)"),
-    ("spec.json", _spec_edit(seed=True), "not a run spec (seed is True, not an integer)"),
-    ("spec.json", _spec_edit(seed=-1), "not a run spec (seed is -1, not >= 0)"),
-    ("spec.json", _spec_edit(experiment=None), "not a run spec (experiment is None, not a string)"),
-    ("spec.json", _spec_edit(model=["ngram"]), "not a run spec (model is ['ngram'], not a string)"),
-    ("spec.json", _spec_edit(config_hash=None), "not a run spec (config_hash is None, not a string)"),
-    # a family's own fields of a hand-written spec: its data and evaluation settings
-    ("spec.json", _spec_without("eval"), "not a text run spec (eval is missing)"),
-    ("spec.json", _spec_without("eval", "window"), "not a text run spec (eval.window is missing)"),
-    ("spec.json", _spec_edit(eval={"window": "256", "val_tokens": 512}),
-     "not a text run spec (eval.window is '256', not a number)"),
-    ("spec.json", _spec_edit(eval={"window": None, "val_tokens": 512}),
-     "not a text run spec (eval.window is None, not a number)"),
-    ("model.npz", b"PK\x03\x04 cut short", "model.npz is not a readable .npz archive"),
-    ("model.npz", b"", "model.npz is not a readable .npz archive"),
-])
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("train.json", '{"metrics": ', "not valid JSON"),
+        ("train.json", "{}", "missing metrics, step"),
+        ("train.json", '{"metrics": [], "step": 1}', "metrics is [], not an object"),
+        ("train.json", '{"metrics": {}, "step": "1"}', "step is '1', not an integer"),
+        ("spec.json", '{"family": "text"}', "not a run spec"),
+        ("spec.json", _spec_edit(seed="abc"), "not a run spec (seed is 'abc', not an integer)"),
+        ("spec.json", _spec_edit(seed=True), "not a run spec (seed is True, not an integer)"),
+        ("spec.json", _spec_edit(seed=-1), "not a run spec (seed is -1, not >= 0)"),
+        ("spec.json", _spec_edit(experiment=None), "not a run spec (experiment is None, not a string)"),
+        ("spec.json", _spec_edit(model=["ngram"]), "not a run spec (model is ['ngram'], not a string)"),
+        ("spec.json", _spec_edit(config_hash=None), "not a run spec (config_hash is None, not a string)"),
+        # a family's own fields of a hand-written spec: its data and evaluation settings
+        ("spec.json", _spec_without("eval"), "not a text run spec (eval is missing)"),
+        ("spec.json", _spec_without("eval", "window"), "not a text run spec (eval.window is missing)"),
+        (
+            "spec.json",
+            _spec_edit(eval={"window": "256", "val_tokens": 512}),
+            "not a text run spec (eval.window is '256', not a number)",
+        ),
+        (
+            "spec.json",
+            _spec_edit(eval={"window": None, "val_tokens": 512}),
+            "not a text run spec (eval.window is None, not a number)",
+        ),
+        ("model.npz", b"PK\x03\x04 cut short", "model.npz is not a readable .npz archive"),
+        ("model.npz", b"", "model.npz is not a readable .npz archive"),
+    ],
+)
 def test_a_stage_on_a_damaged_run_file_is_one_line(finished_run, tmp_path, name, content, needle):
     data, run, results = finished_run
     damaged = _copy(run, tmp_path / "run")
@@ -121,8 +135,9 @@ def test_a_stage_on_a_damaged_run_file_is_one_line(finished_run, tmp_path, name,
     # the evaluation reads spec-evaluate.json beside a spec.json of the same training: a damaged
     # spec.json is given to training
     stage = "train" if name == "spec.json" else "text-evaluate"
-    r = dagzoo(stage, "--spec", damaged / "spec.json", "--data", data, "--run-dir", damaged, "--results", results,
-               check=False)
+    r = dagzoo(
+        stage, "--spec", damaged / "spec.json", "--data", data, "--run-dir", damaged, "--results", results, check=False
+    )
     _one_line_error(r, needle)
 
 
@@ -131,8 +146,18 @@ def test_a_truncated_model_file_is_one_line(finished_run, tmp_path):
     damaged = _copy(run, tmp_path / "run")
     model = damaged / "model.npz"
     model.write_bytes(model.read_bytes()[:100])
-    r = dagzoo("text-evaluate", "--spec", damaged / "spec.json", "--data", data, "--run-dir", damaged,
-               "--results", results, check=False)
+    r = dagzoo(
+        "text-evaluate",
+        "--spec",
+        damaged / "spec.json",
+        "--data",
+        data,
+        "--run-dir",
+        damaged,
+        "--results",
+        results,
+        check=False,
+    )
     _one_line_error(r, f"{model} is not a readable .npz archive", f"rerun the training of {damaged}")
 
 
@@ -143,10 +168,21 @@ def test_training_on_the_wrong_data_directory_is_one_line_and_leaves_the_run_alo
     kept = _copy(run, tmp_path / "run")
     before = {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()}
     other = {**json.loads((kept / "spec.json").read_text()), "experiment": "kn5", "config_hash": "0ther"}
-    r = dagzoo("train", "--spec", json.dumps(other), "--data", data.parent, "--run-dir", kept, "--results", results,
-               check=False)
-    _one_line_error(r, f"{data.parent / 'manifest.json'} is not the manifest this stage reads",
-                    "--data is the tokenized directory")
+    r = dagzoo(
+        "train",
+        "--spec",
+        json.dumps(other),
+        "--data",
+        data.parent,
+        "--run-dir",
+        kept,
+        "--results",
+        results,
+        check=False,
+    )
+    _one_line_error(
+        r, f"{data.parent / 'manifest.json'} is not the manifest this stage reads", "--data is the tokenized directory"
+    )
     assert {p.name: p.read_bytes() for p in kept.iterdir() if p.is_file()} == before
 
 
@@ -155,8 +191,11 @@ def test_samples_of_the_wrong_shape_are_one_line(finished_run, tmp_path):
     damaged = _copy(run, tmp_path / "run")
     common = ["--spec", damaged / "spec.json", "--data", data, "--run-dir", damaged, "--results", results]
     dagzoo("text-sample", *common, "--samples", "2", "--length", "16")
-    for content, needle in [('{"samples": 3}', "missing tokens"), ('{"tokens": [[1, 2], [3]]}', "equal-length"),
-                            ('{"tokens": [[1, 99999]]}', "token ids")]:
+    for content, needle in [
+        ('{"samples": 3}', "missing tokens"),
+        ('{"tokens": [[1, 2], [3]]}', "equal-length"),
+        ('{"tokens": [[1, 99999]]}', "token ids"),
+    ]:
         (damaged / "samples.json").write_text(content)
         r = dagzoo("text-genppl", *common, "--evaluator", damaged, check=False)
         _one_line_error(r, str(damaged / "samples.json"), needle)
@@ -193,8 +232,10 @@ def test_a_report_elsewhere_or_of_some_runs_leaves_the_dag_tables_alone(finished
     results = tmp_path / "results"
     _copy(run, results / "text" / "kn2" / "0")
     dagzoo("report", "--results", results)
-    tables = {name: (results / name).read_bytes() for name in ("summary.parquet", "summary_by_experiment.parquet",
-                                                              "claims.json")}
+    tables = {
+        name: (results / name).read_bytes()
+        for name in ("summary.parquet", "summary_by_experiment.parquet", "claims.json")
+    }
     mine = tmp_path / "mine"
     dagzoo("report", "--results", results, "--out", mine, "--runs")
     assert "0 runs" in (mine / "report.md").read_text() and (mine / "summary.parquet").exists()

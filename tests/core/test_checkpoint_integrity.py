@@ -28,12 +28,29 @@ def _trainer(run_dir, steps=10, **kw):
     A constant lr, so a run of 10 steps is the first half of a run of 20."""
     torch.manual_seed(0)
     model = torch.nn.Linear(16, 4)
-    params = TrainParams(steps=steps, lr=0.01, warmup_steps=0, min_lr_ratio=1.0, checkpoint_every=5,
-                         eval_every=100, log_every=1, ema_decay=0.9, **kw)
+    params = TrainParams(
+        steps=steps,
+        lr=0.01,
+        warmup_steps=0,
+        min_lr_ratio=1.0,
+        checkpoint_every=5,
+        eval_every=100,
+        log_every=1,
+        ema_decay=0.9,
+        **kw,
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     x = torch.randn(32, 16)
-    return Trainer(model, params, run_dir, seed=0, config_hash="h", loss_fn=lambda m, step: m(x).pow(2).mean(),
-                   units_per_step=32, device=torch.device("cpu"))
+    return Trainer(
+        model,
+        params,
+        run_dir,
+        seed=0,
+        config_hash="h",
+        loss_fn=lambda m, step: m(x).pow(2).mean(),
+        units_per_step=32,
+        device=torch.device("cpu"),
+    )
 
 
 def _flip_16_floats(path, tensor: torch.Tensor) -> None:
@@ -42,7 +59,7 @@ def _flip_16_floats(path, tensor: torch.Tensor) -> None:
     payload = tensor.contiguous().numpy().tobytes()
     at = raw.find(payload)
     assert at >= 0 and raw.find(payload, at + 1) < 0, "the tensor's bytes are in the file exactly once"
-    raw[at + 8:at + 8 + 64] = np.full(16, 0.5, np.float32).tobytes()
+    raw[at + 8 : at + 8 + 64] = np.full(16, 0.5, np.float32).tobytes()
     path.write_bytes(bytes(raw))
 
 
@@ -117,20 +134,34 @@ def test_a_checkpoint_from_before_digests_still_loads_unchecked(tmp_path, checkp
 
 
 def test_payload_digest_is_deterministic_and_sensitive():
-    a = {"model": {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3, dtype=torch.bfloat16)},
-         "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
-         "step": 7, "ema": None}
-    reordered = {"step": 7, "ema": None, "optimizer": a["optimizer"], "model": {"b": a["model"]["b"],
-                                                                                 "w": a["model"]["w"].clone()}}
+    a = {
+        "model": {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3, dtype=torch.bfloat16)},
+        "optimizer": {"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 0.1, "params": [0]}]},
+        "step": 7,
+        "ema": None,
+    }
+    reordered = {
+        "step": 7,
+        "ema": None,
+        "optimizer": a["optimizer"],
+        "model": {"b": a["model"]["b"], "w": a["model"]["w"].clone()},
+    }
     assert payload_digest(a) == payload_digest(reordered)
-    for change in (lambda s: s["model"]["w"].__setitem__((0, 0), 0.5),          # a value
-                   lambda s: s["model"].__setitem__("w", s["model"]["w"].reshape(3, 2)),  # a shape
-                   lambda s: s["model"].__setitem__("w", s["model"]["w"].double()),  # a dtype
-                   lambda s: s["optimizer"]["state"][0]["step"].add_(1),        # nested optimizer state
-                   lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", 0.2)):
-        b = {**reordered, "model": {k: v.clone() for k, v in reordered["model"].items()},
-             "optimizer": {"state": {0: {"step": a["optimizer"]["state"][0]["step"].clone()}},
-                           "param_groups": [dict(a["optimizer"]["param_groups"][0])]}}
+    for change in (
+        lambda s: s["model"]["w"].__setitem__((0, 0), 0.5),  # a value
+        lambda s: s["model"].__setitem__("w", s["model"]["w"].reshape(3, 2)),  # a shape
+        lambda s: s["model"].__setitem__("w", s["model"]["w"].double()),  # a dtype
+        lambda s: s["optimizer"]["state"][0]["step"].add_(1),  # nested optimizer state
+        lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", 0.2),
+    ):
+        b = {
+            **reordered,
+            "model": {k: v.clone() for k, v in reordered["model"].items()},
+            "optimizer": {
+                "state": {0: {"step": a["optimizer"]["state"][0]["step"].clone()}},
+                "param_groups": [dict(a["optimizer"]["param_groups"][0])],
+            },
+        }
         change(b)
         assert payload_digest(b) != payload_digest(a)
 
@@ -153,8 +184,13 @@ class _Tiny(Model):
 
 def test_a_corrupt_model_pt_is_refused(tmp_path):
     params = _Tiny.Params(steps=3, warmup_steps=0, log_every=1, eval_every=100)
-    ctx = RunContext(run_dir=tmp_path, spec={"seed": 0, "config_hash": "h"}, device=torch.device("cpu"),
-                     unit="examples", on_progress=lambda *a, **k: None)
+    ctx = RunContext(
+        run_dir=tmp_path,
+        spec={"seed": 0, "config_hash": "h"},
+        device=torch.device("cpu"),
+        unit="examples",
+        on_progress=lambda *a, **k: None,
+    )
     _Tiny(params, None, torch.device("cpu")).fit(ctx)
     path = tmp_path / "model.pt"
     weight = _Tiny.load(params, None, tmp_path, torch.device("cpu")).net.weight.detach()
@@ -219,20 +255,34 @@ def test_downloads_extractions_and_generated_meshes_are_on_disk_before_their_ren
 
     def record(name):
         def call(*args):
-            events.append((name, os.readlink(f"/proc/self/fd/{args[0]}") if name == "fsync"
-                           else os.path.basename(args[-1]) if args else None))
+            events.append(
+                (
+                    name,
+                    os.readlink(f"/proc/self/fd/{args[0]}")
+                    if name == "fsync"
+                    else os.path.basename(args[-1])
+                    if args
+                    else None,
+                )
+            )
             return real[name](*args)
+
         return call
+
     for name in real:
         monkeypatch.setattr(os, name, record(name))
     _fetch_extract_and_generate(tmp_path)
 
     def first(kind, name):
         return next(i for i, (k, n) in enumerate(events) if k == kind and n.endswith(name))
+
     download = first("replace", "data.tar.gz")
     assert events[download - 1][0] == "fsync" and ".data.tar.gz." in events[download - 1][1]
     assert events[download + 1] == ("fsync", str(tmp_path / "cache"))
-    for tree, parent in ((first("rename", "data.extracted"), tmp_path / "cache"), (first("rename", "shapes"), tmp_path)):
+    for tree, parent in (
+        (first("rename", "data.extracted"), tmp_path / "cache"),
+        (first("rename", "shapes"), tmp_path),
+    ):
         assert events[tree - 1][0] == "sync", events[tree - 1]
         assert events[tree + 1] == ("fsync", str(parent))
 
@@ -273,12 +323,26 @@ def test_an_unestimable_se_is_a_dash_in_the_report():
     from dagzoo.text.report import _text_table
 
     def row(exp, seed, se):
-        return {"experiment": exp, "model": "mdlm", "likelihood": "bound", "seed": seed, "test/bpc": 2.0,
-                "test/bpc_se": se, "test/nll": 1.4, "test/ppl": 4.0, "train/tokens": 1000.0, "train/flops": 1e9,
-                "train/time_s": 1.0, "train/params": 100.0}
+        return {
+            "experiment": exp,
+            "model": "mdlm",
+            "likelihood": "bound",
+            "seed": seed,
+            "test/bpc": 2.0,
+            "test/bpc_se": se,
+            "test/nll": 1.4,
+            "test/ppl": 4.0,
+            "train/tokens": 1000.0,
+            "train/flops": 1e9,
+            "train/time_s": 1.0,
+            "train/params": 100.0,
+        }
 
-    table = _text_table(pd.DataFrame([row("one", 0, float("nan")), row("mixed", 0, 0.01),
-                                      row("mixed", 1, float("nan")), row("known", 0, 0.0123)]))
+    table = _text_table(
+        pd.DataFrame(
+            [row("one", 0, float("nan")), row("mixed", 0, 0.01), row("mixed", 1, float("nan")), row("known", 0, 0.0123)]
+        )
+    )
     cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[4] for line in table if line.startswith("| ")}
     assert cells["one"] == "—" and cells["mixed"] == "—", cells
     assert cells["known"] == "0.0123"
@@ -292,6 +356,7 @@ def test_an_atomic_write_syncs_the_file_then_its_directory(tmp_path, monkeypatch
     def recording_fsync(fd):
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
+
     monkeypatch.setattr(os, "fsync", recording_fsync)
     io.atomic_write_json(tmp_path / "metrics.json", {"a": 1})
     save_torch_file({"w": torch.zeros(2)}, tmp_path / "ckpt" / "last.pt")

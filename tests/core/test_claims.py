@@ -8,16 +8,20 @@ import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
 
-from dagzoo.claims import (CLAIM_SCHEMA, check_claims, claims_table, evaluate_claims, split_address,
-                           write_claims)
+from dagzoo.claims import CLAIM_SCHEMA, check_claims, claims_table, evaluate_claims, split_address, write_claims
 from dagzoo.errors import ConfigError
 
 KID_EDM = "image/edm/samplers/heun18/kid_80"
 KID_DDPM = "image/ddpm/samplers/ddpm/kid_80"
 BPC = "text/transformer/test/bpc"
 
-EXAMPLE = {"name": "EDM Heun-35 matches DDPM-1000", "source": "Karras et al. 2022",
-           "lhs": KID_EDM, "op": "<=", "rhs": KID_DDPM}
+EXAMPLE = {
+    "name": "EDM Heun-35 matches DDPM-1000",
+    "source": "Karras et al. 2022",
+    "lhs": KID_EDM,
+    "op": "<=",
+    "rhs": KID_DDPM,
+}
 
 
 def summary(rows: list[dict]) -> pd.DataFrame:
@@ -26,12 +30,24 @@ def summary(rows: list[dict]) -> pd.DataFrame:
 
 
 def one_seed_images(edm_kid: float, edm_se: float | None = 0.001) -> pd.DataFrame:
-    return summary([
-        {"family": "image", "experiment": "edm", "seed": 0, "samplers/heun18/kid_80": edm_kid,
-         "samplers/heun18/kid_80_se": edm_se if edm_se is not None else np.nan},
-        {"family": "image", "experiment": "ddpm", "seed": 0, "samplers/ddpm/kid_80": 0.020,
-         "samplers/ddpm/kid_80_se": 0.002},
-    ])
+    return summary(
+        [
+            {
+                "family": "image",
+                "experiment": "edm",
+                "seed": 0,
+                "samplers/heun18/kid_80": edm_kid,
+                "samplers/heun18/kid_80_se": edm_se if edm_se is not None else np.nan,
+            },
+            {
+                "family": "image",
+                "experiment": "ddpm",
+                "seed": 0,
+                "samplers/ddpm/kid_80": 0.020,
+                "samplers/ddpm/kid_80_se": 0.002,
+            },
+        ]
+    )
 
 
 def claim(**overrides) -> dict:
@@ -59,7 +75,13 @@ def test_one_seed_held_with_se_columns():
     assert r["n_seeds_lhs"] == 1 and r["n_seeds_rhs"] == 1
     assert r["se_known"] is True
     assert (r["name"], r["source"], r["lhs"], r["op"], r["rhs"], r["margin"]) == (
-        EXAMPLE["name"], "Karras et al. 2022", KID_EDM, "<=", KID_DDPM, 0.0)
+        EXAMPLE["name"],
+        "Karras et al. 2022",
+        KID_EDM,
+        "<=",
+        KID_DDPM,
+        0.0,
+    )
 
 
 def test_one_seed_failed_when_the_opposite_is_clear():
@@ -76,8 +98,12 @@ def test_one_seed_inconclusive_within_two_combined_se():
 
 
 def test_one_seed_without_se_column_is_decided_from_values_and_says_so():
-    df = summary([{"family": "text", "experiment": "transformer", "seed": 0, "test/bpc": 1.9},
-                  {"family": "text", "experiment": "kn", "seed": 0, "test/bpc": 2.0}])
+    df = summary(
+        [
+            {"family": "text", "experiment": "transformer", "seed": 0, "test/bpc": 1.9},
+            {"family": "text", "experiment": "kn", "seed": 0, "test/bpc": 2.0},
+        ]
+    )
     [r] = evaluate_claims([{"name": "x", "lhs": BPC, "op": "<", "rhs": "text/kn/test/bpc"}], df)
     assert r["verdict"] == "held"
     assert r["se_known"] is False
@@ -97,8 +123,12 @@ def test_non_finite_se_column_means_unknown_se():
 
 def three_seed_text() -> pd.DataFrame:
     # the runs' own test/bpc_se values are deliberately huge: with n >= 2 seeds they must be ignored
-    return summary([{"family": "text", "experiment": "transformer", "seed": s, "test/bpc": v, "test/bpc_se": 9.0}
-                    for s, v in enumerate([1.0, 1.2, 1.4])])
+    return summary(
+        [
+            {"family": "text", "experiment": "transformer", "seed": s, "test/bpc": v, "test/bpc_se": 9.0}
+            for s, v in enumerate([1.0, 1.2, 1.4])
+        ]
+    )
 
 
 def test_three_seeds_use_std_over_seeds():
@@ -126,15 +156,19 @@ def test_three_seeds_inconclusive_and_failed_against_a_number():
 
 
 def test_seed_se_on_both_sides_combine_in_quadrature():
-    df = summary([{"family": "text", "experiment": e, "seed": s, "test/bpc": v}
-                  for e, vals in (("transformer", [1.0, 1.2, 1.4]), ("kn", [2.0, 2.3]))
-                  for s, v in enumerate(vals)])
+    df = summary(
+        [
+            {"family": "text", "experiment": e, "seed": s, "test/bpc": v}
+            for e, vals in (("transformer", [1.0, 1.2, 1.4]), ("kn", [2.0, 2.3]))
+            for s, v in enumerate(vals)
+        ]
+    )
     # rhs: mean 2.15, std(ddof=1) = sqrt(2 * 0.15^2) = 0.2121320, SE = 0.2121320 / sqrt(2) = 0.15
     [r] = evaluate_claims([{"name": "n", "lhs": BPC, "op": "<", "rhs": "text/kn/test/bpc"}], df)
     assert r["rhs_value"] == pytest.approx(2.15)
     assert r["rhs_se"] == pytest.approx(0.15)
     assert r["n_seeds_rhs"] == 2
-    assert r["combined_se"] == pytest.approx(math.sqrt(0.2 ** 2 / 3 + 0.15 ** 2))
+    assert r["combined_se"] == pytest.approx(math.sqrt(0.2**2 / 3 + 0.15**2))
     assert r["difference"] == pytest.approx(-0.95)
     assert r["verdict"] == "held"
 
@@ -142,8 +176,9 @@ def test_seed_se_on_both_sides_combine_in_quadrature():
 def test_exact_tie_with_zero_se_is_decided_by_the_operator():
     # identical seeds: SE exactly 0, so there is no noise band; "<=" holds a tie and "<" does not
     df = summary([{"family": "text", "experiment": "transformer", "seed": s, "test/bpc": 1.0} for s in range(2)])
-    [le, lt] = evaluate_claims([{"name": "le", "lhs": BPC, "op": "<=", "rhs": 1.0},
-                                {"name": "lt", "lhs": BPC, "op": "<", "rhs": 1.0}], df)
+    [le, lt] = evaluate_claims(
+        [{"name": "le", "lhs": BPC, "op": "<=", "rhs": 1.0}, {"name": "lt", "lhs": BPC, "op": "<", "rhs": 1.0}], df
+    )
     assert le["combined_se"] == 0.0 and le["difference"] == 0.0
     assert (le["verdict"], lt["verdict"]) == ("held", "failed")
 
@@ -193,8 +228,12 @@ def test_missing_metric_says_which_and_suggests():
 
 def test_metric_reported_only_by_another_experiment_is_missing():
     # the column exists (another experiment has it) but is NaN for this one
-    df = summary([{"family": "text", "experiment": "transformer", "seed": 0, "test/bpc": 1.2},
-                  {"family": "text", "experiment": "kn", "seed": 0, "test/genppl": 40.0}])
+    df = summary(
+        [
+            {"family": "text", "experiment": "transformer", "seed": 0, "test/bpc": 1.2},
+            {"family": "text", "experiment": "kn", "seed": 0, "test/genppl": 40.0},
+        ]
+    )
     [r] = evaluate_claims([{"name": "x", "lhs": BPC, "op": "<", "rhs": "text/kn/test/bpc"}], df)
     assert r["verdict"] == "missing"
     assert "text/kn" in r["detail"] and r["detail"].startswith("rhs")
@@ -246,14 +285,17 @@ def test_schema_accepts_the_example_and_a_numeric_threshold():
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("bad", [
-    claim(op="=="),
-    claim(lhs="image/edm"),
-    claim(rhs=True),
-    claim(margin="0.1"),
-    claim(colour="red"),
-    {k: v for k, v in EXAMPLE.items() if k != "rhs"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        claim(op="=="),
+        claim(lhs="image/edm"),
+        claim(rhs=True),
+        claim(margin="0.1"),
+        claim(colour="red"),
+        {k: v for k, v in EXAMPLE.items() if k != "rhs"},
+    ],
+)
 def test_schema_rejects_bad_claims(bad):
     assert not Draft202012Validator(CLAIM_SCHEMA).is_valid([bad])
 
@@ -263,9 +305,15 @@ def test_schema_rejects_bad_claims(bad):
 
 def test_claims_table_shows_values_and_every_verdict():
     df = one_seed_images(0.010)
-    results = evaluate_claims([claim(name="held | piped"), claim(name="failed", op=">="),
-                               claim(name="close", lhs=KID_EDM, rhs=0.0105),
-                               claim(name="gone", rhs="image/nope/kid")], df)
+    results = evaluate_claims(
+        [
+            claim(name="held | piped"),
+            claim(name="failed", op=">="),
+            claim(name="close", lhs=KID_EDM, rhs=0.0105),
+            claim(name="gone", rhs="image/nope/kid"),
+        ],
+        df,
+    )
     lines = claims_table(results)
     text = "\n".join(lines)
     assert lines[0] == "| claim | source | lhs | value ± SE | op | rhs | value ± SE | verdict |"
@@ -282,8 +330,13 @@ def test_claims_table_shows_values_and_every_verdict():
 
 def test_claims_table_marks_unknown_se_and_missing_values():
     df = summary([{"family": "text", "experiment": "transformer", "seed": 0, "test/bpc": 1.23456}])
-    results = evaluate_claims([{"name": "t", "lhs": BPC, "op": "<", "rhs": 2},
-                               {"name": "m", "lhs": BPC, "op": "<", "rhs": "text/kn/test/bpc"}], df)
+    results = evaluate_claims(
+        [
+            {"name": "t", "lhs": BPC, "op": "<", "rhs": 2},
+            {"name": "m", "lhs": BPC, "op": "<", "rhs": "text/kn/test/bpc"},
+        ],
+        df,
+    )
     rows = claims_table(results)[2:4]
     assert "1.235 ± — (n=1)" in rows[0] and "(SE unknown)" in rows[0]
     assert rows[1].split(" | ")[6] == "—"

@@ -3,9 +3,11 @@
 import re
 
 import dagzoo
-from conftest import ROOT, dagzoo as run_dagzoo
 from dagzoo import registry
 from dagzoo.family import families
+
+from conftest import ROOT
+from conftest import dagzoo as run_dagzoo
 
 
 def test_version_is_the_packages():

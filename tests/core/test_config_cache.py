@@ -10,20 +10,27 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, planned_jobs, small_corpus, snakemake
 from dagzoo import config_cache
 from dagzoo.config import experiment_specs, validate_config
 from dagzoo.errors import ConfigError
+
+from conftest import BIN, ROOT, planned_jobs, small_corpus, snakemake
 
 DEFAULT = ROOT / "config" / "config.yaml"
 
 
 def _text_config(tmp_path, **experiments):
     corpus = small_corpus(tmp_path / "corpus.txt", lines=100)
-    raw = {"results": str(tmp_path / "results"), "seeds": [0],
-           "text": {"corpus": f"file:{corpus}", "split": {"val": 0.1, "test": 0.1},
-                    "eval": {"window": 32, "val_tokens": 256, "samples": 1, "sample_length": 16},
-                    "experiments": experiments or {"kn3": {"model": "ngram", "order": 3}}}}
+    raw = {
+        "results": str(tmp_path / "results"),
+        "seeds": [0],
+        "text": {
+            "corpus": f"file:{corpus}",
+            "split": {"val": 0.1, "test": 0.1},
+            "eval": {"window": 32, "val_tokens": 256, "samples": 1, "sample_length": 16},
+            "experiments": experiments or {"kn3": {"model": "ngram", "order": 3}},
+        },
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(raw))
     return raw, path
@@ -100,9 +107,14 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path, monkeypatch, da
     first = config_cache.validated_config(raw, [str(path)], tmp_path / "cache")
     (cached,) = (tmp_path / "cache").glob("validated-*.json")
     payload = json.loads(cached.read_text())
-    cached.write_text({"garbage": "\x00not json", "truncated": cached.read_text()[:100],
-                       "another key": json.dumps({**payload, "key": "0" * 32}),
-                       "wrong shape": json.dumps({**payload, "specs": {"a": 1}})}[damage])
+    cached.write_text(
+        {
+            "garbage": "\x00not json",
+            "truncated": cached.read_text()[:100],
+            "another key": json.dumps({**payload, "key": "0" * 32}),
+            "wrong shape": json.dumps({**payload, "specs": {"a": 1}}),
+        }[damage]
+    )
     validations = _Count(monkeypatch, "validate_config")
     assert config_cache.validated_config(raw, [str(path)], tmp_path / "cache") == first
     assert validations.calls == 1
@@ -113,7 +125,7 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path, monkeypatch, da
 def test_data_files_are_checked_on_every_read(tmp_path):
     raw, path = _text_config(tmp_path)
     config_cache.validated_config(raw, [str(path)], tmp_path / "cache")
-    corpus = raw["text"]["corpus"][len("file:"):]
+    corpus = raw["text"]["corpus"][len("file:") :]
     os.remove(corpus)
     with pytest.raises(ConfigError, match="corpus"):
         config_cache.validated_config(raw, [str(path)], tmp_path / "cache")
@@ -145,14 +157,16 @@ def test_a_dry_run_from_the_cache_imports_no_model(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
     second = snakemake(tmp_path, DEFAULT, "-n")
     assert second.returncode == 0, second.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in second.stderr.splitlines() if line.startswith("import time:")
+    }
     assert "snakemake" in imported and "dagzoo.config_cache" in imported, "the import list was not captured"
     assert "torch" not in imported and not any(".models." in m for m in imported), sorted(imported)
     jobs = sorted(planned_jobs(second.stdout))
     assert jobs == sorted(planned_jobs(first.stdout))
-    assert ("image_sample", "exp=ddpm, sampler=heun18, seed=0") in jobs or \
-        any(rule == "image_sample" and "heun18" in w for rule, w in jobs), jobs
+    assert ("image_sample", "exp=ddpm, sampler=heun18, seed=0") in jobs or any(
+        rule == "image_sample" and "heun18" in w for rule, w in jobs
+    ), jobs
 
 
 def test_rule_functions_carry_their_signature():
@@ -163,8 +177,12 @@ def test_rule_functions_carry_their_signature():
 
     from dagzoo.workflow import input_dir, job_function, literal, output_dir
 
-    for function, parameters in ((input_dir("train", levels=2), ["w", "input"]), (output_dir(), ["w", "output"]),
-                                 (literal("{x}"), ["wildcards"]), (job_function(lambda w, seed=1: seed), ["w", "seed"])):
+    for function, parameters in (
+        (input_dir("train", levels=2), ["w", "input"]),
+        (output_dir(), ["w", "output"]),
+        (literal("{x}"), ["wildcards"]),
+        (job_function(lambda w, seed=1: seed), ["w", "seed"]),
+    ):
         assert inspect.signature(function) is function.__signature__
         assert list(function.__signature__.parameters) == parameters
     assert input_dir("train", levels=2)(None, {"train": "r/text/a/0/train.json"}) == "r/text/a"
@@ -191,16 +209,21 @@ def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(
     .snakemake/dagzoo` first: the Snakemake run that follows reads that outcome and imports no
     model (a config that does not validate is refused as before, and cached nowhere). A JSON
     config is read as Snakemake reads it (json.dumps writes 1e-05, which YAML 1.1 reads as text)."""
-    raw, path = _text_config(tmp_path, tf={"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 16,
-                                           "steps": 5, "lr": 1e-5})
+    raw, path = _text_config(
+        tmp_path, tf={"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 16, "steps": 5, "lr": 1e-5}
+    )
     if form == "json":
         path = path.with_suffix(".json")
         path.write_text(json.dumps(raw, indent=1))
         assert "1e-05" in path.read_text()
     cache = tmp_path / ".snakemake" / "dagzoo"
     # as the Makefile calls it: relative paths, where snakemake then runs
-    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", ".snakemake/dagzoo", path.name],
-                       capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        [str(BIN / "dagzoo"), "validate-config", "--cache", ".snakemake/dagzoo", path.name],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0 and "valid (1 experiment x seed runs)" in r.stdout, r.stderr
     assert len(list(cache.glob("validated-*.json"))) == 1
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
@@ -214,7 +237,8 @@ def test_validate_config_with_cache_spares_the_following_dry_run_the_validation(
     raw["text"]["experiments"]["tf"]["lr"] = 0
     bad = tmp_path / f"bad.{form}"
     bad.write_text(json.dumps(raw) if form == "json" else yaml.safe_dump(raw))
-    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", "--cache", str(cache), str(bad)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [str(BIN / "dagzoo"), "validate-config", "--cache", str(cache), str(bad)], capture_output=True, text=True
+    )
     assert r.returncode == 1 and "text.experiments.tf.lr" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(list(cache.glob("validated-*.json"))) == 1

@@ -33,9 +33,12 @@ def _first_difference(a: str, b: str) -> str:
 def test_the_committed_page_is_current(page):
     committed = PAGE.read_text(encoding="utf-8") if PAGE.is_file() else ""
     if committed != page:
-        pytest.fail(f"{PAGE.relative_to(ROOT)} is stale (the code changed): regenerate it with `dagzoo docs` or "
-                    f"`python -m dagzoo.docgen.config_reference` from the repository root and commit it; first "
-                    f"difference at {_first_difference(committed, page)}", pytrace=False)
+        pytest.fail(
+            f"{PAGE.relative_to(ROOT)} is stale (the code changed): regenerate it with `dagzoo docs` or "
+            f"`python -m dagzoo.docgen.config_reference` from the repository root and commit it; first "
+            f"difference at {_first_difference(committed, page)}",
+            pytrace=False,
+        )
 
 
 def test_the_page_is_deterministic_and_well_formed(page):
@@ -63,8 +66,11 @@ def probe_model():
     family = next(iter(families()))
     registered = registry.models(family)  # its own models first, so the probe does not stop their import
 
-    @registry.register(family, PROBE_KEY, papers=(registry.Paper("A probe | of the docs", "Doe & Roe", 2001,
-                                                                 "https://example.org/probe"),))
+    @registry.register(
+        family,
+        PROBE_KEY,
+        papers=(registry.Paper("A probe | of the docs", "Doe & Roe", 2001, "https://example.org/probe"),),
+    )
     class ProbeModel:
         """A model that exists only in this test."""
 

@@ -38,8 +38,8 @@ def test_an_ema_resumed_from_a_cpu_checkpoint_updates_on_cuda():
 
 
 def test_dgcnn_and_pointnet_keep_their_float32_parts_under_cuda_autocast():
-    from dagzoo.points.models.dgcnn import knn
     from dagzoo.points.losses import orthogonality_loss
+    from dagzoo.points.models.dgcnn import knn
 
     torch.manual_seed(0)
     x = torch.randn(2, 64, 256, device="cuda")

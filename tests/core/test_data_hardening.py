@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import dagzoo, small_corpus
 from dagzoo.data import images, integrity
 from dagzoo.data.download import RemoteFile, file_digest, safe_extract
 from dagzoo.data.images import ImageData, prepare_images
-from dagzoo.text.data import prepare_corpus
-from dagzoo.text.data import TokenData, prepare_tokens
 from dagzoo.errors import DataError
 from dagzoo.io import read_json
+from dagzoo.text.data import TokenData, prepare_corpus, prepare_tokens
+
+from conftest import dagzoo, small_corpus
 
 pytestmark = pytest.mark.probe
 
@@ -50,8 +50,10 @@ class _Hostile:
 
 def _batch_bytes(n: int = 4, label: int = 0, key: bytes = b"labels") -> bytes:
     data = np.full((n, 3072), 7 * (label + 1), np.uint8)
-    return pickle.dumps({b"batch_label": b"test", key: [label] * n, b"data": data,
-                         b"filenames": [b"f%d.png" % i for i in range(n)]}, protocol=2)
+    return pickle.dumps(
+        {b"batch_label": b"test", key: [label] * n, b"data": data, b"filenames": [b"f%d.png" % i for i in range(n)]},
+        protocol=2,
+    )
 
 
 def _cifar10_archive(path: Path, replace: dict[str, bytes] | None = None) -> Path:
@@ -73,8 +75,9 @@ def fake_cifar10(tmp_path, monkeypatch):
         cache = tmp_path / "downloads"
         cache.mkdir(exist_ok=True)
         archive = _cifar10_archive(cache / "cifar-10-python.tar.gz", replace)
-        monkeypatch.setattr(images, "CIFAR10", RemoteFile("http://127.0.0.1:9/cifar-10-python.tar.gz",
-                                                          md5=file_digest(archive, "md5")))
+        monkeypatch.setattr(
+            images, "CIFAR10", RemoteFile("http://127.0.0.1:9/cifar-10-python.tar.gz", md5=file_digest(archive, "md5"))
+        )
         return cache
 
     return make
@@ -129,9 +132,12 @@ def test_unfinished_extraction_is_redone(tmp_path, fake_cifar10):
 
 
 def test_malformed_cifar_batches_are_one_line_errors(tmp_path):
-    cases = {"truncated": _batch_bytes()[:100], "not a dict": pickle.dumps([1, 2], protocol=2),
-             "wrong dtype": pickle.dumps({b"data": np.zeros((2, 3072)), b"labels": [0, 1]}, protocol=2),
-             "text": b"hello"}
+    cases = {
+        "truncated": _batch_bytes()[:100],
+        "not a dict": pickle.dumps([1, 2], protocol=2),
+        "wrong dtype": pickle.dumps({b"data": np.zeros((2, 3072)), b"labels": [0, 1]}, protocol=2),
+        "text": b"hello",
+    }
     for name, data in cases.items():
         path = tmp_path / name.replace(" ", "_")
         path.write_bytes(data)
@@ -210,8 +216,9 @@ def _idx_gz(path: Path, array: np.ndarray) -> Path:
     return path
 
 
-@pytest.mark.skipif(not images.DEBIAN_FASHION_MNIST.is_dir(),
-                    reason="the Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not images.DEBIAN_FASHION_MNIST.is_dir(), reason="the Debian package dataset-fashion-mnist is not installed"
+)
 def test_fashion_mnist_from_the_real_debian_files(tmp_path):
     m = prepare_images("fashion_mnist", tmp_path / "out", cache=tmp_path / "downloads")
     assert not (tmp_path / "downloads").exists(), "nothing was downloaded"
@@ -221,8 +228,9 @@ def test_fashion_mnist_from_the_real_debian_files(tmp_path):
     assert np.bincount(data.labels("train")).tolist() == [6000] * 10
 
 
-@pytest.mark.skipif(not images.DEBIAN_FASHION_MNIST.is_dir(),
-                    reason="the Debian package dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not images.DEBIAN_FASHION_MNIST.is_dir(), reason="the Debian package dataset-fashion-mnist is not installed"
+)
 def test_corrupted_copy_of_the_real_files_is_refused(tmp_path, monkeypatch):
     copy = tmp_path / "fashion-mnist"
     shutil.copytree(images.DEBIAN_FASHION_MNIST, copy)
@@ -384,8 +392,12 @@ def test_npy_loader_refuses_what_is_not_a_numeric_array(tmp_path):
     np.save(tmp_path / "f.npy", np.zeros(3, np.float32))
     np.savez(tmp_path / "z.npy", a=np.zeros(3))  # savez appends .npz
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    for name, fragment in (("f.npy", "float32 values; allowed: uint8"), ("z.npy.npz", ".npz archive"),
-                           ("junk.npy", "is not a .npy array"), ("absent.npy", "is missing")):
+    for name, fragment in (
+        ("f.npy", "float32 values; allowed: uint8"),
+        ("z.npy.npz", ".npz archive"),
+        ("junk.npy", "is not a .npy array"),
+        ("absent.npy", "is missing"),
+    ):
         with pytest.raises(DataError) as e:
             integrity.load_npy(tmp_path / name, (np.uint8,), "prepare again")
         refused(e, tmp_path / name, fragment, "prepare again")
@@ -397,8 +409,7 @@ def test_image_array_edited_after_preparation_is_refused(digits):
     np.save(digits / "test_x.npy", x)
     with pytest.raises(DataError) as e:
         ImageData(digits).images("test")
-    refused(e, digits / "test_x.npy", "changed after it was prepared", "sha256", f"delete {digits}",
-            "prepare-images")
+    refused(e, digits / "test_x.npy", "changed after it was prepared", "sha256", f"delete {digits}", "prepare-images")
 
 
 def test_prepared_files_are_hashed_once_per_process(digits, monkeypatch):
@@ -463,17 +474,20 @@ def _npz_bytes(**arrays) -> bytes:
 
 def _flip_last_data_byte(data: bytes) -> bytes:
     cut = data.index(b"PK\x01\x02") - 1  # the last byte of the last stored array, before the central directory
-    return data[:cut] + bytes([data[cut] ^ 0xFF]) + data[cut + 1:]
+    return data[:cut] + bytes([data[cut] ^ 0xFF]) + data[cut + 1 :]
 
 
-@pytest.mark.parametrize("content, needle", [
-    (lambda: _npz_bytes(a=np.arange(100))[:60], "is not a readable .npz archive"),
-    (lambda: _flip_last_data_byte(_npz_bytes(a=np.arange(100))), "is not a readable .npz archive"),
-    (lambda: b"", "is not a readable .npz archive"),
-    (lambda: _npy_bytes(np.arange(3)), "is a .npy array, not an .npz archive"),
-    (lambda: _npz_bytes(b=np.arange(3)), "has no a array"),
-    (lambda: _npz_bytes(a=np.array([{"x": 1}], dtype=object)), "is not a readable .npz archive"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        (lambda: _npz_bytes(a=np.arange(100))[:60], "is not a readable .npz archive"),
+        (lambda: _flip_last_data_byte(_npz_bytes(a=np.arange(100))), "is not a readable .npz archive"),
+        (lambda: b"", "is not a readable .npz archive"),
+        (lambda: _npy_bytes(np.arange(3)), "is a .npy array, not an .npz archive"),
+        (lambda: _npz_bytes(b=np.arange(3)), "has no a array"),
+        (lambda: _npz_bytes(a=np.array([{"x": 1}], dtype=object)), "is not a readable .npz archive"),
+    ],
+)
 def test_a_damaged_npz_archive_is_one_line_naming_it(tmp_path, content, needle):
     path = tmp_path / "x.npz"
     path.write_bytes(content())
@@ -497,15 +511,21 @@ def test_image_fid_checks_its_reference_before_the_inception_pass(tmp_path):
     assert f"{reference} has no mu, sigma, n array" in r.stderr
 
 
-@pytest.mark.parametrize("reader, manifest, needle", [
-    ("text", {"source": "corpus"}, "'vocab_size' is a required property"),
-    ("text", {"vocab_size": "65", "bos_id": 65, "splits": {}}, "vocab_size: '65' is not of type 'integer'"),
-    ("text", {"vocab_size": 65, "bos_id": 65, "splits": {}, "files": {"train.npy": {"bytes": "x"}}},
-     "files.train.npy"),
-    ("image", {"splits": {"test": {"n": 1, "shape": [1, 8, 8]}}}, "'train' is a required property"),
-    ("image", {"splits": {"train": {"n": 1, "shape": [8, 8]}}}, "splits.train.shape"),
-    ("points", {"classes": [], "points": 64}, "classes"),
-])
+@pytest.mark.parametrize(
+    "reader, manifest, needle",
+    [
+        ("text", {"source": "corpus"}, "'vocab_size' is a required property"),
+        ("text", {"vocab_size": "65", "bos_id": 65, "splits": {}}, "vocab_size: '65' is not of type 'integer'"),
+        (
+            "text",
+            {"vocab_size": 65, "bos_id": 65, "splits": {}, "files": {"train.npy": {"bytes": "x"}}},
+            "files.train.npy",
+        ),
+        ("image", {"splits": {"test": {"n": 1, "shape": [1, 8, 8]}}}, "'train' is a required property"),
+        ("image", {"splits": {"train": {"n": 1, "shape": [8, 8]}}}, "splits.train.shape"),
+        ("points", {"classes": [], "points": 64}, "classes"),
+    ],
+)
 def test_a_manifest_of_another_stage_is_one_line(tmp_path, reader, manifest, needle):
     from dagzoo.points.data import PointData
 
@@ -520,9 +540,13 @@ def test_a_manifest_of_another_stage_is_one_line(tmp_path, reader, manifest, nee
 def test_the_data_digest_is_of_the_data_not_of_the_manifest_bytes(tmp_path):
     """Preparing the same data again (a deleted directory, --forcerun) writes another wall time:
     the digest, which decides whether a checkpoint is resumed, stays; another file's bytes change it."""
+
     def manifest(seconds, sha):
-        (tmp_path / "manifest.json").write_text(json.dumps(
-            {"seconds": seconds, "root": str(tmp_path), "files": {"train_x.npy": {"bytes": 3, "sha256": sha}}}))
+        (tmp_path / "manifest.json").write_text(
+            json.dumps(
+                {"seconds": seconds, "root": str(tmp_path), "files": {"train_x.npy": {"bytes": 3, "sha256": sha}}}
+            )
+        )
         return integrity.data_digest(tmp_path)
 
     assert manifest(1.5, "aa") == manifest(9.0, "aa") != manifest(1.5, "bb")
@@ -533,8 +557,11 @@ def test_the_data_digest_is_of_the_data_not_of_the_manifest_bytes(tmp_path):
 def test_a_staging_folder_left_by_a_killed_build_is_removed_the_next_time(tmp_path):
     from dagzoo.io import make_staging_dir
 
-    stale, fresh, other = (tmp_path / ".cache.k1ll3d.partial", tmp_path / ".cache.w0rk1ng.partial",
-                           tmp_path / ".other.k1ll3d.partial")
+    stale, fresh, other = (
+        tmp_path / ".cache.k1ll3d.partial",
+        tmp_path / ".cache.w0rk1ng.partial",
+        tmp_path / ".other.k1ll3d.partial",
+    )
     for folder in (stale, fresh, other):
         (folder / "sub").mkdir(parents=True)
     day_ago = os.stat(stale).st_mtime - 2 * 86_400

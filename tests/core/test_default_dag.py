@@ -20,13 +20,29 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["results"] = str(tmp_path / "results")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--profile", str(ROOT / "workflow" / "profiles" / "local"), "--cores", "2",
-                        "--configfile", str(tmp_path / "cfg.yaml")], capture_output=True, text=True, timeout=3600)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(ROOT / "workflow" / "profiles" / "local"),
+            "--cores",
+            "2",
+            "--configfile",
+            str(tmp_path / "cfg.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     df = pd.read_parquet(tmp_path / "results" / "summary.parquet")
-    assert set(zip(df.family, df.experiment)) == {(f, e) for f in ("text", "image", "repr", "points")
-                                                  for e in cfg[f]["experiments"]}
+    assert set(zip(df.family, df.experiment)) == {
+        (f, e) for f in ("text", "image", "repr", "points") for e in cfg[f]["experiments"]
+    }
     bpc = df[df.family == "text"].set_index("experiment")["test/bpc"]
     assert bpc["kn9"] < bpc["kn7"] < bpc["kn5"] < bpc["kn3"]
     # every neural model learned (uniform over the 64 characters: 6.0 bits; the train split's unigram
@@ -53,8 +69,9 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
     assert "## Images" in report
     # the config's claims: every one evaluated (none missing), the table first in the report
     claims = json.loads((tmp_path / "results" / "claims.json").read_text())["claims"]
-    assert len(claims) == len(cfg["claims"]) and all(c["verdict"] in ("held", "failed", "inconclusive")
-                                                     for c in claims), claims
+    assert len(claims) == len(cfg["claims"]) and all(
+        c["verdict"] in ("held", "failed", "inconclusive") for c in claims
+    ), claims
     assert report.index("## Claims") < report.index("## Text")
     # representations: every learned encoder and the references probed; the supervised one learns
     rep = df[df.family == "repr"].set_index("experiment")

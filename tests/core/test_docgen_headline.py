@@ -12,15 +12,39 @@ from dagzoo.errors import DataError
 
 def fake_tree(tmp_path):
     rows = [
-        {"family": "text", "experiment": "kn5", "model": "ngram", "n_seeds": 1, "test/bpc_mean": 1.88775,
-         "test/bpc_std": float("nan")},
-        {"family": "image", "experiment": "edm", "model": "edm", "n_seeds": 2, "fid_80_mean": 58.43,
-         "fid_80_std": 1.25, "kid_80_mean": 0.01494, "kid_80_std": 0.0011, "samplers/heun/fid_80_mean": 99.0,
-         "samplers/heun/fid_80_std": 0.0},
+        {
+            "family": "text",
+            "experiment": "kn5",
+            "model": "ngram",
+            "n_seeds": 1,
+            "test/bpc_mean": 1.88775,
+            "test/bpc_std": float("nan"),
+        },
+        {
+            "family": "image",
+            "experiment": "edm",
+            "model": "edm",
+            "n_seeds": 2,
+            "fid_80_mean": 58.43,
+            "fid_80_std": 1.25,
+            "kid_80_mean": 0.01494,
+            "kid_80_std": 0.0011,
+            "samplers/heun/fid_80_mean": 99.0,
+            "samplers/heun/fid_80_std": 0.0,
+        },
     ]
     pd.DataFrame(rows).to_parquet(tmp_path / "summary_by_experiment.parquet")
-    (tmp_path / "dag.json").write_text(json.dumps({"cpu_model": "Test CPU 9000", "cores": 2, "cpu_count": 4,
-                                                   "git_commit": "0123456789abcdef", "finished": "2026-12-07T15:00"}))
+    (tmp_path / "dag.json").write_text(
+        json.dumps(
+            {
+                "cpu_model": "Test CPU 9000",
+                "cores": 2,
+                "cpu_count": 4,
+                "git_commit": "0123456789abcdef",
+                "finished": "2026-12-07T15:00",
+            }
+        )
+    )
     return tmp_path
 
 

@@ -13,61 +13,106 @@ import pytest
 from dagzoo.errors import DataError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-PROVENANCE = {"rule": "train", "git_commit": COMMIT, "dagzoo_version": "0.1.0", "torch_version": "2.13.0+cpu",
-              "python": "3.11.7", "host": "node1", "invocation_id": "manual", "slurm_job_id": None,
-              "started": "2026-01-02T03:04:05+0000", "cuda": False, "cpu_model": "Test CPU 9000", "cpu_count": 8,
-              "threads": 2}
-DAG = {"started": "2026-01-02T03:00:00+0000", "finished": "2026-01-02T03:27:41+0000", "wall_s": 1661.25, "cores": 2,
-       "jobs": 31,
-       "configfiles": ["config/config.yaml"], "git_commit": COMMIT, "dagzoo_version": "0.1.0",
-       "torch_version": "2.13.0+cpu", "python": "3.11.7", "host": "node1", "cpu_model": "Test CPU 9000",
-       "cpu_count": 8}
+PROVENANCE = {
+    "rule": "train",
+    "git_commit": COMMIT,
+    "dagzoo_version": "0.1.0",
+    "torch_version": "2.13.0+cpu",
+    "python": "3.11.7",
+    "host": "node1",
+    "invocation_id": "manual",
+    "slurm_job_id": None,
+    "started": "2026-01-02T03:04:05+0000",
+    "cuda": False,
+    "cpu_model": "Test CPU 9000",
+    "cpu_count": 8,
+    "threads": 2,
+}
+DAG = {
+    "started": "2026-01-02T03:00:00+0000",
+    "finished": "2026-01-02T03:27:41+0000",
+    "wall_s": 1661.25,
+    "cores": 2,
+    "jobs": 31,
+    "configfiles": ["config/config.yaml"],
+    "git_commit": COMMIT,
+    "dagzoo_version": "0.1.0",
+    "torch_version": "2.13.0+cpu",
+    "python": "3.11.7",
+    "host": "node1",
+    "cpu_model": "Test CPU 9000",
+    "cpu_count": 8,
+}
 
 # (family, experiment, model, seed, extra fields, metrics): values with many digits, so that a
 # number on the page matches a summary value by chance only rarely
-TEXT = [("kn3", "kneser_ney", True, {0: 2.3456789, 1: 2.3611111}, None),
-        ("mdlm", "mdlm", False, {0: 2.7193456, 1: 2.6654321}, {0: 0.0123457, 1: 0.0134568})]
-POINTS = [("pointnet", "pointnet", {0: (0.8123457, 0.7234568), 1: (0.8345679, 0.7456790)}),
-          ("dgcnn", "dgcnn", {0: (0.8765432, 0.8012346)})]
+TEXT = [
+    ("kn3", "kneser_ney", True, {0: 2.3456789, 1: 2.3611111}, None),
+    ("mdlm", "mdlm", False, {0: 2.7193456, 1: 2.6654321}, {0: 0.0123457, 1: 0.0134568}),
+]
+POINTS = [
+    ("pointnet", "pointnet", {0: (0.8123457, 0.7234568), 1: (0.8345679, 0.7456790)}),
+    ("dgcnn", "dgcnn", {0: (0.8765432, 0.8012346)}),
+]
 
 
 def _text_metrics(bpc: float, se: float | None, seed: int, exact: bool) -> dict:
-    return {"test/bpc": bpc, "test/bpc_se": se if se is not None else float("nan"),
-            "test/nll": bpc * math.log(2) * 1.0370370, "test/ppl": 2 ** (bpc * 1.0370370),
-            "test/tokens": 4096, "test/chars": 4096, "train/tokens": 123456.0 if exact else 2048000.0 + 512 * seed,
-            "train/flops": float("nan") if exact else 3.4567e12 + 1e9 * seed,
-            "train/time_s": 1.2345 + seed * 0.1111 if exact else 87.654 + seed * 3.21,
-            "train/params": float("nan") if exact else 812345.0}
+    return {
+        "test/bpc": bpc,
+        "test/bpc_se": se if se is not None else float("nan"),
+        "test/nll": bpc * math.log(2) * 1.0370370,
+        "test/ppl": 2 ** (bpc * 1.0370370),
+        "test/tokens": 4096,
+        "test/chars": 4096,
+        "train/tokens": 123456.0 if exact else 2048000.0 + 512 * seed,
+        "train/flops": float("nan") if exact else 3.4567e12 + 1e9 * seed,
+        "train/time_s": 1.2345 + seed * 0.1111 if exact else 87.654 + seed * 3.21,
+        "train/params": float("nan") if exact else 812345.0,
+    }
 
 
 def _points_metrics(oa: float, macc: float, seed: int) -> dict:
-    return {"test/oa": oa, "test/oa_se": 0.0123457 + 0.001 * seed, "test/macc": macc,
-            "test/macc_se": 0.0145679, "test/oa_so3": oa / 3.1, "val/oa": oa * 1.0123,
-            "train/params": 345678.0, "train/clouds_per_s": 456.789 + 10 * seed}
+    return {
+        "test/oa": oa,
+        "test/oa_se": 0.0123457 + 0.001 * seed,
+        "test/macc": macc,
+        "test/macc_se": 0.0145679,
+        "test/oa_so3": oa / 3.1,
+        "val/oa": oa * 1.0123,
+        "train/params": 345678.0,
+        "train/clouds_per_s": 456.789 + 10 * seed,
+    }
 
 
-def _write_run(results: Path, family: str, exp: str, model: str, seed: int, metrics: dict, extra: dict,
-               provenance: dict) -> dict:
+def _write_run(
+    results: Path, family: str, exp: str, model: str, seed: int, metrics: dict, extra: dict, provenance: dict
+) -> dict:
     run = results / family / exp / str(seed)
     run.mkdir(parents=True)
     config_hash = f"{family}{exp}"[:16]
-    spec = {"family": family, "experiment": exp, "model": model, "seed": seed, "config_hash": config_hash,
-            "params": {}}
+    spec = {"family": family, "experiment": exp, "model": model, "seed": seed, "config_hash": config_hash, "params": {}}
     (run / "spec.json").write_text(json.dumps(spec))
     plain = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    (run / "metrics.json").write_text(json.dumps({"metrics": plain, "config_hash": config_hash, "window": 32,
-                                                  **extra}))
+    (run / "metrics.json").write_text(json.dumps({"metrics": plain, "config_hash": config_hash, "window": 32, **extra}))
     (run / "history.jsonl").write_text("")
     for stage in ("train", "evaluate"):
         (run / f"provenance-{stage}.json").write_text(json.dumps({**provenance, "stage": stage}))
-    return {"family": family, "experiment": exp, "model": model, "seed": seed, "config_hash": config_hash,
-            "run_dir": f"results/{family}/{exp}/{seed}", **metrics}
+    return {
+        "family": family,
+        "experiment": exp,
+        "model": model,
+        "seed": seed,
+        "config_hash": config_hash,
+        "run_dir": f"results/{family}/{exp}/{seed}",
+        **metrics,
+    }
 
 
-CLAIMS = [{"name": "KN beats MDLM", "source": "a test", "lhs": "text/kn3/test/bpc", "op": "<",
-           "rhs": "text/mdlm/test/bpc"},
-          {"name": "PointNet OA above 0.8", "lhs": "points/pointnet/test/oa", "op": ">", "rhs": 0.8},
-          {"name": "typo", "lhs": "points/dgcnn/test/oa_typo", "op": ">", "rhs": 0.5}]
+CLAIMS = [
+    {"name": "KN beats MDLM", "source": "a test", "lhs": "text/kn3/test/bpc", "op": "<", "rhs": "text/mdlm/test/bpc"},
+    {"name": "PointNet OA above 0.8", "lhs": "points/pointnet/test/oa", "op": ">", "rhs": 0.8},
+    {"name": "typo", "lhs": "points/dgcnn/test/oa_typo", "op": ">", "rhs": 0.5},
+]
 
 
 def make_tree(root: Path, dag: dict | None = DAG, provenance: dict = PROVENANCE, report: bool = True) -> Path:
@@ -82,13 +127,18 @@ def make_tree(root: Path, dag: dict | None = DAG, provenance: dict = PROVENANCE,
     for exp, model, exact, bpcs, ses in TEXT:
         for seed, bpc in bpcs.items():
             metrics = _text_metrics(bpc, ses[seed] if ses else None, seed, exact)
-            rows.append({**_write_run(results, "text", exp, model, seed, metrics, {"exact_likelihood": exact},
-                                      provenance),
-                         "likelihood": "exact" if exact else "bound", "genppl_evaluator": None})
+            rows.append(
+                {
+                    **_write_run(results, "text", exp, model, seed, metrics, {"exact_likelihood": exact}, provenance),
+                    "likelihood": "exact" if exact else "bound",
+                    "genppl_evaluator": None,
+                }
+            )
     for exp, model, accs in POINTS:
         for seed, (oa, macc) in accs.items():
-            rows.append(_write_run(results, "points", exp, model, seed, _points_metrics(oa, macc, seed), {},
-                                   provenance))
+            rows.append(
+                _write_run(results, "points", exp, model, seed, _points_metrics(oa, macc, seed), {}, provenance)
+            )
     df = pd.DataFrame(rows).sort_values(["family", "experiment", "seed"]).reset_index(drop=True)
     df.to_parquet(results / "summary.parquet", index=False)
     aggregate(df).to_parquet(results / "summary_by_experiment.parquet", index=False)
@@ -162,8 +212,9 @@ def test_page_header_and_numbers(tmp_path, capsys):
     assert "2026-01-02" in header and "Test CPU 9000" in header and "logical CPUs: 8" in header
     assert "--cores 2" in header and "threads per job: 2 (14 stage records)" in header
     assert "torch: 2.13.0+cpu; dagzoo: 0.1.0" in header and "host: node1" in header
-    assert ("- wall time: 27 min 41 s (1661 s), of the last DAG invocation that ran jobs (dag.json; 31 jobs ran)"
-            in header)
+    assert (
+        "- wall time: 27 min 41 s (1661 s), of the last DAG invocation that ran jobs (dag.json; 31 jobs ran)" in header
+    )
     assert "- runs: 7 (points 3, text 4) in 4 experiments; seeds 0, 1" in header
 
     # the body: the claims table and both families' tables, every number from the summary
@@ -234,8 +285,9 @@ def test_figures_are_copied_on_request(tmp_path):
     out = write_results_page(results, tmp_path / "docs" / "default.md", figures=True)
     page = out.read_text()
     assert "![validation BPC vs training tokens](default/text_val_bpc.png)" in page
-    assert (out.parent / "default" / "text_val_bpc.png").read_bytes() == \
-        (results / "report" / "text_val_bpc.png").read_bytes()
+    assert (out.parent / "default" / "text_val_bpc.png").read_bytes() == (
+        results / "report" / "text_val_bpc.png"
+    ).read_bytes()
 
 
 def test_clear_errors(tmp_path):
@@ -247,7 +299,8 @@ def test_clear_errors(tmp_path):
     with pytest.raises(DataError, match="no summary.parquet"):
         write_results_page(tmp_path / "empty", tmp_path / "page.md")
     pd.DataFrame(columns=["family", "experiment", "model", "seed", "run_dir"]).to_parquet(
-        tmp_path / "empty" / "summary.parquet")
+        tmp_path / "empty" / "summary.parquet"
+    )
     with pytest.raises(DataError, match="summary.parquet: no runs"):
         write_results_page(tmp_path / "empty", tmp_path / "page.md")
     assert not (tmp_path / "page.md").exists()

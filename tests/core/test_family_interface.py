@@ -17,8 +17,18 @@ import yaml
 from conftest import BIN, ROOT
 
 FIXTURE = ROOT / "tests" / "fixtures" / "toy_family"
-CORE = ["config.py", "cli.py", "report.py", "tracking.py", "train.py", "registry.py", "stages.py", "lifecycle.py",
-        "family.py", "config_cache.py"]
+CORE = [
+    "config.py",
+    "cli.py",
+    "report.py",
+    "tracking.py",
+    "train.py",
+    "registry.py",
+    "stages.py",
+    "lifecycle.py",
+    "family.py",
+    "config_cache.py",
+]
 
 
 def _code_words(path):
@@ -28,7 +38,11 @@ def _code_words(path):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 docstrings.add(first.lineno)
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.NAME and tok.string in dir(builtins):
@@ -43,8 +57,12 @@ def test_the_core_names_no_family():
     names = sorted(families())
     assert {"text", "image", "repr", "points"} <= set(names)
     pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
-    found = [f"{name}:{line}: {word}" for name in CORE
-             for line, word in _code_words(ROOT / "src" / "dagzoo" / name) if pattern.search(word)]
+    found = [
+        f"{name}:{line}: {word}"
+        for name in CORE
+        for line, word in _code_words(ROOT / "src" / "dagzoo" / name)
+        if pattern.search(word)
+    ]
     assert found == []
     for smk in ("Snakefile", "workflow/rules/common.smk", "workflow/rules/report.smk"):
         code = "\n".join(line.split("#")[0] for line in (ROOT / smk).read_text().splitlines())
@@ -52,12 +70,28 @@ def test_the_core_names_no_family():
 
 
 def toy_config(tmp_path, steps=60):
-    cfg = {"results": str(tmp_path / "results"), "seeds": [0, 1], "threads": 1,
-           "toy": {"data": {"n": 256, "slope": 3.0},
-                   "experiments": {"lin": {"model": "linear", "steps": steps, "batch_size": 16, "lr": 0.3,
-                                           "warmup_steps": 0, "weight_decay": 0.0, "eval_every": 1000,
-                                           "log_every": 10, "checkpoint_every": 20}}},
-           "claims": [{"name": "the line is learned", "lhs": "toy/lin/test/mse", "op": "<", "rhs": 0.1}]}
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "seeds": [0, 1],
+        "threads": 1,
+        "toy": {
+            "data": {"n": 256, "slope": 3.0},
+            "experiments": {
+                "lin": {
+                    "model": "linear",
+                    "steps": steps,
+                    "batch_size": 16,
+                    "lr": 0.3,
+                    "warmup_steps": 0,
+                    "weight_decay": 0.0,
+                    "eval_every": 1000,
+                    "log_every": 10,
+                    "checkpoint_every": 20,
+                }
+            },
+        },
+        "claims": [{"name": "the line is learned", "lhs": "toy/lin/test/mse", "op": "<", "rhs": 0.1}],
+    }
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -68,11 +102,21 @@ def toy_env():
 
 
 def test_a_family_in_one_package_runs_end_to_end(tmp_path):
-    before = subprocess.run(["git", "status", "--porcelain", "--", "src", "workflow", "Snakefile"], cwd=ROOT,
-                            capture_output=True, text=True).stdout
+    before = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src", "workflow", "Snakefile"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     cfg = toy_config(tmp_path)
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "2",
-           "--configfile", str(cfg)]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(cfg),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=toy_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     results = tmp_path / "results"
@@ -92,30 +136,36 @@ def test_a_family_in_one_package_runs_end_to_end(tmp_path):
     assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr
     r = subprocess.run([str(BIN / "dagzoo"), "models"], capture_output=True, text=True, env=toy_env())
     assert "toy/linear:" in r.stdout
-    after = subprocess.run(["git", "status", "--porcelain", "--", "src", "workflow", "Snakefile"], cwd=ROOT,
-                           capture_output=True, text=True).stdout
+    after = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src", "workflow", "Snakefile"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     assert after == before, "adding a family edits nothing outside its package"
 
 
 @pytest.mark.probe
 def test_a_family_that_is_not_installed_is_a_clear_error(tmp_path):
-    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", str(toy_config(tmp_path))], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [str(BIN / "dagzoo"), "validate-config", str(toy_config(tmp_path))], capture_output=True, text=True
+    )
     assert r.returncode == 1 and "toy: unknown key" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("bad, message", [
-    ({"lhs": "toy/nope/test/mse"}, "claims.0.lhs: experiment 'nope' is not a toy experiment; allowed: lin"),
-    ({"op": "=="}, "claims.0.op: '==' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"lhs": "toy/nope/test/mse"}, "claims.0.lhs: experiment 'nope' is not a toy experiment; allowed: lin"),
+        ({"op": "=="}, "claims.0.op: '==' is not allowed"),
+    ],
+)
 def test_claims_are_checked_before_any_job_runs(tmp_path, bad, message):
     path = toy_config(tmp_path)
     cfg = yaml.safe_load(path.read_text())
     cfg["claims"][0].update(bad)
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([str(BIN / "dagzoo"), "validate-config", str(path)], capture_output=True, text=True,
-                       env=toy_env())
+    r = subprocess.run(
+        [str(BIN / "dagzoo"), "validate-config", str(path)], capture_output=True, text=True, env=toy_env()
+    )
     assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
@@ -141,16 +191,20 @@ def test_a_stage_imports_its_own_model_module_only(tmp_path):
     (models / "__init__.py").write_text("")
     for module, key in (("alpha", "alpha"), ("beta", "beta"), ("other_name", "gamma")):
         (models / f"{module}.py").write_text(MODEL_FILE.format(key=key))
-    script = ("import sys\nfrom dagzoo.errors import ConfigError\nfrom dagzoo.registry import get_model\n"
-              "def loaded():\n    return sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('dagzoo.regfam.models.'))\n"
-              "print(get_model('regfam', 'alpha').registry_key, loaded())\n"
-              "print(get_model('regfam', 'gamma').registry_key, loaded())\n"
-              "try:\n    get_model('regfam', 'delta', where='regfam.experiments.x.model')\n"
-              "except ConfigError as e:\n    print(e)\n")
+    script = (
+        "import sys\nfrom dagzoo.errors import ConfigError\nfrom dagzoo.registry import get_model\n"
+        "def loaded():\n    return sorted(m.rsplit('.', 1)[1] for m in sys.modules\n"
+        "                  if m.startswith('dagzoo.regfam.models.'))\n"
+        "print(get_model('regfam', 'alpha').registry_key, loaded())\n"
+        "print(get_model('regfam', 'gamma').registry_key, loaded())\n"
+        "try:\n    get_model('regfam', 'delta', where='regfam.experiments.x.model')\n"
+        "except ConfigError as e:\n    print(e)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     r = subprocess.run([str(BIN / "python"), "-c", script], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         "alpha ['alpha']",
         "gamma ['alpha', 'beta', 'other_name']",
-        "regfam.experiments.x.model: unknown regfam model 'delta'; allowed: alpha, beta, gamma"]
+        "regfam.experiments.x.model: unknown regfam model 'delta'; allowed: alpha, beta, gamma",
+    ]

@@ -17,18 +17,33 @@ SLURM_REASON = slurm_unavailable()
 
 def _cfg(tmp_path, experiments, steps_of_tiny=20):
     corpus = small_corpus(tmp_path / "corpus.txt", lines=500)
-    cfg = {"results": str(tmp_path / "results"), "seeds": [0], "threads": 1,
-           "text": {"corpus": f"file:{corpus}", "split": {"val": 0.1, "test": 0.1},
-                    "eval": {"window": 32, "val_tokens": 512, "samples": 1, "sample_length": 16},
-                    "experiments": experiments}}
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "seeds": [0],
+        "threads": 1,
+        "text": {
+            "corpus": f"file:{corpus}",
+            "split": {"val": 0.1, "test": 0.1},
+            "eval": {"window": 32, "val_tokens": 512, "samples": 1, "sample_length": 16},
+            "experiments": experiments,
+        },
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def _snakemake(tmp_path, cfg, *extra, background=False):
-    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(cfg), *extra]
+    cmd = [
+        str(BIN / "snakemake"),
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(cfg),
+        *extra,
+    ]
     if background:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
@@ -36,12 +51,20 @@ def _snakemake(tmp_path, cfg, *extra, background=False):
 
 def test_diverging_job_fails_alone_and_is_marked_failed(tmp_path):
     tiny = {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32, "steps": 20, "batch_size": 8}
-    cfg = _cfg(tmp_path, {"kn3": {"model": "ngram", "order": 3}, "tiny": tiny,
-                          "boom": {**tiny, "lr": 1.0e4, "grad_clip": None, "warmup_steps": 0, "steps": 200}})
+    cfg = _cfg(
+        tmp_path,
+        {
+            "kn3": {"model": "ngram", "order": 3},
+            "tiny": tiny,
+            "boom": {**tiny, "lr": 1.0e4, "grad_clip": None, "warmup_steps": 0, "steps": 200},
+        },
+    )
     r = _snakemake(tmp_path, cfg, "--cores", "2", "--keep-going")
     out = r.stdout + r.stderr
-    assert r.returncode != 0 and "training diverged" in (tmp_path / "results" / "logs" / "train" /
-                                                           "text-boom-0.log").read_text()
+    assert (
+        r.returncode != 0
+        and "training diverged" in (tmp_path / "results" / "logs" / "train" / "text-boom-0.log").read_text()
+    )
     res = tmp_path / "results" / "text"
     for exp in ("kn3", "tiny"):  # the rest of the DAG finished
         assert (res / exp / "0" / "metrics.json").exists() and (res / exp / "0" / "samples.txt").exists(), out[-2000:]
@@ -49,6 +72,7 @@ def test_diverging_job_fails_alone_and_is_marked_failed(tmp_path):
     assert not (tmp_path / "results" / "summary.parquet").exists(), "the report needs every run"
 
     from mlflow.tracking import MlflowClient
+
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("dagzoo-text")
     status = {r.info.run_name: r.info.status for r in client.search_runs([exp.experiment_id])}
@@ -57,11 +81,28 @@ def test_diverging_job_fails_alone_and_is_marked_failed(tmp_path):
 
 @pytest.mark.skipif(SLURM_REASON is not None, reason=SLURM_REASON or "")
 def test_scancel_mid_training_is_resubmitted_and_resumes(tmp_path):
-    slow = {"model": "transformer", "n_layer": 2, "n_head": 2, "d_model": 64, "steps": 400, "batch_size": 16,
-            "checkpoint_every": 10, "eval_every": 400, "log_every": 10}
+    slow = {
+        "model": "transformer",
+        "n_layer": 2,
+        "n_head": 2,
+        "d_model": 64,
+        "steps": 400,
+        "batch_size": 16,
+        "checkpoint_every": 10,
+        "eval_every": 400,
+        "log_every": 10,
+    }
     cfg = _cfg(tmp_path, {"slow": slow})
-    proc = _snakemake(tmp_path, cfg, "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), *SMALL_NODE,
-                      "--retries", "2", background=True)
+    proc = _snakemake(
+        tmp_path,
+        cfg,
+        "--profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        *SMALL_NODE,
+        "--retries",
+        "2",
+        background=True,
+    )
     ckpt = tmp_path / "results" / "text" / "slow" / "0" / "checkpoints" / "last.pt"
     deadline = time.time() + 600
     while time.time() < deadline and not ckpt.exists():

@@ -5,8 +5,14 @@ import pytest
 import torch
 from scipy import linalg
 
-from dagzoo.eval.fid import (InceptionFeatures, feature_stats, frechet_distance, inception_input,
-                             kernel_inception_distance, tf1_resize)
+from dagzoo.eval.fid import (
+    InceptionFeatures,
+    feature_stats,
+    frechet_distance,
+    inception_input,
+    kernel_inception_distance,
+    tf1_resize,
+)
 
 
 def _random_stats(d, seed):
@@ -63,8 +69,7 @@ def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
     kid, std = kernel_inception_distance(x, y, subsets=3, subset_size=m)
     assert kid == pytest.approx(xx + yy - 2 * xy) and std == pytest.approx(0.0, abs=1e-12)  # every subset = all
-    same = kernel_inception_distance(rng.normal(size=(300, 5)), rng.normal(size=(300, 5)), subsets=20,
-                                     subset_size=100)
+    same = kernel_inception_distance(rng.normal(size=(300, 5)), rng.normal(size=(300, 5)), subsets=20, subset_size=100)
     assert abs(same[0]) < 3 * same[1] + 1e-3  # unbiased: ~0 for two samples of one distribution
 
 

@@ -21,8 +21,23 @@ def test_every_shell_command_quotes_user_strings(tmp_path):
     cfg["mlflow"]["experiment_prefix"] = HOSTILE
     path = tmp_path / "hostile.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(path), "--cores", "1", "-n", "-p"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(path),
+            "--cores",
+            "1",
+            "-n",
+            "-p",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [line.removeprefix("Shell command: ").strip() for line in (r.stdout + r.stderr).splitlines()]
     commands = [line for line in lines if line.startswith(("dagzoo ", "(dagzoo ", "torchrun "))]
@@ -44,13 +59,30 @@ def test_braces_in_user_paths_reach_the_command_as_written(tmp_path):
     corpus.write_text("In the beginning.\n" * 50)
     folder = tmp_path / "im{x}"
     (folder / "train" / "a").mkdir(parents=True)
-    cfg = {"results": str(tmp_path / "results"),
-           "text": {"corpus": f"file:{corpus}", "experiments": {"kn2": {"model": "ngram", "order": 2}}},
-           "image": {"data": {"source": f"folder:{folder}"}, "experiments": {"v": {"model": "vae"}}}}
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "text": {"corpus": f"file:{corpus}", "experiments": {"kn2": {"model": "ngram", "order": 2}}},
+        "image": {"data": {"source": f"folder:{folder}"}, "experiments": {"v": {"model": "vae"}}},
+    }
     path = tmp_path / "braces.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(path), "--cores", "1", "-n", "-p"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(path),
+            "--cores",
+            "1",
+            "-n",
+            "-p",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     lines = [line.removeprefix("Shell command: ").strip() for line in (r.stdout + r.stderr).splitlines()]
     words = {line.split()[1]: shlex.split(line) for line in lines if line.startswith("dagzoo prepare-")}

@@ -69,8 +69,7 @@ def test_each_optimiser_reaches_the_least_squares_solution(name, lr):
     x = torch.randn(64, 3)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.3
     net = torch.nn.Linear(3, 1)
-    p = TrainParams(optimizer=name, lr=lr, weight_decay=0.0, steps=600, warmup_steps=0, min_lr_ratio=0.0,
-                    lars_eta=1.0)
+    p = TrainParams(optimizer=name, lr=lr, weight_decay=0.0, steps=600, warmup_steps=0, min_lr_ratio=0.0, lars_eta=1.0)
     opt = make_optimizer(net, p)
     for step in range(p.steps):  # LARS's step is eta ||w|| lr whatever the gradient: it needs the decay
         for group in opt.param_groups:

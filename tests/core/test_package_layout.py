@@ -8,15 +8,25 @@ import inspect
 
 import pytest
 
-from conftest import ROOT
 from dagzoo import registry
 from dagzoo.family import families
 from dagzoo.lifecycle import Model
 
+from conftest import ROOT
+
 SRC = ROOT / "src"
 #: the files of every family package (models/ holds one file per model)
-FAMILY_PLAN = ("family.py", "data.py", "stages.py", "losses.py", "base.py", "report.py", "rules.smk", "schema.yaml",
-               "models")
+FAMILY_PLAN = (
+    "family.py",
+    "data.py",
+    "stages.py",
+    "losses.py",
+    "base.py",
+    "report.py",
+    "rules.smk",
+    "schema.yaml",
+    "models",
+)
 #: the image family has two kinds of model with disjoint shared code (a U-Net denoiser under an
 #: EDM-form preconditioning; a VAE's encoder, decoder and likelihood): one base per kind between
 #: the family's base and its models. Every other family: the family's base, then the model.
@@ -36,8 +46,10 @@ def imports_of(path) -> set[str]:
 
 
 def module_graph() -> dict[str, set[str]]:
-    paths = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (SRC / "dagzoo").rglob("*.py")}
+    paths = {
+        ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (SRC / "dagzoo").rglob("*.py")
+    }
     graph = {}
     for name, path in paths.items():
         targets = set()
@@ -103,8 +115,11 @@ def test_every_family_has_the_same_file_plan(family):
 @pytest.mark.parametrize("family", sorted(families()))
 def test_every_objective_of_a_family_has_a_direct_test(family):
     losses = importlib.import_module(f"dagzoo.{family}.losses")
-    functions = [name for name, f in inspect.getmembers(losses, inspect.isfunction)
-                 if f.__module__ == losses.__name__ and not name.startswith("_")]
+    functions = [
+        name
+        for name, f in inspect.getmembers(losses, inspect.isfunction)
+        if f.__module__ == losses.__name__ and not name.startswith("_")
+    ]
     assert functions, f"dagzoo.{family}.losses defines no objective"
     tests = (ROOT / "tests" / family / f"test_{family}_losses.py").read_text()
     untested = [name for name in functions if f"{name}(" not in tests]
@@ -114,12 +129,18 @@ def test_every_objective_of_a_family_has_a_direct_test(family):
 @pytest.mark.parametrize("family", sorted(families()))
 def test_models_inherit_from_their_familys_base_then_the_shared_model(family):
     base = importlib.import_module(f"dagzoo.{family}.base")
-    family_bases = {cls for _, cls in inspect.getmembers(base, inspect.isclass)
-                    if issubclass(cls, Model) and cls is not Model and cls.__module__ == base.__name__}
+    family_bases = {
+        cls
+        for _, cls in inspect.getmembers(base, inspect.isclass)
+        if issubclass(cls, Model) and cls is not Model and cls.__module__ == base.__name__
+    }
     for key, cls in registry.models(family).items():
         chain = [c for c in cls.__mro__[1:] if issubclass(c, Model) and c is not Model]
-        assert chain and chain[-1] in family_bases, f"{family}/{key}: {cls.__name__} does not inherit from its " \
+        assert chain and chain[-1] in family_bases, (
+            f"{family}/{key}: {cls.__name__} does not inherit from its "
             f"family's base ({', '.join(sorted(c.__name__ for c in family_bases))})"
-        assert len(chain) <= 1 + KIND_BASES.get(family, 0), \
+        )
+        assert len(chain) <= 1 + KIND_BASES.get(family, 0), (
             f"{family}/{key}: {' -> '.join(c.__name__ for c in (cls, *chain, Model))} is deeper than allowed"
+        )
         assert all(c.__module__.startswith(f"dagzoo.{family}.") for c in chain)

@@ -15,12 +15,13 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, ROOT, dagzoo
 from dagzoo import cli
 from dagzoo.config import load_config, validate_config
 from dagzoo.errors import ConfigError
 from dagzoo.image.samplers import EDMSampler
 from dagzoo.registry import param, validate_params
+
+from conftest import BIN, ROOT, dagzoo
 from probe_catalogue import CONFIG_PROBES, render
 
 pytestmark = pytest.mark.probe
@@ -71,8 +72,23 @@ def test_a_dry_run_refuses_before_any_job(tmp_path, pid):
     """The Snakefile validates with the same functions: the same message, before any job or file."""
     edit, needle = PROBES[pid]
     render(edit, tmp_path / "bad.yaml")
-    r = subprocess.run([str(BIN / "snakemake"), "-n", "-s", str(ROOT / "Snakefile"), "--directory", "work",
-                        "--configfile", "bad.yaml", "--cores", "1"], cwd=tmp_path, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-n",
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            "work",
+            "--configfile",
+            "bad.yaml",
+            "--cores",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     out = r.stdout + r.stderr
     assert r.returncode != 0
     message = next(line for line in out.splitlines() if line.startswith("dagzoo: invalid config: "))
@@ -88,8 +104,11 @@ def test_make_validates_a_config_before_snakemake_reads_it(tmp_path):
     edit, needle = PROBES["yaml_not_utf8"]
     path = render(edit, tmp_path / "we'ird; `id` cfg.yaml")
     # -o: the venv counts as installed (this test must not reinstall it)
-    r = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", str(BIN / "dagzoo"), "dry-run", f"CONFIG={path}",
-                        f"VENV={BIN.parent}"], capture_output=True, text=True)
+    r = subprocess.run(
+        ["make", "-s", "-C", str(ROOT), "-o", str(BIN / "dagzoo"), "dry-run", f"CONFIG={path}", f"VENV={BIN.parent}"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert "not valid UTF-8 (byte 16" in r.stderr and "we'ird" in r.stderr
 
@@ -116,8 +135,12 @@ text:
 
 def test_an_infinite_sampler_threshold_is_allowed_where_declared():
     # S_max = inf is EDM's "churn at every noise level"; the field says so with allow_inf
-    cfg = {"image": {"data": {"source": "digits"},
-                     "experiments": {"d": {"model": "ddpm", "samplers": {"edm": {"kind": "edm", "S_max": float("inf")}}}}}}
+    cfg = {
+        "image": {
+            "data": {"source": "digits"},
+            "experiments": {"d": {"model": "ddpm", "samplers": {"edm": {"kind": "edm", "S_max": float("inf")}}}},
+        }
+    }
     assert validate_config(cfg)
     with pytest.raises(ConfigError, match="S_max: must be >= 0.0, got -inf"):
         validate_params(EDMSampler, {"S_max": float("-inf")}, "s")
@@ -137,44 +160,81 @@ def test_gt_is_an_exclusive_minimum_and_list_constraints_hold_per_item():
     for bad in (0, 0.0, -1.0):
         with pytest.raises(ConfigError, match=r"p\.rate: must be > 0\.0"):
             validate_params(P, {"rate": bad}, "p")
-    for bad, message in [([], r"p\.widths: must have at least 1 item"), ([1, 2, 3, 4], r"at most 3 item"),
-                         ([4, 0], r"p\.widths\.1: must be >= 1, got 0"), ([4, "8"], r"expected list of int")]:
+    for bad, message in [
+        ([], r"p\.widths: must have at least 1 item"),
+        ([1, 2, 3, 4], r"at most 3 item"),
+        ([4, 0], r"p\.widths\.1: must be >= 1, got 0"),
+        ([4, "8"], r"expected list of int"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             validate_params(P, {"widths": bad}, "p")
 
 
 def test_largest_seed_a_results_subdirectory_and_an_uneven_last_block_are_valid():
-    cfg = validate_config({"seeds": [2**31 - 1], "results": "/tmp/dagzoo-results",
-                           "text": {"corpus": "kjv", "experiments": {
-                               # 256 = 51 blocks of 5 and a last one of 1: BD3-LM handles it
-                               "b": {"model": "bd3lm", "block_length": 5}}}})
+    cfg = validate_config(
+        {
+            "seeds": [2**31 - 1],
+            "results": "/tmp/dagzoo-results",
+            "text": {
+                "corpus": "kjv",
+                "experiments": {
+                    # 256 = 51 blocks of 5 and a last one of 1: BD3-LM handles it
+                    "b": {"model": "bd3lm", "block_length": 5}
+                },
+            },
+        }
+    )
     assert cfg["seeds"] == [2**31 - 1]
 
 
-
 # ------------------------------------------------------------------------------ command-line probes
-@pytest.mark.parametrize("argv, needle", [
-    (["mlflow-sync", "--results", "{tmp}/no-such-results"], "--results: {tmp}/no-such-results is not a directory"),
-    (["report", "--results", "{tmp}", "--claims", '[{"name": 1}]'], "--claims[0]: 'lhs' is a required property"),
-    (["report", "--results", "{tmp}", "--claims", "{tmp}/missing.yaml"], "config file not found"),
-    (["report", "--results", "{tmp}", "--runs", "{tmp}/text/kn3/0"], "--runs: {tmp}/text/kn3/0 has no metrics.json"),
-    # a stage run by hand: the arguments the DAG fills from the validated config, checked the same way
-    (["tokenize", "--corpus-dir", "{tmp}", "--out", "{tmp}/out", "--tokenizer", "{bad"], "--tokenizer: not valid JSON"),
-    (["tokenize", "--corpus-dir", "{tmp}", "--out", "{tmp}/out", "--tokenizer", '{"kind": "word"}'],
-     "--tokenizer.kind: 'word' is not allowed; allowed: 'char', 'bpe'"),
-    (["prepare-text", "--corpus", "kjv", "--out", "{tmp}/out", "--val", "0.05", "--test", "0.7"],
-     "--test: 0.7 is greater than the maximum of 0.5"),
-    (["prepare-images", "--source", "digits", "--out", "{tmp}/out", "--resize", "0"], "--resize: 0 is less than"),
-    (["prepare-repr", "--source", "digits", "--out", "{tmp}/out", "--val-fraction", "2"],
-     "--val-fraction: 2.0 is greater than the maximum of 0.5"),
-    (["prepare-repr", "--source", "digits", "--out", "{tmp}/out", "--val-fraction", "nan"],
-     "--val-fraction: must be a finite number, got nan"),
-    (["prepare-points", "--data", '{"source": "shapes", "points": 0}', "--out", "{tmp}/out"], "--data.points: 0 is less"),
-    (["prepare-points", "--data", '{"source": "shapes", "pts": 3}', "--out", "{tmp}/out"], "--data.pts: unknown key"),
-    (["prepare-points", "--data", '{"source": "shapez"}', "--out", "{tmp}/out"], "unknown data source 'shapez'"),
-    (["image-fid", "--samples", "{tmp}/none", "--reference", "{tmp}/none.npz"],
-     "{tmp}/none.npz is missing; rerun `dagzoo image-reference`"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["mlflow-sync", "--results", "{tmp}/no-such-results"], "--results: {tmp}/no-such-results is not a directory"),
+        (["report", "--results", "{tmp}", "--claims", '[{"name": 1}]'], "--claims[0]: 'lhs' is a required property"),
+        (["report", "--results", "{tmp}", "--claims", "{tmp}/missing.yaml"], "config file not found"),
+        (
+            ["report", "--results", "{tmp}", "--runs", "{tmp}/text/kn3/0"],
+            "--runs: {tmp}/text/kn3/0 has no metrics.json",
+        ),
+        # a stage run by hand: the arguments the DAG fills from the validated config, checked the same way
+        (
+            ["tokenize", "--corpus-dir", "{tmp}", "--out", "{tmp}/out", "--tokenizer", "{bad"],
+            "--tokenizer: not valid JSON",
+        ),
+        (
+            ["tokenize", "--corpus-dir", "{tmp}", "--out", "{tmp}/out", "--tokenizer", '{"kind": "word"}'],
+            "--tokenizer.kind: 'word' is not allowed; allowed: 'char', 'bpe'",
+        ),
+        (
+            ["prepare-text", "--corpus", "kjv", "--out", "{tmp}/out", "--val", "0.05", "--test", "0.7"],
+            "--test: 0.7 is greater than the maximum of 0.5",
+        ),
+        (["prepare-images", "--source", "digits", "--out", "{tmp}/out", "--resize", "0"], "--resize: 0 is less than"),
+        (
+            ["prepare-repr", "--source", "digits", "--out", "{tmp}/out", "--val-fraction", "2"],
+            "--val-fraction: 2.0 is greater than the maximum of 0.5",
+        ),
+        (
+            ["prepare-repr", "--source", "digits", "--out", "{tmp}/out", "--val-fraction", "nan"],
+            "--val-fraction: must be a finite number, got nan",
+        ),
+        (
+            ["prepare-points", "--data", '{"source": "shapes", "points": 0}', "--out", "{tmp}/out"],
+            "--data.points: 0 is less",
+        ),
+        (
+            ["prepare-points", "--data", '{"source": "shapes", "pts": 3}', "--out", "{tmp}/out"],
+            "--data.pts: unknown key",
+        ),
+        (["prepare-points", "--data", '{"source": "shapez"}', "--out", "{tmp}/out"], "unknown data source 'shapez'"),
+        (
+            ["image-fid", "--samples", "{tmp}/none", "--reference", "{tmp}/none.npz"],
+            "{tmp}/none.npz is missing; rerun `dagzoo image-reference`",
+        ),
+    ],
+)
 def test_command_line_mistakes_are_one_line(tmp_path, argv, needle):
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
@@ -183,20 +243,49 @@ def test_command_line_mistakes_are_one_line(tmp_path, argv, needle):
     assert list(tmp_path.iterdir()) == [], "nothing is written"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["repr-knn", "--features", "f.npz", "--k", "0", "--temperature", "0.1", "--out", "o.json"], "--k: must be >= 1"),
-    (["repr-knn", "--features", "f.npz", "--k", "two", "--temperature", "0.1", "--out", "o.json"],
-     "--k: expected an integer, got 'two'"),
-    (["repr-knn", "--features", "f.npz", "--k", "5", "--temperature", "nan", "--out", "o.json"],
-     "--temperature: must be a finite number > 0.0, got nan"),
-    (["repr-smoothed", "--features", "f.npz", "--ratio", "0.5", "--epochs", "3", "--lr", "0.1", "--out", "o.json"],
-     "--ratio: must be a finite number >= 1.0"),
-    (["text-sample", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--temperature", "0"],
-     "--temperature: must be a finite number > 0.0, got 0"),
-    (["train", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--threads", "0"], "--threads: must be >= 1"),
-    (["image-fid", "--samples", "s", "--reference", "r.npz", "--kid-subset-size", "1"], "--kid-subset-size: must be >= 2"),
-    (["no-such-stage"], "invalid choice: 'no-such-stage'"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (
+            ["repr-knn", "--features", "f.npz", "--k", "0", "--temperature", "0.1", "--out", "o.json"],
+            "--k: must be >= 1",
+        ),
+        (
+            ["repr-knn", "--features", "f.npz", "--k", "two", "--temperature", "0.1", "--out", "o.json"],
+            "--k: expected an integer, got 'two'",
+        ),
+        (
+            ["repr-knn", "--features", "f.npz", "--k", "5", "--temperature", "nan", "--out", "o.json"],
+            "--temperature: must be a finite number > 0.0, got nan",
+        ),
+        (
+            [
+                "repr-smoothed",
+                "--features",
+                "f.npz",
+                "--ratio",
+                "0.5",
+                "--epochs",
+                "3",
+                "--lr",
+                "0.1",
+                "--out",
+                "o.json",
+            ],
+            "--ratio: must be a finite number >= 1.0",
+        ),
+        (
+            ["text-sample", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--temperature", "0"],
+            "--temperature: must be a finite number > 0.0, got 0",
+        ),
+        (["train", "--spec", "s.json", "--data", "d", "--run-dir", "r", "--threads", "0"], "--threads: must be >= 1"),
+        (
+            ["image-fid", "--samples", "s", "--reference", "r.npz", "--kid-subset-size", "1"],
+            "--kid-subset-size: must be >= 2",
+        ),
+        (["no-such-stage"], "invalid choice: 'no-such-stage'"),
+    ],
+)
 def test_command_line_usage_errors_are_one_line_with_status_2(argv, needle):
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
@@ -206,14 +295,34 @@ def test_command_line_usage_errors_are_one_line_with_status_2(argv, needle):
     assert needle in lines[0] and "--help" in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("sampler, needle", [
-    ("{bad", "--sampler: not valid JSON"), ("[1]", "--sampler: expected a JSON object"),
-    ('{"kind": "plms"}', "--sampler.kind: 'plms' is not a sampler"), ('{"kind": "ddim", "steps": 0}', "--sampler.steps: must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "sampler, needle",
+    [
+        ("{bad", "--sampler: not valid JSON"),
+        ("[1]", "--sampler: expected a JSON object"),
+        ('{"kind": "plms"}', "--sampler.kind: 'plms' is not a sampler"),
+        ('{"kind": "ddim", "steps": 0}', "--sampler.steps: must be >= 1"),
+    ],
+)
 def test_a_bad_sampler_is_refused_before_any_model_is_loaded(tmp_path, sampler, needle):
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        status = cli.main(["image-sample", "--spec", str(tmp_path / "none.json"), "--data", str(tmp_path),
-                           "--run-dir", str(tmp_path / "run"), "--name", "s", "--sampler", sampler, "--n", "4"])
+        status = cli.main(
+            [
+                "image-sample",
+                "--spec",
+                str(tmp_path / "none.json"),
+                "--data",
+                str(tmp_path),
+                "--run-dir",
+                str(tmp_path / "run"),
+                "--name",
+                "s",
+                "--sampler",
+                sampler,
+                "--n",
+                "4",
+            ]
+        )
     assert_one_line_error(status, err.getvalue(), needle)
     assert list(tmp_path.iterdir()) == []

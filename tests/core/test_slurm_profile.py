@@ -12,8 +12,11 @@ from conftest import BIN, ROOT
 def _local_rules() -> set[str]:
     from dagzoo.family import families
 
-    files = [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk"),
-             *(f.rules_file() for f in families().values())]
+    files = [
+        ROOT / "Snakefile",
+        *(ROOT / "workflow" / "rules").glob("*.smk"),
+        *(f.rules_file() for f in families().values()),
+    ]
     names = set()
     for path in files:
         for match in re.finditer(r"^\s*localrules:\s*([^#\n]+)", path.read_text(), re.M):
@@ -22,9 +25,20 @@ def _local_rules() -> set[str]:
 
 
 def test_every_cluster_rule_has_resources_in_the_slurm_profile(tmp_path):
-    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--configfile", str(ROOT / "config" / "config.yaml"), "--list-rules"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(ROOT / "config" / "config.yaml"),
+            "--list-rules",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rules = {line.strip() for line in r.stdout.splitlines() if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", line)}
     local = _local_rules()
@@ -45,15 +59,37 @@ def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
     `threads`, an n-gram's training 1, an evaluation `eval_threads`."""
     from conftest import small_corpus
 
-    cfg = {"threads": 8, "eval_threads": 2, "text": {"corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
-           "experiments": {"kn2": {"model": "ngram", "order": 2},
-                           "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32}}}}
+    cfg = {
+        "threads": 8,
+        "eval_threads": 2,
+        "text": {
+            "corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
+            "experiments": {
+                "kn2": {"model": "ngram", "order": 2},
+                "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32},
+            },
+        },
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-                        "--profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--configfile", str(path), "-n",
-                        "--cores", "16"],  # a dry run caps every job at 1 core unless told (a cluster run does not)
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "-s",
+            str(ROOT / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--profile",
+            str(ROOT / "workflow" / "profiles" / "slurm"),
+            "--configfile",
+            str(path),
+            "-n",
+            "--cores",
+            "16",
+        ],  # a dry run caps every job at 1 core unless told (a cluster run does not)
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     threads = {}  # "<rule> <experiment>" -> the job's --threads, from its shell command
     for line in (r.stdout + r.stderr).splitlines():

@@ -23,8 +23,13 @@ print(timing.timing_line("probe", ready, time.time()))
 def test_process_start_and_a_timed_first_import(tmp_path):
     (tmp_path / "json_probe_module.py").write_text("import time\ntime.sleep(0.3)\n")
     before = time.time()
-    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=tmp_path,
-                       env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stderr
     first, line = r.stdout.splitlines()
     start, now, imports = map(float, first.split())
@@ -84,7 +89,8 @@ def test_bench_overhead_reads_timing_lines_and_counts_idle_cores(tmp_path):
     for name, start, end, threads in (("a", 100.0, 110.0, 2), ("b", 110.5, 112.0, 1), ("c", 110.5, 111.0, 1)):
         (logs / f"{name}.log").write_text(
             f"work\n[dagzoo] timing: command={name} start={start:.2f} end={end:.2f} threads={threads} "
-            f"startup_s=0.10 useful_s={end - start - 0.1:.2f} sync_s=0.00\n")
+            f"startup_s=0.10 useful_s={end - start - 0.1:.2f} sync_s=0.00\n"
+        )
     jobs = bench.job_timings(tmp_path)
     assert sorted(j["command"] for j in jobs) == ["a", "b", "c"]
     assert bench.idle_core_seconds(jobs, 2) == pytest.approx(2.0)

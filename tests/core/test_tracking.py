@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from conftest import dagzoo, prepare_text_runs
 from dagzoo.tracking import sync_results
+
+from conftest import dagzoo, prepare_text_runs
 
 WORKER = textwrap.dedent("""
     import sys, time
@@ -34,8 +35,12 @@ def _count(uri):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("dagzoo-text")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
-    points = {r.info.run_name: {k: len(client.get_metric_history(r.info.run_id, k))
-                                for k in ("train/loss", "val/bpc", "test/bpc")} for r in runs}
+    points = {
+        r.info.run_name: {
+            k: len(client.get_metric_history(r.info.run_id, k)) for k in ("train/loss", "val/bpc", "test/bpc")
+        }
+        for r in runs
+    }
     return runs, points
 
 
@@ -45,8 +50,14 @@ def test_concurrent_jobs_lose_no_metric(tmp_path, backend, request):
     point arrives."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if backend == "sqlite" else request.getfixturevalue("mlflow_server")
     n_jobs, n_points = 8, 100
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / "text" / f"job{i}" / "0"), uri,
-                               str(n_points)], stderr=subprocess.PIPE, text=True) for i in range(n_jobs)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / "text" / f"job{i}" / "0"), uri, str(n_points)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n_jobs)
+    ]
     errors = [p.communicate()[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors
     runs, points = _count(uri)
@@ -84,8 +95,16 @@ def test_unreachable_mlflow_does_not_lose_the_run(tmp_path, monkeypatch):
     runs_, points = _count(uri)
     assert len(runs_) == 1 and points["kn3/0"]["test/bpc"] == 1 and points["kn3/0"]["val/bpc"] == 1
     tags = runs_[0].data.tags
-    for key in ("dagzoo.family", "dagzoo.model", "dagzoo.dataset", "dagzoo.seed", "dagzoo.git_commit",
-                "dagzoo.config_hash", "dagzoo.invocation_id", "dagzoo.rule.train"):
+    for key in (
+        "dagzoo.family",
+        "dagzoo.model",
+        "dagzoo.dataset",
+        "dagzoo.seed",
+        "dagzoo.git_commit",
+        "dagzoo.config_hash",
+        "dagzoo.invocation_id",
+        "dagzoo.rule.train",
+    ):
         assert tags.get(key), key
     assert runs_[0].data.params["params.order"] == "3"
 
@@ -93,11 +112,27 @@ def test_unreachable_mlflow_does_not_lose_the_run(tmp_path, monkeypatch):
 def _spec_and_history(run_dir, steps, scale=1.0):
     from dagzoo.io import append_jsonl, atomic_write_json
 
-    atomic_write_json(run_dir / "spec.json", {"family": "text", "experiment": "live", "model": "ngram", "seed": 0,
-                                              "config_hash": "c0ffee", "params": {"order": 3}})
+    atomic_write_json(
+        run_dir / "spec.json",
+        {
+            "family": "text",
+            "experiment": "live",
+            "model": "ngram",
+            "seed": 0,
+            "config_hash": "c0ffee",
+            "params": {"order": 3},
+        },
+    )
     for step in steps:
-        append_jsonl(run_dir / "history.jsonl", {"step": step, "timestamp_ms": 1_700_000_000_000 + step,
-                                                 "train/loss": scale / step, "val/bpc": scale * step})
+        append_jsonl(
+            run_dir / "history.jsonl",
+            {
+                "step": step,
+                "timestamp_ms": 1_700_000_000_000 + step,
+                "train/loss": scale / step,
+                "val/bpc": scale * step,
+            },
+        )
 
 
 def test_a_live_sync_sends_only_new_points_after_its_first_sync(tmp_path, monkeypatch):
@@ -110,14 +145,16 @@ def test_a_live_sync_sends_only_new_points_after_its_first_sync(tmp_path, monkey
 
     calls = []
     original = MlflowClient.get_metric_history
-    monkeypatch.setattr(MlflowClient, "get_metric_history",
-                        lambda self, run_id, key: calls.append(key) or original(self, run_id, key))
+    monkeypatch.setattr(
+        MlflowClient, "get_metric_history", lambda self, run_id, key: calls.append(key) or original(self, run_id, key)
+    )
     uri, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "text" / "live" / "0"
     first = LiveSync(run, uri, interval=0)
     _spec_and_history(run, range(1, 51))
     assert first(force=True) and calls == []  # a new run: nothing to look up
-    (run / "history.jsonl").write_text("".join(line + "\n" for line in (run / "history.jsonl").read_text()
-                                               .splitlines()[:30]))  # the resume's cut
+    (run / "history.jsonl").write_text(
+        "".join(line + "\n" for line in (run / "history.jsonl").read_text().splitlines()[:30])
+    )  # the resume's cut
     resumed = LiveSync(run, uri, interval=0)
     _spec_and_history(run, range(31, 61), scale=2.0)
     assert resumed(force=True) and sorted(calls) == ["train/loss", "val/bpc"]
@@ -166,8 +203,15 @@ def test_a_later_stage_setting_changed_after_the_first_sync_shows_as_a_tag(tmp_p
 
     uri, run = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "text" / "live" / "0"
     _spec_and_history(run, range(1, 3))
-    stage = {"family": "text", "experiment": "live", "model": "ngram", "seed": 0, "config_hash": "c0ffee",
-             "stage": "sample", "params": {"order": 3, "temperature": 1.0}}
+    stage = {
+        "family": "text",
+        "experiment": "live",
+        "model": "ngram",
+        "seed": 0,
+        "config_hash": "c0ffee",
+        "stage": "sample",
+        "params": {"order": 3, "temperature": 1.0},
+    }
     atomic_write_json(run / "spec-sample.json", stage)
     run_id = sync_run_dir(run, uri)
     client = MlflowClient(uri)

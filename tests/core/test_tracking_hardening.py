@@ -5,8 +5,16 @@ import pytest
 
 from dagzoo.errors import TrackingError
 from dagzoo.io import append_jsonl, atomic_write_json, atomic_write_text
-from dagzoo.tracking import (EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, LiveSync, find_run_dirs, redact_uri,
-                             resolve_uri, sync_results, sync_run_dir)
+from dagzoo.tracking import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    LiveSync,
+    find_run_dirs,
+    redact_uri,
+    resolve_uri,
+    sync_results,
+    sync_run_dir,
+)
 
 pytestmark = pytest.mark.probe
 
@@ -22,8 +30,17 @@ def _client(uri):
 def _run_dir(results, family="fam", experiment="exp", seed=0, **spec_extra):
     """A run directory with a minimal spec (a family dagzoo has never heard of: tracking must not care)."""
     run_dir = results / family / experiment / str(seed)
-    spec = {"family": family, "experiment": experiment, "model": "m", "seed": seed, "config_hash": "c0ffee",
-            "params": {"width": 4}, "data": {}, "eval": {}, **spec_extra}
+    spec = {
+        "family": family,
+        "experiment": experiment,
+        "model": "m",
+        "seed": seed,
+        "config_hash": "c0ffee",
+        "params": {"width": 4},
+        "data": {},
+        "eval": {},
+        **spec_extra,
+    }
     atomic_write_json(run_dir / "spec.json", spec)
     return run_dir
 
@@ -89,8 +106,10 @@ def test_artifacts_by_suffix_and_pngs_one_level_below(tmp_path, uri):
 def test_every_json_with_metrics_contributes_at_its_own_step(tmp_path, uri):
     run_dir = _run_dir(tmp_path / "results")
     atomic_write_json(run_dir / "train.json", {"metrics": {"train/tokens": 100}, "step": 50, "timestamp_ms": T0 + 1})
-    atomic_write_json(run_dir / "fancy_eval.json", {"metrics": {"fancy/score": 0.5, "fancy/ok": True, "fancy/name": "x"},
-                                                    "step": 7, "timestamp_ms": T0 + 2})
+    atomic_write_json(
+        run_dir / "fancy_eval.json",
+        {"metrics": {"fancy/score": 0.5, "fancy/ok": True, "fancy/name": "x"}, "step": 7, "timestamp_ms": T0 + 2},
+    )
     atomic_write_json(run_dir / "provenance-train.json", {"stage": "train", "git_commit": "abc"})
     atomic_write_json(run_dir / "list.json", [1, 2, 3])
     atomic_write_text(run_dir / "broken.json", "{not json")
@@ -137,17 +156,20 @@ def test_experiments_are_marked_as_model_training(tmp_path, uri):
 # --------------------------------------------------------------------------- credentials
 
 
-@pytest.mark.parametrize("raw, redacted", [
-    ("http://user:password@host", "http://***@host"),
-    ("http://user:p%40ss@host:5000/path?x=1", "http://***@host:5000/path?x=1"),
-    ("https://token@mlflow.example.org/", "https://***@mlflow.example.org/"),
-    ("postgresql://u:pw@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
-    ("http://host:5000", "http://host:5000"),
-    ("http://127.0.0.1:9", "http://127.0.0.1:9"),
-    ("sqlite:////home/me@work/results/mlflow.db", "sqlite:////home/me@work/results/mlflow.db"),
-    ("file:///data/a@b/mlruns", "file:///data/a@b/mlruns"),
-    ("databricks", "databricks"),
-])
+@pytest.mark.parametrize(
+    "raw, redacted",
+    [
+        ("http://user:password@host", "http://***@host"),
+        ("http://user:p%40ss@host:5000/path?x=1", "http://***@host:5000/path?x=1"),
+        ("https://token@mlflow.example.org/", "https://***@mlflow.example.org/"),
+        ("postgresql://u:pw@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        ("http://host:5000", "http://host:5000"),
+        ("http://127.0.0.1:9", "http://127.0.0.1:9"),
+        ("sqlite:////home/me@work/results/mlflow.db", "sqlite:////home/me@work/results/mlflow.db"),
+        ("file:///data/a@b/mlruns", "file:///data/a@b/mlruns"),
+        ("databricks", "databricks"),
+    ],
+)
 def test_redact_uri(raw, redacted):
     assert redact_uri(raw) == redacted
 
@@ -159,8 +181,10 @@ class _EchoingClient:
     """An MLflow client whose errors echo the URI and its credentials (as MLflow's may)."""
 
     def get_experiment_by_name(self, name):
-        raise ConnectionError(f"API request to {SECRET_URI}/api/2.0/mlflow/experiments failed "
-                              f"(auth alice:s3cret-pw, decoded alice:s3cret-pw, password s3cret-pw)\nmore lines")
+        raise ConnectionError(
+            f"API request to {SECRET_URI}/api/2.0/mlflow/experiments failed "
+            f"(auth alice:s3cret-pw, decoded alice:s3cret-pw, password s3cret-pw)\nmore lines"
+        )
 
 
 def test_errors_and_warnings_never_show_credentials(tmp_path, monkeypatch, capsys):
@@ -171,8 +195,10 @@ def test_errors_and_warnings_never_show_credentials(tmp_path, monkeypatch, capsy
     with pytest.raises(TrackingError) as info:
         sync_run_dir(run_dir, SECRET_URI)
     msg = str(info.value)
-    assert msg.startswith("MLflow at http://***@127.0.0.1:9/prefix failed: ConnectionError: API request to "
-                          "http://***@127.0.0.1:9/prefix/api/2.0")
+    assert msg.startswith(
+        "MLflow at http://***@127.0.0.1:9/prefix failed: ConnectionError: API request to "
+        "http://***@127.0.0.1:9/prefix/api/2.0"
+    )
     assert "s3cret" not in msg and "alice" not in msg and "more lines" not in msg
     assert info.value.__cause__ is None and info.value.__suppress_context__  # no traceback shows MLflow's text
 
@@ -227,11 +253,26 @@ def test_resolve_uri_precedence(tmp_path, monkeypatch):
 
 def test_find_run_dirs_only_real_run_directories(tmp_path):
     results = tmp_path / "results"
-    real = [_run_dir(results, "text", "kn3", 0), _run_dir(results, "text", "kn3", 12), _run_dir(results, "image", "ddpm", 1),
-            _run_dir(results, "text", "data", 0)]  # an experiment may be called "data"
-    fakes = ["mlartifacts/0123456789abcdef0123456789abcdef/artifacts", "mlartifacts/1/2", "mlruns/1/2",
-             "data/text/0", "logs/x/0", "benchmarks/x/0", "report/x/0", ".snakemake/x/0", "text/.tmp/0",
-             "text/kn3/.0", "text/kn3/seed0", "text/kn3/0/deeper"]
+    real = [
+        _run_dir(results, "text", "kn3", 0),
+        _run_dir(results, "text", "kn3", 12),
+        _run_dir(results, "image", "ddpm", 1),
+        _run_dir(results, "text", "data", 0),
+    ]  # an experiment may be called "data"
+    fakes = [
+        "mlartifacts/0123456789abcdef0123456789abcdef/artifacts",
+        "mlartifacts/1/2",
+        "mlruns/1/2",
+        "data/text/0",
+        "logs/x/0",
+        "benchmarks/x/0",
+        "report/x/0",
+        ".snakemake/x/0",
+        "text/.tmp/0",
+        "text/kn3/.0",
+        "text/kn3/seed0",
+        "text/kn3/0/deeper",
+    ]
     for fake in fakes:
         atomic_write_json(results / fake / "spec.json", {})
     assert find_run_dirs(results) == sorted(real)
@@ -281,8 +322,10 @@ def test_history_is_idempotent_per_metric_and_step_after_resume(tmp_path, uri):
 
     _write_history(run_dir, after + [_record(s, T0 + 1000 + s, 1.0 / s) for s in (6, 7)])
     # a metric file's copy of the last curve point is no second point either
-    atomic_write_json(run_dir / "train.json", {"metrics": {"train/loss": 1 / 7, "train/tokens": 70}, "step": 7,
-                                               "timestamp_ms": T0 + 5000})
+    atomic_write_json(
+        run_dir / "train.json",
+        {"metrics": {"train/loss": 1 / 7, "train/tokens": 70}, "step": 7, "timestamp_ms": T0 + 5000},
+    )
     sync_run_dir(run_dir, uri, status="FINISHED")
     sync_run_dir(run_dir, uri, status="FINISHED")
     assert [s for s, _ in _steps(client, run_id, "train/loss")] == [1, 2, 3, 4, 5, 6, 7]
@@ -306,8 +349,9 @@ def test_one_metric_history_lookup_per_history_key(tmp_path, uri, monkeypatch):
     atomic_write_json(run_dir / "metrics.json", {"metrics": {"test/bpc": 1.5}, "step": 3, "timestamp_ms": T0 + 9})
     calls = []
     orig = MlflowClient.get_metric_history
-    monkeypatch.setattr(MlflowClient, "get_metric_history",
-                        lambda self, run_id, key: calls.append(key) or orig(self, run_id, key))
+    monkeypatch.setattr(
+        MlflowClient, "get_metric_history", lambda self, run_id, key: calls.append(key) or orig(self, run_id, key)
+    )
     sync_run_dir(run_dir, uri)
     assert calls == []  # a new run holds nothing: nothing to look up
     sync_run_dir(run_dir, uri)
@@ -342,8 +386,9 @@ def test_a_job_shorter_than_first_sync_after_leaves_the_run_to_the_next_stage(tm
     LiveSync(run_dir, uri)(force=True)  # what write_metrics does
     (run,) = _runs(uri)
     assert run.info.status == "FINISHED" and run.info.end_time == T0 + 50
-    assert run.data.metrics["test/bpc"] == 1.5 and [s for s, _ in _steps(_client(uri), run.info.run_id,
-                                                                            "train/loss")] == [1, 2, 3]
+    assert run.data.metrics["test/bpc"] == 1.5 and [
+        s for s, _ in _steps(_client(uri), run.info.run_id, "train/loss")
+    ] == [1, 2, 3]
 
 
 def test_a_long_job_syncs_live_then_closes_its_run(tmp_path, uri, monkeypatch):

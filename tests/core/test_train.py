@@ -11,18 +11,40 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BIN, dagzoo, prepare_text_runs
 from dagzoo.errors import TrainingError
 from dagzoo.io import read_json, read_jsonl
 from dagzoo.train import Trainer, TrainParams, lr_at
 
-TINY = {"model": "transformer", "n_layer": 2, "n_head": 2, "d_model": 32, "batch_size": 8, "lr": 3e-3,
-        "warmup_steps": 10, "log_every": 5, "eval_every": 50, "checkpoint_every": 10}
+from conftest import BIN, dagzoo, prepare_text_runs
+
+TINY = {
+    "model": "transformer",
+    "n_layer": 2,
+    "n_head": 2,
+    "d_model": 32,
+    "batch_size": 8,
+    "lr": 3e-3,
+    "warmup_steps": 10,
+    "log_every": 5,
+    "eval_every": 50,
+    "checkpoint_every": 10,
+}
 
 
 def train_args(data, run, results):
-    return ["train", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results,
-            "--threads", "1"]
+    return [
+        "train",
+        "--spec",
+        run / "spec.json",
+        "--data",
+        data,
+        "--run-dir",
+        run,
+        "--results",
+        results,
+        "--threads",
+        "1",
+    ]
 
 
 @pytest.mark.probe
@@ -31,8 +53,11 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
     long = {**TINY, "steps": 600, "checkpoint_every": 50}
     data, runs, results = prepare_text_runs(tmp_path, {"a": long, "b": long})
     run = runs["a"]
-    proc = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ckpt = run / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     step = 0
@@ -59,6 +84,7 @@ def test_sigkill_then_rerun_resumes_from_checkpoint(tmp_path):
 
     def mirrored_loss_steps():
         return [m.step for m in client.get_metric_history(mirror().info.run_id, "train/loss")]
+
     dagzoo("mlflow-sync", "--results", results)  # mirror what the killed job left, past its checkpoint
     before = mirrored_loss_steps()
     assert max(before) > step, "points after the checkpoint are mirrored (a resume logs those steps again)"
@@ -108,8 +134,9 @@ def _toy_trainer(tmp_path, loss_at, steps=20, **kw):
     def loss_fn(m, step):
         return loss_at(step) * m(x).pow(2).mean()
 
-    return Trainer(model, params, tmp_path, seed=0, config_hash="h", loss_fn=loss_fn, units_per_step=32,
-                   device=torch.device("cpu"))
+    return Trainer(
+        model, params, tmp_path, seed=0, config_hash="h", loss_fn=loss_fn, units_per_step=32, device=torch.device("cpu")
+    )
 
 
 @pytest.mark.probe
@@ -189,7 +216,7 @@ def test_transformer_learns_and_scores_windows(tmp_path):
     bits = -lp.mean() / math.log(2)
     assert bits < 0.75 * unigram_bits, (bits, unigram_bits)
     whole = m.log_probs(test[:70], 32)
-    parts = np.concatenate([m.log_probs(test[:70][i:i + 32], 32) for i in (0, 32, 64)])
+    parts = np.concatenate([m.log_probs(test[:70][i : i + 32], 32) for i in (0, 32, 64)])
     np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-5)
 
 
@@ -198,11 +225,16 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     """scancel / pre-emption sends SIGTERM: the job checkpoints its current step and exits non-zero."""
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
     run = runs["a"]
-    proc = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(
-            "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")):
+        "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -221,11 +253,15 @@ def test_scancel_of_the_whole_job_still_writes_the_sigterm_checkpoint(tmp_path):
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 2000, "checkpoint_every": 1000}})
     run, log = runs["a"], tmp_path / "job.log"
     command = " ".join(shlex.quote(str(x)) for x in [BIN / "dagzoo", *train_args(data, run, results)])
-    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
-                             env={**os.environ, "DAGZOO_INVOCATION_ID": "test"}, start_new_session=True)
+    shell = subprocess.Popen(
+        ["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
+        env={**os.environ, "DAGZOO_INVOCATION_ID": "test"},
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(
-            "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")):
+        "train/loss" in r and r["step"] >= 20 for r in read_jsonl(run / "history.jsonl")
+    ):
         time.sleep(0.05)
     os.killpg(shell.pid, signal.SIGTERM)  # as scancel does: the shell and the training together
     shell.wait()
@@ -247,8 +283,12 @@ def test_a_second_training_of_a_running_run_stops_and_writes_nothing_there(tmp_p
     leftover = run / "checkpoints" / ".last.pt.k1ll3d.tmp"  # a checkpoint write killed mid-way
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"half a checkpoint")
-    first = subprocess.Popen([str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [str(BIN / "dagzoo"), *map(str, train_args(data, run, results))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "history.jsonl").exists():
         time.sleep(0.05)
@@ -277,8 +317,10 @@ def test_a_job_whose_shell_was_killed_writes_no_output_and_the_rerun_resumes(tmp
     data, runs, results = prepare_text_runs(tmp_path, {"a": {**TINY, "steps": 300, "checkpoint_every": 50}})
     run, log = runs["a"], tmp_path / "job.log"
     command = " ".join(shlex.quote(str(x)) for x in [BIN / "dagzoo", *train_args(data, run, results)])
-    shell = subprocess.Popen(["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
-                             env={**os.environ, "DAGZOO_INVOCATION_ID": "test"})  # a DAG's job
+    shell = subprocess.Popen(
+        ["bash", "-c", f"set -euo pipefail; {command} > {shlex.quote(str(log))} 2>&1"],
+        env={**os.environ, "DAGZOO_INVOCATION_ID": "test"},
+    )  # a DAG's job
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "checkpoints" / "last.pt").exists():
         time.sleep(0.05)
@@ -305,10 +347,12 @@ def test_every_file_writer_refuses_once_the_job_shell_is_gone(tmp_path, monkeypa
     from dagzoo.io import OrphanedJobError, append_jsonl, atomic_save_npy, atomic_write_json
     from dagzoo.plotting import save_figure
 
-    writers = {"fid.json": lambda p: atomic_write_json(p, {"fid_80": 1.0}),
-               "images.npy": lambda p: atomic_save_npy(p, np.zeros((2, 1, 4, 4), np.uint8)),
-               "history.jsonl": lambda p: append_jsonl(p, {"step": 1}),
-               "curve.png": lambda p: save_figure(plt.figure(), p)}
+    writers = {
+        "fid.json": lambda p: atomic_write_json(p, {"fid_80": 1.0}),
+        "images.npy": lambda p: atomic_save_npy(p, np.zeros((2, 1, 4, 4), np.uint8)),
+        "history.jsonl": lambda p: append_jsonl(p, {"step": 1}),
+        "curve.png": lambda p: save_figure(plt.figure(), p),
+    }
     monkeypatch.setattr(io, "_JOB_SHELL_PID", os.getppid())  # the job shell is alive: writes go through
     for name, write in writers.items():
         write(tmp_path / "alive" / name)

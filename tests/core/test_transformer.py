@@ -15,8 +15,14 @@ def test_rotary_rotates_each_pair_by_position_times_frequency():
     cos, sin = rotary_tables(torch.tensor([m]), d)
     got = apply_rotary(x, cos, sin)[0, 0, 0]
     a0, a1 = m * 1.0, m * 10_000 ** (-2 / 4)
-    want = torch.tensor([1 * math.cos(a0) - 3 * math.sin(a0), 2 * math.cos(a1) - 4 * math.sin(a1),
-                         1 * math.sin(a0) + 3 * math.cos(a0), 2 * math.sin(a1) + 4 * math.cos(a1)])
+    want = torch.tensor(
+        [
+            1 * math.cos(a0) - 3 * math.sin(a0),
+            2 * math.cos(a1) - 4 * math.sin(a1),
+            1 * math.sin(a0) + 3 * math.cos(a0),
+            2 * math.sin(a1) + 4 * math.cos(a1),
+        ]
+    )
     torch.testing.assert_close(got, want)
 
 
@@ -28,6 +34,7 @@ def test_rotary_scores_depend_only_on_relative_position():
         qm = apply_rotary(q, *rotary_tables(torch.tensor([m]), 8))
         kn = apply_rotary(k, *rotary_tables(torch.tensor([n]), 8))
         return float((qm * kn).sum())
+
     assert score(5, 2) == pytest.approx(score(13, 10), abs=1e-5)
     assert score(0, 0) == pytest.approx(float((q * k).sum()), abs=1e-6)  # position 0: identity
     assert abs(score(5, 2) - score(5, 3)) > 1e-3
@@ -37,8 +44,11 @@ def test_rotary_network_is_translation_invariant_and_uses_order():
     """A bidirectional rotary network has no absolute positions: shifting every position id leaves
     the logits unchanged; permuting the input changes them (it is not a bag of tokens)."""
     torch.manual_seed(0)
-    net = Transformer(TransformerConfig(vocab_in=8, vocab_out=6, block_size=64, n_layer=2, n_head=2, d_model=16,
-                                        causal=False, positional="rotary")).eval()
+    net = Transformer(
+        TransformerConfig(
+            vocab_in=8, vocab_out=6, block_size=64, n_layer=2, n_head=2, d_model=16, causal=False, positional="rotary"
+        )
+    ).eval()
     for p in net.parameters():
         p.data += 0.05 * torch.randn_like(p)
     x = torch.randint(0, 8, (2, 10), generator=torch.Generator().manual_seed(1))

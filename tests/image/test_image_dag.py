@@ -13,25 +13,66 @@ from conftest import planned_jobs, snakemake
 
 def write_cfg(tmp_path, ddim_steps=3, elbo_samples=1):
     cfg = {
-        "results": str(tmp_path / "results"), "seeds": [0], "threads": 1,
+        "results": str(tmp_path / "results"),
+        "seeds": [0],
+        "threads": 1,
         "image": {
             "data": {"source": "digits", "resize": 8},
-            "eval": {"samples": 6, "baseline_samples": 4, "real_samples": 6, "reference_images": 12,
-                     "kid_subsets": 5, "kid_subset_size": 6, "grid": 6},
+            "eval": {
+                "samples": 6,
+                "baseline_samples": 4,
+                "real_samples": 6,
+                "reference_images": 12,
+                "kid_subsets": 5,
+                "kid_subset_size": 6,
+                "grid": 6,
+            },
             "experiments": {
-                "ddpm": {"model": "ddpm", "T": 20, "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
-                         "attn_resolutions": [4], "steps": 6, "batch_size": 8, "log_every": 2,
-                         "ema_halflife_kimg": 0.05,
-                         "samplers": {"anc": {"kind": "ddpm"}, "ddim": {"kind": "ddim", "steps": ddim_steps},
-                                      "heun": {"kind": "edm", "steps": 2}}},
-                "gvae": {"model": "gumbel_vae", "steps": 6, "batch_size": 8, "channels": 4, "hidden": 16,
-                         "n_latents": 4, "n_classes": 3, "log_every": 2, "elbo_samples": elbo_samples},
+                "ddpm": {
+                    "model": "ddpm",
+                    "T": 20,
+                    "channels": 8,
+                    "channel_mult": [1, 2],
+                    "num_res_blocks": 1,
+                    "attn_resolutions": [4],
+                    "steps": 6,
+                    "batch_size": 8,
+                    "log_every": 2,
+                    "ema_halflife_kimg": 0.05,
+                    "samplers": {
+                        "anc": {"kind": "ddpm"},
+                        "ddim": {"kind": "ddim", "steps": ddim_steps},
+                        "heun": {"kind": "edm", "steps": 2},
+                    },
+                },
+                "gvae": {
+                    "model": "gumbel_vae",
+                    "steps": 6,
+                    "batch_size": 8,
+                    "channels": 4,
+                    "hidden": 16,
+                    "n_latents": 4,
+                    "n_classes": 3,
+                    "log_every": 2,
+                    "elbo_samples": elbo_samples,
+                },
             },
         },
-        "claims": [{"name": "Heun-3 matches ancestral-20", "source": "Karras et al. 2022",
-                    "lhs": "image/ddpm/samplers/heun/kid_6", "op": "<=", "rhs": "image/ddpm/samplers/anc/kid_6"},
-                   {"name": "a typo'd metric is reported missing", "lhs": "image/ddpm/samplers/heun/kid_7",
-                    "op": "<", "rhs": 1.0}],
+        "claims": [
+            {
+                "name": "Heun-3 matches ancestral-20",
+                "source": "Karras et al. 2022",
+                "lhs": "image/ddpm/samplers/heun/kid_6",
+                "op": "<=",
+                "rhs": "image/ddpm/samplers/anc/kid_6",
+            },
+            {
+                "name": "a typo'd metric is reported missing",
+                "lhs": "image/ddpm/samplers/heun/kid_7",
+                "op": "<",
+                "rhs": 1.0,
+            },
+        ],
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -73,9 +114,15 @@ def test_image_dag_runs_reports_and_reruns_only_the_changed_sampler(tmp_path):
 
     # a changed sampler reruns that sampler's samples and FID, the run's evaluation and the report only
     jobs = planned_jobs(snakemake(tmp_path, write_cfg(tmp_path, ddim_steps=4), "-n").stdout)
-    assert sorted(jobs) == sorted([("image_sample", "exp=ddpm, seed=0, sampler=ddim"),
-                                   ("image_fid", "exp=ddpm, seed=0, name=ddim"),
-                                   ("image_evaluate", "exp=ddpm, seed=0"), ("report", ""), ("all", "")]), jobs
+    assert sorted(jobs) == sorted(
+        [
+            ("image_sample", "exp=ddpm, seed=0, sampler=ddim"),
+            ("image_fid", "exp=ddpm, seed=0, name=ddim"),
+            ("image_evaluate", "exp=ddpm, seed=0"),
+            ("report", ""),
+            ("all", ""),
+        ]
+    ), jobs
 
     # a hyper-parameter only evaluation reads (the VAE bound's latent samples) reruns that
     # run's evaluation and the report only

@@ -8,14 +8,20 @@ import subprocess
 import pytest
 import torch
 
-from conftest import BIN
 from dagzoo.io import atomic_write_json, read_jsonl
+
+from conftest import BIN
 
 pytestmark = pytest.mark.probe
 
-UNET = {"channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [4],
-        # dropout masks are drawn inside the network, per rank: off, to compare bit for bit
-        "dropout": 0.0}
+UNET = {
+    "channels": 8,
+    "channel_mult": [1, 2],
+    "num_res_blocks": 1,
+    "attn_resolutions": [4],
+    # dropout masks are drawn inside the network, per rank: off, to compare bit for bit
+    "dropout": 0.0,
+}
 VAE = {"channels": 4, "hidden": 16}
 MODELS = {
     "ddpm": {"model": "ddpm", "T": 20, **UNET},
@@ -24,8 +30,15 @@ MODELS = {
     "vae": {"model": "vae", "latent_dim": 4, **VAE},
     "gumbel_vae": {"model": "gumbel_vae", "n_latents": 4, "n_classes": 3, "hard": True, **VAE},
 }
-TRAIN = {"steps": 4, "batch_size": 8, "lr": 1e-3, "warmup_steps": 0, "log_every": 2, "checkpoint_every": 2,
-         "ema_halflife_kimg": 0.01}
+TRAIN = {
+    "steps": 4,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "warmup_steps": 0,
+    "log_every": 2,
+    "checkpoint_every": 2,
+    "ema_halflife_kimg": 0.01,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,12 @@ def image_data(tmp_path_factory):
 def _spec(model: str) -> dict:
     from dagzoo.config import experiment_specs, validate_config
 
-    cfg = validate_config({"seeds": [0], "image": {"data": {"source": "digits", "resize": 8},
-                                                   "experiments": {model: {**MODELS[model], **TRAIN}}}})
+    cfg = validate_config(
+        {
+            "seeds": [0],
+            "image": {"data": {"source": "digits", "resize": 8}, "experiments": {model: {**MODELS[model], **TRAIN}}},
+        }
+    )
     (spec,) = experiment_specs(cfg)
     return spec
 
@@ -57,10 +74,30 @@ def test_two_process_image_ddp_equals_single_process(tmp_path, image_data, model
     # the single process in this one (no interpreter start-up); the two ranks under torchrun
     train(runs["single"] / "spec.json", image_data, runs["single"], results)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "dagzoo"), "train",
-                        "--spec", str(runs["ddp"] / "spec.json"), "--data", str(image_data),
-                        "--run-dir", str(runs["ddp"]), "--results", str(results), "--threads", "1"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(BIN / "dagzoo"),
+            "train",
+            "--spec",
+            str(runs["ddp"] / "spec.json"),
+            "--data",
+            str(image_data),
+            "--run-dir",
+            str(runs["ddp"]),
+            "--results",
+            str(results),
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     a = torch.load(runs["single"] / "model.pt", weights_only=True)["state_dict"]
     b = torch.load(runs["ddp"] / "model.pt", weights_only=True)["state_dict"]

@@ -8,8 +8,13 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
-from dagzoo.image.losses import (bits_per_dim, categorical_kl_uniform, diffusion_loss, discretized_logistic_log_prob,
-                                 gaussian_kl)
+from dagzoo.image.losses import (
+    bits_per_dim,
+    categorical_kl_uniform,
+    diffusion_loss,
+    discretized_logistic_log_prob,
+    gaussian_kl,
+)
 from dagzoo.image.preconditioning import EDM
 
 
@@ -31,8 +36,12 @@ def test_diffusion_loss_is_edm_eq2_with_table1_coefficients():
     for i in range(6):
         s, sd = float(sigma[i]), 0.5
         x = y[i] + s * noise[i]
-        c_skip, c_out, c_in, c_noise = sd**2 / (s**2 + sd**2), s * sd / math.sqrt(s**2 + sd**2), \
-            1 / math.sqrt(s**2 + sd**2), math.log(s) / 4
+        c_skip, c_out, c_in, c_noise = (
+            sd**2 / (s**2 + sd**2),
+            s * sd / math.sqrt(s**2 + sd**2),
+            1 / math.sqrt(s**2 + sd**2),
+            math.log(s) / 4,
+        )
         d = c_skip * x + c_out * (0.3 * c_in * x + c_noise)
         total += (s**2 + sd**2) / (s * sd) ** 2 * float(((d - y[i]) ** 2).mean())
     assert float(got) == pytest.approx(total / 6, rel=1e-5)
@@ -48,13 +57,15 @@ def test_discretized_logistic_is_the_logistic_cdf_over_each_pixel_bin():
         x = k / 127.5 - 1
         lo = 0.0 if k == 0 else cdf(x - 1 / 255, mean, s)  # the edge bins reach -inf / +inf
         hi = 1.0 if k == 255 else cdf(x + 1 / 255, mean, s)
-        got = discretized_logistic_log_prob(torch.tensor([x], dtype=torch.float64), torch.tensor([mean]).double(),
-                                            torch.tensor([log_scale]).double())
+        got = discretized_logistic_log_prob(
+            torch.tensor([x], dtype=torch.float64), torch.tensor([mean]).double(), torch.tensor([log_scale]).double()
+        )
         assert float(got) == pytest.approx(math.log(hi - lo), rel=1e-6)
     # a bin whose mass underflows float32's CDF difference (< 1e-5) takes density x bin width
     x = 1 / 127.5 - 1
-    got = discretized_logistic_log_prob(torch.tensor([x]).double(), torch.tensor([mean]).double(),
-                                        torch.tensor([log_scale]).double())
+    got = discretized_logistic_log_prob(
+        torch.tensor([x]).double(), torch.tensor([mean]).double(), torch.tensor([log_scale]).double()
+    )
     assert float(got) == pytest.approx(math.log(cdf(x + 1 / 255, mean, s) - cdf(x - 1 / 255, mean, s)), abs=1e-3)
 
 
@@ -64,7 +75,10 @@ def test_bits_per_dim_divides_nats_by_dimensions_times_ln2():
 
 def test_gaussian_kl_equals_torch_distributions():
     g = torch.Generator().manual_seed(3)
-    mu, logvar = torch.randn(4, 5, generator=g, dtype=torch.float64), torch.randn(4, 5, generator=g, dtype=torch.float64)
+    mu, logvar = (
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+    )
     ref = kl_divergence(Normal(mu, torch.exp(0.5 * logvar)), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
     np.testing.assert_allclose(gaussian_kl(mu, logvar).numpy(), ref.numpy(), rtol=1e-10)
 

@@ -50,7 +50,9 @@ def test_gaussian_kl_by_hand():
     from dagzoo.image.losses import gaussian_kl
 
     # KL(N(1, e^0.5) || N(0, 1)) = 0.5 (1 + e^0.5 - 1 - 0.5)
-    assert float(gaussian_kl(torch.tensor([[1.0]]), torch.tensor([[0.5]]))) == pytest.approx(0.5 * (math.exp(0.5) - 0.5))
+    assert float(gaussian_kl(torch.tensor([[1.0]]), torch.tensor([[0.5]]))) == pytest.approx(
+        0.5 * (math.exp(0.5) - 0.5)
+    )
 
 
 def test_discretized_logistic_sums_to_one_over_the_256_levels():
@@ -64,8 +66,9 @@ def test_discretized_logistic_sums_to_one_over_the_256_levels():
 def test_gumbel_softmax_approaches_one_hot_as_the_temperature_falls():
     logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).expand(4000, 4)
     g = torch.Generator().manual_seed(0)
-    peak = {tau: float(gumbel_softmax(logits, tau, generator=g).max(-1).values.mean())
-            for tau in (5.0, 1.0, 0.1, 0.001)}
+    peak = {
+        tau: float(gumbel_softmax(logits, tau, generator=g).max(-1).values.mean()) for tau in (5.0, 1.0, 0.1, 0.001)
+    }
     assert peak[5.0] < 0.5 < peak[1.0] < peak[0.1] < peak[0.001] and peak[0.001] > 0.999
 
 
@@ -109,7 +112,7 @@ def test_gumbel_vae_temperature_anneals_to_tau_min():
 def test_edm_ema_half_life():
     net = nn.Linear(1, 1, bias=False)
     ema = EMA(net, None, halflife_images=640, rampup_ratio=None, batch_size=64)
-    assert ema.current_decay() == pytest.approx(0.5 ** 0.1)  # 10 steps of 64 images halve the weight
+    assert ema.current_decay() == pytest.approx(0.5**0.1)  # 10 steps of 64 images halve the weight
     ramp = EMA(net, None, halflife_images=1e6, rampup_ratio=0.05, batch_size=64)
     ramp.updates = 100  # 6,400 images seen: half-life 320 images
     assert ramp.current_decay() == pytest.approx(0.5 ** (64 / 320))
@@ -141,15 +144,21 @@ def test_a_resumed_ema_lives_on_the_models_device():
     # every resume on a GPU. The meta device stands in for a second device here.
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to("meta")
     ema = EMA(net, 0.9)
-    ema.load_state_dict({"updates": 5, "shadow": {k: torch.zeros(v.shape, dtype=v.dtype)
-                                                  for k, v in net.state_dict().items()}})
+    ema.load_state_dict(
+        {"updates": 5, "shadow": {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in net.state_dict().items()}}
+    )
     assert ema.updates == 5 and {v.device.type for v in ema.shadow.values()} == {"meta"}
 
 
 # ---------------------------------------------------------------------------------- receptive field
 def test_receptive_field_of_stacked_convolutions():
-    three = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.SiLU(), nn.Conv2d(2, 2, 3, padding=1), nn.SiLU(),
-                         nn.Conv2d(2, 1, 3, padding=1))
+    three = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2, 2, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2, 1, 3, padding=1),
+    )
     assert receptive_field(three, 1)["receptive_field"] == 7  # 1 + 3 x 2
     strided = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(2, 1, 3, padding=1))
     assert receptive_field(strided, 1)["receptive_field"] in (7, 8)  # 3 + 2 x 2 (x2 stride), +-1 at the grid
@@ -158,9 +167,15 @@ def test_receptive_field_of_stacked_convolutions():
     assert rf["receptive_field"] == 3 and rf["global_mixing"]
     # bias-free convolutions and ReLUs (a zero input would give no gradient at all), BatchNorm
     # (per channel at evaluation: no mixing)
-    relu = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.Conv2d(4, 1, 3, padding=1, bias=False))
+    relu = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Conv2d(4, 1, 3, padding=1, bias=False),
+    )
     assert receptive_field(relu, 1) == {"receptive_field": 7, "global_mixing": False, "clipped": False}
 
 
@@ -233,15 +248,30 @@ def _cfg(**exp):
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("exp,match", [
-    ({"model": "ddpm", "samplers": {"s": {"kind": "flow"}}}, r"image.experiments.m.samplers.s.kind: 'flow' does not apply.*allowed: ddpm, ddim, edm"),
-    ({"model": "ddpm", "samplers": {"s": {"kind": "ddim", "eta": 2}}}, r"image.experiments.m.samplers.s.eta: must be <= 1"),
-    ({"model": "ddpm", "samplers": {"untrained": {"kind": "ddpm"}}}, r"untrained"),
-    ({"model": "edm", "precond": "vx"}, r"image.experiments.m.precond: 'vx' is not allowed; allowed: 'vp', 've', 'iddpm', 'edm'"),
-    ({"model": "ddpm", "channel_mult": [1, 2, 2, 2, 2, 2]}, r"divisible by 32"),
-    ({"model": "ddpm", "main_sampler": "nope"}, r"main_sampler: 'nope' is not one of its samplers; allowed: ddpm"),
-    ({"model": "gan"}, r"image.experiments.m.model: unknown image model 'gan'; allowed: ddpm, edm, flow, gumbel_vae, vae"),
-])
+@pytest.mark.parametrize(
+    "exp,match",
+    [
+        (
+            {"model": "ddpm", "samplers": {"s": {"kind": "flow"}}},
+            r"image.experiments.m.samplers.s.kind: 'flow' does not apply.*allowed: ddpm, ddim, edm",
+        ),
+        (
+            {"model": "ddpm", "samplers": {"s": {"kind": "ddim", "eta": 2}}},
+            r"image.experiments.m.samplers.s.eta: must be <= 1",
+        ),
+        ({"model": "ddpm", "samplers": {"untrained": {"kind": "ddpm"}}}, r"untrained"),
+        (
+            {"model": "edm", "precond": "vx"},
+            r"image.experiments.m.precond: 'vx' is not allowed; allowed: 'vp', 've', 'iddpm', 'edm'",
+        ),
+        ({"model": "ddpm", "channel_mult": [1, 2, 2, 2, 2, 2]}, r"divisible by 32"),
+        ({"model": "ddpm", "main_sampler": "nope"}, r"main_sampler: 'nope' is not one of its samplers; allowed: ddpm"),
+        (
+            {"model": "gan"},
+            r"image.experiments.m.model: unknown image model 'gan'; allowed: ddpm, edm, flow, gumbel_vae, vae",
+        ),
+    ],
+)
 def test_invalid_image_configs_name_the_key_and_the_allowed_values(exp, match):
     with pytest.raises(ConfigError, match=match):
         validate_config(_cfg(**exp))

@@ -7,8 +7,18 @@ import torch
 
 from dagzoo.image.losses import diffusion_loss
 from dagzoo.image.preconditioning import DDPM, EDM, IDDPM, VE, VP, Flow, denoise
-from dagzoo.image.samplers import (DDIMSampler, DDPMSampler, Denoiser, EDMSampler, FlowSampler, ddim_step,
-                                   edm_sigma_grid, euler_step, flow_euler_step, sample)
+from dagzoo.image.samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    Denoiser,
+    EDMSampler,
+    FlowSampler,
+    ddim_step,
+    edm_sigma_grid,
+    euler_step,
+    flow_euler_step,
+    sample,
+)
 from dagzoo.nn.unet import UNet, UNetConfig
 
 
@@ -24,8 +34,8 @@ def test_edm_preconditioning_matches_table1_by_hand():
     assert c_out == pytest.approx(0.4472135955)
     assert c_in == pytest.approx(0.894427191)
     assert c_noise == pytest.approx(0.0)
-    assert float(EDM().coefs(_t(math.e**4))[3]) == pytest.approx(1.0)        # ln(sigma) / 4
-    assert float(EDM().loss_weight(_t(1.0))) == pytest.approx(1.25 / 0.25)    # (s^2 + sd^2) / (s sd)^2
+    assert float(EDM().coefs(_t(math.e**4))[3]) == pytest.approx(1.0)  # ln(sigma) / 4
+    assert float(EDM().loss_weight(_t(1.0))) == pytest.approx(1.25 / 0.25)  # (s^2 + sd^2) / (s sd)^2
 
 
 def test_vp_ve_rows_by_hand():
@@ -35,7 +45,7 @@ def test_vp_ve_rows_by_hand():
     assert float(vp.sigma(_t(0.5))) == pytest.approx(s)
     c_skip, c_out, c_in, c_noise = (float(c) for c in vp.coefs(_t(s)))
     assert (c_skip, c_out, c_in) == pytest.approx((1.0, -s, 1 / math.sqrt(s * s + 1)))
-    assert c_noise == pytest.approx(999 * 0.5)                               # (M - 1) sigma^-1(sigma)
+    assert c_noise == pytest.approx(999 * 0.5)  # (M - 1) sigma^-1(sigma)
     c_skip, c_out, c_in, c_noise = (float(c) for c in VE().coefs(_t(4.0)))
     assert (c_skip, c_out, c_in, c_noise) == pytest.approx((1.0, 4.0, 1.0, math.log(2.0)))
 
@@ -47,21 +57,21 @@ def test_iddpm_levels_follow_the_recursion_and_c_noise_is_the_table1_index():
     for j in range(M, 0, -1):
         u[j - 1] = math.sqrt((u[j] ** 2 + 1) / max(abar[j - 1] / abar[j], C1) - 1)
     pre = IDDPM()
-    assert float(pre.sigma_max) == pytest.approx(u[0], rel=1e-9)             # Table 1 indexes u_0 as the largest
+    assert float(pre.sigma_max) == pytest.approx(u[0], rel=1e-9)  # Table 1 indexes u_0 as the largest
     assert float(pre.sigma_min) == pytest.approx(u[M - 1], rel=1e-9)
     for j in (0, 17, 500, 999):
         c_noise = float(pre.coefs(_t(u[j]))[3])
-        assert c_noise == M - 1 - j                                           # c_noise = M - 1 - argmin_j |u_j - s|
+        assert c_noise == M - 1 - j  # c_noise = M - 1 - argmin_j |u_j - s|
 
 
 def test_ddpm_row_is_epsilon_prediction_with_l_simple():
     pre = DDPM("linear", T=1000)
     assert float(pre.betas[0]) == pytest.approx(1e-4) and float(pre.betas[-1]) == pytest.approx(0.02)
     k = 300
-    abar = float(torch.prod(1 - pre.betas[:k + 1]))
+    abar = float(torch.prod(1 - pre.betas[: k + 1]))
     assert float(pre.u[k]) == pytest.approx(math.sqrt((1 - abar) / abar))
     # x-bar = x_t / sqrt(abar): c_in x-bar = x_t, and D = x-bar - sigma eps_hat
-    c_skip, c_out, c_in, c_noise = (float(c) for c in pre.coefs(pre.u[k:k + 1]))
+    c_skip, c_out, c_in, c_noise = (float(c) for c in pre.coefs(pre.u[k : k + 1]))
     assert (c_skip, c_out, c_in, c_noise) == pytest.approx((1.0, -float(pre.u[k]), math.sqrt(abar), k))
     cos = DDPM("cosine", T=1000)
     assert float(cos.alphas_bar[0]) > float(cos.alphas_bar[-1]) and float(cos.betas.max()) <= 0.999
@@ -97,8 +107,9 @@ def test_edm_training_noise_distribution():
 # ---------------------------------------------------------------------------------- samplers
 def _random_unet(seed=0):
     torch.manual_seed(seed)
-    net = UNet(UNetConfig(channels=8, channel_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], dropout=0.0,
-                          resolution=8)).double()
+    net = UNet(
+        UNetConfig(channels=8, channel_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], dropout=0.0, resolution=8)
+    ).double()
     with torch.no_grad():
         for p in net.parameters():  # zero-initialised output layers would make every field trivial
             p.normal_(0, 0.2)
@@ -164,11 +175,20 @@ class PointMassNet:
         return (self.c - c_skip * x) / c_out
 
 
-@pytest.mark.parametrize("pre,params", [
-    (DDPM(), DDPMSampler()), (DDPM(), DDPMSampler(variance="large")), (DDPM(), DDIMSampler(steps=10)),
-    (DDPM(), DDIMSampler(steps=10, eta=1.0)), (DDPM(), EDMSampler(steps=8)), (EDM(), EDMSampler(steps=8)),
-    (EDM(), EDMSampler(steps=8, S_churn=10.0)), (Flow(), FlowSampler(steps=6, heun=True)),
-], ids=lambda v: getattr(v, "name", type(v).__name__))
+@pytest.mark.parametrize(
+    "pre,params",
+    [
+        (DDPM(), DDPMSampler()),
+        (DDPM(), DDPMSampler(variance="large")),
+        (DDPM(), DDIMSampler(steps=10)),
+        (DDPM(), DDIMSampler(steps=10, eta=1.0)),
+        (DDPM(), EDMSampler(steps=8)),
+        (EDM(), EDMSampler(steps=8)),
+        (EDM(), EDMSampler(steps=8, S_churn=10.0)),
+        (Flow(), FlowSampler(steps=6, heun=True)),
+    ],
+    ids=lambda v: getattr(v, "name", type(v).__name__),
+)
 def test_every_sampler_recovers_a_point_mass_with_the_exact_denoiser(pre, params):
     c = torch.linspace(-0.8, 0.8, 16, dtype=torch.float64).reshape(1, 1, 4, 4)
     den = Denoiser(PointMassNet(pre, c), pre)

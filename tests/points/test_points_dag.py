@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import planned_jobs, snakemake
 from dagzoo.points import data as D
+
+from conftest import planned_jobs, snakemake
 
 CLASSES = ("sphere", "cube", "torus", "cone")
 
@@ -32,13 +33,31 @@ def _tree(root, train=12, test=6):
 
 
 def _config(tmp_path, source):
-    cfg = {"results": str(tmp_path / "results"), "seeds": [0], "threads": 1,
-           "points": {"data": {"source": source, "points": 48, "val_fraction": 0.15},
-                      "experiments": {"pointnet": {"model": "pointnet", "steps": 80, "batch_size": 16, "lr": 0.003,
-                                                   "mlp1": [16, 16], "mlp2": [32, 64], "head": [32],
-                                                   "tnet_mlp": [16, 32], "tnet_fc": [16], "eval_every": 40,
-                                                   "checkpoint_every": 40, "log_every": 20}}},
-           "claims": [{"name": "learns above chance", "lhs": "points/pointnet/test/oa", "op": ">", "rhs": 0.25}]}
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "seeds": [0],
+        "threads": 1,
+        "points": {
+            "data": {"source": source, "points": 48, "val_fraction": 0.15},
+            "experiments": {
+                "pointnet": {
+                    "model": "pointnet",
+                    "steps": 80,
+                    "batch_size": 16,
+                    "lr": 0.003,
+                    "mlp1": [16, 16],
+                    "mlp2": [32, 64],
+                    "head": [32],
+                    "tnet_mlp": [16, 32],
+                    "tnet_fc": [16],
+                    "eval_every": 40,
+                    "checkpoint_every": 40,
+                    "log_every": 20,
+                }
+            },
+        },
+        "claims": [{"name": "learns above chance", "lhs": "points/pointnet/test/oa", "op": ">", "rhs": 0.25}],
+    }
     path = tmp_path / "points.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -86,21 +105,31 @@ def test_a_shapes_config_plans_prepare_train_evaluate(tmp_path):
 # orders, per-face colours, comments.
 CGAL_DATA = Path("/usr/share/doc/libcgal-dev/data.tar.gz")
 REAL_MESHES = {
-    "box": {"train": ["cube.off", "cube_quad.off", "cube_poly.off", "translated-cube.off"],
-            "test": ["small_cube.off", "cube-shuffled.off"]},
-    "round": {"train": ["sphere.off", "ellipsoid.off", "geosphere.off", "icosahedron.off"],
-              "test": ["octahedron.off", "dragknob.off"]},
+    "box": {
+        "train": ["cube.off", "cube_quad.off", "cube_poly.off", "translated-cube.off"],
+        "test": ["small_cube.off", "cube-shuffled.off"],
+    },
+    "round": {
+        "train": ["sphere.off", "ellipsoid.off", "geosphere.off", "icosahedron.off"],
+        "test": ["octahedron.off", "dragknob.off"],
+    },
 }
 
 
-@pytest.mark.skipif(not CGAL_DATA.exists(), reason="Debian's libcgal-demo is not installed (real OFF meshes; "
-                                                   "apt-get install libcgal-demo, as .ci/run does)")
+@pytest.mark.skipif(
+    not CGAL_DATA.exists(),
+    reason="Debian's libcgal-demo is not installed (real OFF meshes; apt-get install libcgal-demo, as .ci/run does)",
+)
 def test_the_dag_runs_unchanged_on_real_meshes_from_a_debian_package(tmp_path):
     import tarfile
 
     root = tmp_path / "cgal"
-    wanted = {f"data/meshes/{name}": (cls, split) for cls, splits in REAL_MESHES.items()
-              for split, names in splits.items() for name in names}
+    wanted = {
+        f"data/meshes/{name}": (cls, split)
+        for cls, splits in REAL_MESHES.items()
+        for split, names in splits.items()
+        for name in names
+    }
     with tarfile.open(CGAL_DATA) as tar:
         for member in tar:
             if member.name in wanted and member.isfile():

@@ -14,7 +14,6 @@ from scipy import stats
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.points import data as D
 
-
 # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,8 +26,9 @@ def _write(tmp_path, text, name="m.off"):
 
 # ---------------------------------------------------------------------------------- OFF
 def test_off_fused_header_comments_blank_lines_and_quads(tmp_path):
-    p = _write(tmp_path, "OFF4 2 0\n# a comment\n\n0 0 0\n1 0 0  # trailing comment\n1 1 0\n0 1 0\n"
-                         "4 0 1 2 3\n3 0 2 3\n")
+    p = _write(
+        tmp_path, "OFF4 2 0\n# a comment\n\n0 0 0\n1 0 0  # trailing comment\n1 1 0\n0 1 0\n4 0 1 2 3\n3 0 2 3\n"
+    )
     v, f = D.parse_off(p)
     assert v.shape == (4, 3) and v[2].tolist() == [1, 1, 0]
     assert f.tolist() == [[0, 1, 2], [0, 2, 3], [0, 2, 3]]  # the quad fan-triangulated
@@ -38,18 +38,21 @@ def test_off_fused_header_comments_blank_lines_and_quads(tmp_path):
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("text, line, message", [
-    ("OFF\n3 1 0\n0 0 0\n1 0 0\n", 5, "truncated: 2 of 3 vertices"),
-    ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", 7, "more data than the header"),
-    ("OFF\n3 1 0\n0 0 0\n1 x 0\n0 1 0\n3 0 1 2\n", 4, "non-numeric vertex coordinate"),
-    ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 two\n", 6, "non-numeric face"),
-    ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", 6, "refers to vertex 7"),
-    ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2\n", 6, "declares 4 vertices but lists 3"),
-    ("OFF 999999999 999999999 0\n0 0 0\n", 1, "a lying header"),
-    ("OFF\nthree 1 0\n", 2, "non-numeric counts"),
-    ("PLY\n", 1, "not an OFF file"),
-    ("", 1, "empty file"),
-])
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n", 5, "truncated: 2 of 3 vertices"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n3 0 1 2\n", 7, "more data than the header"),
+        ("OFF\n3 1 0\n0 0 0\n1 x 0\n0 1 0\n3 0 1 2\n", 4, "non-numeric vertex coordinate"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 two\n", 6, "non-numeric face"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 7\n", 6, "refers to vertex 7"),
+        ("OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n4 0 1 2\n", 6, "declares 4 vertices but lists 3"),
+        ("OFF 999999999 999999999 0\n0 0 0\n", 1, "a lying header"),
+        ("OFF\nthree 1 0\n", 2, "non-numeric counts"),
+        ("PLY\n", 1, "not an OFF file"),
+        ("", 1, "empty file"),
+    ],
+)
 def test_malformed_off_is_a_data_error_naming_file_and_line(tmp_path, text, line, message):
     p = _write(tmp_path, text)
     with pytest.raises(DataError) as e:
@@ -153,8 +156,14 @@ def _tiny_tree(root: Path, classes=("sphere", "cube", "torus", "cone"), train=6,
 
 
 def test_prepare_shapes_writes_arrays_and_manifest_last(tmp_path):
-    data = {"source": "shapes", "points": 32, "seed": 0, "val_fraction": 0.2, "normals": True,
-            "shapes": {"train_per_class": 5, "test_per_class": 2, "seed": 0}}
+    data = {
+        "source": "shapes",
+        "points": 32,
+        "seed": 0,
+        "val_fraction": 0.2,
+        "normals": True,
+        "shapes": {"train_per_class": 5, "test_per_class": 2, "seed": 0},
+    }
     m = D.prepare_points(data, tmp_path / "out", cache=tmp_path / "cache")
     assert m["classes"] == sorted(D.SHAPE_CLASSES) and m["splits"] == {"train": 40, "val": 10, "test": 20}
     pd_ = D.PointData(tmp_path / "out")
@@ -200,8 +209,10 @@ def test_folder_refusals_name_the_file(tmp_path):
 def test_points_cannot_exceed_surface_samples_and_source_must_be_known():
     from dagzoo.config import validate_config
 
-    base = {"seeds": [0], "points": {"data": {"source": "shapes", "points": 64},
-                                     "experiments": {"p": {"model": "pointnet"}}}}
+    base = {
+        "seeds": [0],
+        "points": {"data": {"source": "shapes", "points": 64}, "experiments": {"p": {"model": "pointnet"}}},
+    }
     validate_config(base)
     bad = json.loads(json.dumps(base))
     bad["points"]["data"]["surface_samples"] = 32
@@ -221,8 +232,13 @@ def test_modelnet_archive_path_records_sha256_on_first_use_and_checks_it_later(t
             z.write(f, f.relative_to(tmp_path / "src").as_posix())
     cache = tmp_path / "cache"
     url = archive.as_uri()
-    m = D.prepare_points({"source": "modelnet10", "points": 16, "val_fraction": 0.0}, tmp_path / "out",
-                         cache=cache, modelnet_url=url, expect_counts=False)
+    m = D.prepare_points(
+        {"source": "modelnet10", "points": 16, "val_fraction": 0.0},
+        tmp_path / "out",
+        cache=cache,
+        modelnet_url=url,
+        expect_counts=False,
+    )
     assert m["classes"] == ["cube", "sphere"] and m["splits"] == {"train": 6, "val": 0, "test": 4}
     record = json.loads((cache / "ModelNet10.zip.sha256").read_text())
     assert len(record["sha256"]) == 64
@@ -233,8 +249,13 @@ def test_modelnet_archive_path_records_sha256_on_first_use_and_checks_it_later(t
     with open(cache / "ModelNet10.zip", "ab") as f:
         f.write(b"x")
     with pytest.raises(DataError, match="checksum mismatch"):
-        D.prepare_points({"source": "modelnet10", "points": 16}, tmp_path / "out2", cache=cache, modelnet_url=url,
-                         expect_counts=False)
+        D.prepare_points(
+            {"source": "modelnet10", "points": 16},
+            tmp_path / "out2",
+            cache=cache,
+            modelnet_url=url,
+            expect_counts=False,
+        )
     assert not (tmp_path / "out2" / "manifest.json").exists()
 
 
@@ -247,8 +268,11 @@ def test_a_damaged_first_modelnet_archive_is_not_recorded_as_the_reference(tmp_p
     assert not (cache / "ModelNet10.zip.sha256").exists(), "a good copy downloaded next must be accepted"
     # a recorded digest that a new copy does not match: the message names the record
     (cache / "ModelNet10.zip.sha256").write_text(json.dumps({"sha256": "0" * 64}))
-    with pytest.raises(DataError, match=r"checksum mismatch.*ModelNet10.zip.sha256 recorded when the archive was "
-                                        r"first used; delete that file too"):
+    with pytest.raises(
+        DataError,
+        match=r"checksum mismatch.*ModelNet10.zip.sha256 recorded when the archive was "
+        r"first used; delete that file too",
+    ):
         D.modelnet_tree("modelnet10", cache, expect_counts=False, url="http://127.0.0.1:9/ModelNet10.zip")
 
 

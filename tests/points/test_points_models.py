@@ -11,10 +11,9 @@ import torch
 
 from dagzoo.points import transforms as T
 from dagzoo.points.base import accuracy_counts
-from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.losses import orthogonality_loss
+from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.models.pointnet import PointNetNet
-
 
 # tiny tensors: one thread is faster, and immune to a busy machine's oversubscription
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,8 +23,9 @@ def _pointnet(tnets=True):
     return PointNetNet(5, [16, 16], [16, 32, 64], [32], [16, 32], [32], 0.3, tnets, 0.001)
 
 
-@pytest.mark.parametrize("make", [_pointnet, lambda: _pointnet(False),
-                                  lambda: DGCNNNet(5, 6, [16, 16, 32], 64, [32], 0.5)])
+@pytest.mark.parametrize(
+    "make", [_pointnet, lambda: _pointnet(False), lambda: DGCNNNet(5, 6, [16, 16, 32], 64, [32], 0.5)]
+)
 def test_outputs_are_invariant_to_permuting_the_points(make):
     torch.manual_seed(0)
     net = make()
@@ -140,13 +140,31 @@ def _train(data_dir, run_dir, monkeypatch=None):
     from dagzoo.points.models.pointnet import PointNet
     from dagzoo.registry import validate_params
 
-    params = validate_params(PointNet.Params, {"steps": 12, "batch_size": 8, "mlp1": [8, 8], "mlp2": [8, 16],
-                                               "head": [16], "tnet_mlp": [8], "tnet_fc": [8], "eval_every": 6,
-                                               "checkpoint_every": 6, "log_every": 3}, "p")
+    params = validate_params(
+        PointNet.Params,
+        {
+            "steps": 12,
+            "batch_size": 8,
+            "mlp1": [8, 8],
+            "mlp2": [8, 16],
+            "head": [16],
+            "tnet_mlp": [8],
+            "tnet_fc": [8],
+            "eval_every": 6,
+            "checkpoint_every": 6,
+            "log_every": 3,
+        },
+        "p",
+    )
     run_dir.mkdir(parents=True)
     model = PointNet(params, PointData(data_dir), torch.device("cpu"))
-    ctx = RunContext(run_dir=run_dir, spec={"seed": 0, "config_hash": "h"}, device=torch.device("cpu"),
-                     unit="clouds", on_progress=lambda *a, **k: None)
+    ctx = RunContext(
+        run_dir=run_dir,
+        spec={"seed": 0, "config_hash": "h"},
+        device=torch.device("cpu"),
+        unit="clouds",
+        on_progress=lambda *a, **k: None,
+    )
     model.fit(ctx)
     return model
 
@@ -156,8 +174,11 @@ def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch)
     from dagzoo.points.data import PointData, prepare_points
 
     data = tmp_path / "data"
-    prepare_points({"source": "shapes", "points": 24, "val_fraction": 0.2,
-                    "shapes": {"train_per_class": 4, "test_per_class": 2}}, data, cache=tmp_path / "cache")
+    prepare_points(
+        {"source": "shapes", "points": 24, "val_fraction": 0.2, "shapes": {"train_per_class": 4, "test_per_class": 2}},
+        data,
+        cache=tmp_path / "cache",
+    )
     # training with the test split's readers poisoned: it must not call them
     real_clouds, real_labels = PointData.clouds, PointData.labels
 
@@ -165,7 +186,9 @@ def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch)
         def read(self, split):
             assert split != "test", "training read the test split"
             return real(self, split)
+
         return read
+
     monkeypatch.setattr(PointData, "clouds", guarded(real_clouds))
     monkeypatch.setattr(PointData, "labels", guarded(real_labels))
     a = _train(data, tmp_path / "a")
@@ -179,8 +202,11 @@ def test_training_and_selection_never_read_the_test_split(tmp_path, monkeypatch)
     b = _train(data, tmp_path / "b")
     for (k, va), vb in zip(a.net.state_dict().items(), b.net.state_dict().values()):
         assert torch.equal(va, vb), k
-    curve = lambda d: [(r["step"], r["val/oa"]) for r in map(json.loads, (d / "history.jsonl").read_text().splitlines())
-                       if "val/oa" in r]  # noqa: E731
+    curve = lambda d: [
+        (r["step"], r["val/oa"])
+        for r in map(json.loads, (d / "history.jsonl").read_text().splitlines())
+        if "val/oa" in r
+    ]  # noqa: E731
     assert curve(tmp_path / "a") == curve(tmp_path / "b") and len(curve(tmp_path / "a")) == 3
 
 
@@ -212,11 +238,14 @@ def test_label_smoothing_is_dgcnns_cal_loss_by_hand():
 
     logits, y, eps = torch.randn(5, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 3, 1, 1, 2]), 0.2
     log_p = torch.log_softmax(logits.double(), 1)
-    by_hand = -sum((1 - eps) * log_p[i, y[i]] + sum(eps / 3 * log_p[i, c] for c in range(4) if c != y[i])
-                   for i in range(5)) / 5  # DGCNN's cal_loss: 1 - eps true, eps / (K - 1) each other class
+    by_hand = (
+        -sum((1 - eps) * log_p[i, y[i]] + sum(eps / 3 * log_p[i, c] for c in range(4) if c != y[i]) for i in range(5))
+        / 5
+    )  # DGCNN's cal_loss: 1 - eps true, eps / (K - 1) each other class
     assert smoothed_cross_entropy(logits, y, eps).item() == pytest.approx(by_hand.item(), rel=1e-6)
     assert smoothed_cross_entropy(logits, y, 0.0).item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits, y).item())
+        torch.nn.functional.cross_entropy(logits, y).item()
+    )
 
 
 def test_label_smoothing_that_would_favour_a_wrong_class_is_refused_once_the_classes_are_known():
@@ -266,8 +295,22 @@ def test_the_points_table_keeps_its_cells_when_a_column_is_missing(tmp_path):
 
     from dagzoo.points.report import points_section
 
-    df = pd.DataFrame([{"family": "points", "experiment": e, "model": e, "seed": 0, "run_dir": str(tmp_path),
-                        "test/oa": 0.8, "test/oa_se": 0.01, "test/macc": 0.7, "train/params": 1234.0} for e in ("a", "b")])
+    df = pd.DataFrame(
+        [
+            {
+                "family": "points",
+                "experiment": e,
+                "model": e,
+                "seed": 0,
+                "run_dir": str(tmp_path),
+                "test/oa": 0.8,
+                "test/oa_se": 0.01,
+                "test/macc": 0.7,
+                "train/params": 1234.0,
+            }
+            for e in ("a", "b")
+        ]
+    )
     md, _ = points_section(df, {}, tmp_path, tmp_path)
     rows = [line for line in md if line.startswith("| a |") or line.startswith("| b |")]
     assert len(rows) == 2 and all(r.count("|") == 10 and r.endswith("| 1,234 | — |") for r in rows), rows

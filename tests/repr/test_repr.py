@@ -13,8 +13,8 @@ import torch
 from dagzoo.augment import color_jitter, random_grayscale, random_resized_crop, step_generator
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.repr.encoders import ConvNet, ResNet18, effective_receptive_field, receptive_field_table
-from dagzoo.repr.models.cpc import ContextNet, patch_grid
 from dagzoo.repr.losses import margin_contrastive_loss, nt_xent, soft_macro_f1
+from dagzoo.repr.models.cpc import ContextNet, patch_grid
 from dagzoo.repr.probes import FrozenFeatures, imbalanced_subset, infonce_bound, knn_predict, linear_probe, macro_f1
 
 
@@ -47,7 +47,9 @@ def test_margin_loss_by_hand():
     a = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = torch.tensor([[3.0, 0.0], [1.0, 1.5], [3.0, 4.0]])
     y = torch.tensor([1, 0, 0])
-    assert float(margin_contrastive_loss(a, b, y, 2.0)) == pytest.approx((9 + 2.25 + 0) / (2 * 3))  # 1/(2P) over P = 3 pairs
+    assert float(margin_contrastive_loss(a, b, y, 2.0)) == pytest.approx(
+        (9 + 2.25 + 0) / (2 * 3)
+    )  # 1/(2P) over P = 3 pairs
     assert float(margin_contrastive_loss(a, a.clone(), torch.ones(3), 2.0)) == 0.0
     far = a + torch.tensor([2.0, 0.0])  # every pair at d = margin exactly
     assert float(margin_contrastive_loss(a, far, torch.zeros(3), 2.0)) == 0.0
@@ -55,20 +57,20 @@ def test_margin_loss_by_hand():
 
 def _gaussian_critic(x, y, rho):
     """log p(y | x) - log p(y) for unit-variance Gaussians with correlation rho per dimension."""
-    s = 1 - rho ** 2
+    s = 1 - rho**2
     cond = -((y[None, :, :] - rho * x[:, None, :]) ** 2).sum(-1) / (2 * s) - x.shape[1] / 2 * math.log(s)
     return cond + (y[None, :, :] ** 2).sum(-1) / 2
 
 
 def _correlated(n, d, rho, g):
     x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    return x, rho * x + math.sqrt(1 - rho ** 2) * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return x, rho * x + math.sqrt(1 - rho**2) * torch.randn(n, d, generator=g, dtype=torch.float64)
 
 
 def test_infonce_bound_with_the_optimal_critic_recovers_gaussian_mi_and_never_exceeds_log_n():
     g = torch.Generator().manual_seed(0)
     d, rho, n = 2, 0.5, 512
-    true_mi = -d / 2 * math.log(1 - rho ** 2)  # 0.288 nats << log 512 = 6.24
+    true_mi = -d / 2 * math.log(1 - rho**2)  # 0.288 nats << log 512 = 6.24
     bounds = []
     for _ in range(30):
         x, y = _correlated(n, d, rho, g)
@@ -80,7 +82,7 @@ def test_infonce_bound_with_the_optimal_critic_recovers_gaussian_mi_and_never_ex
     # far more information than log N: the bound saturates at log N and never passes it
     x, y = _correlated(64, 10, 0.999, g)
     bound, log_n, _ = infonce_bound(_gaussian_critic(x, y, 0.999))
-    assert log_n - 0.05 < bound <= log_n and -5 * math.log(1 - 0.999 ** 2) > log_n
+    assert log_n - 0.05 < bound <= log_n and -5 * math.log(1 - 0.999**2) > log_n
 
 
 # ---------------------------------------------------------------------------------- CPC
@@ -91,10 +93,10 @@ def test_cpc_context_at_row_i_sees_rows_up_to_i_only():
     c = net(z)
     for i in range(6):
         changed = z.clone()
-        changed[:, :, i + 1:] = torch.randn_like(changed[:, :, i + 1:])
+        changed[:, :, i + 1 :] = torch.randn_like(changed[:, :, i + 1 :])
         assert torch.equal(net(changed)[:, :, : i + 1], c[:, :, : i + 1])
         if i < 5:
-            assert not torch.allclose(net(changed)[:, :, i + 1:], c[:, :, i + 1:])
+            assert not torch.allclose(net(changed)[:, :, i + 1 :], c[:, :, i + 1 :])
 
 
 @pytest.mark.probe
@@ -107,8 +109,12 @@ def test_patch_grid_tiles_or_refuses():
 def test_theoretical_receptive_field_by_hand_and_by_backprop():
     layers = [("a", 3, 1, 1), ("b", 3, 2, 1), ("c", 5, 1, 2), ("d", 3, 2, 1)]
     # r: 1 -> 3 (j 1) -> 5 (j 2) -> 5 + 4*2*2 = 21 (j 2) -> 21 + 2*2 = 25 (j 4)
-    assert [(r["receptive_field"], r["jump"]) for r in receptive_field_table(layers)] == [(3, 1), (5, 2), (21, 2),
-                                                                                         (25, 4)]
+    assert [(r["receptive_field"], r["jump"]) for r in receptive_field_table(layers)] == [
+        (3, 1),
+        (5, 2),
+        (21, 2),
+        (25, 4),
+    ]
     torch.manual_seed(0)
     for net in (ConvNet(1, [4, 4, 4], [1, 2, 2]), ResNet18(1, width=2)):
         table = receptive_field_table(net.rf_layers())
@@ -122,7 +128,7 @@ def _measured_field(net, size):
     import copy
 
     probe = copy.deepcopy(net).double().eval()
-    for name, m in list(probe.named_modules()):
+    for _name, m in list(probe.named_modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, torch.nn.ReLU):
                 setattr(m, child_name, torch.nn.Identity())
@@ -153,7 +159,7 @@ def test_the_erf_square_is_centred_on_the_measured_unit(rows, side):
     from dagzoo.repr.stages import _erf_summary
 
     erf = np.zeros((28, 28))
-    erf[rows[0]:rows[1], rows[0]:rows[1]] = 1.0
+    erf[rows[0] : rows[1], rows[0] : rows[1]] = 1.0
     erf /= erf.sum()
     assert _erf_summary(erf)["side_90"] == side
     assert _erf_summary(np.zeros((28, 28)))["side_90"] is None  # a dead unit has no field, not a 1-px one
@@ -175,8 +181,13 @@ def test_epoch_batches_hold_every_image_once_per_epoch_and_depend_on_seed_and_st
 
 # ---------------------------------------------------------------------------------- probes
 def _features(train, val, test):
-    return FrozenFeatures({f"{s}_{k}": v for s, (x, y) in zip(("train", "val", "test"), (train, val, test))
-                           for k, v in (("x", x), ("y", y))})
+    return FrozenFeatures(
+        {
+            f"{s}_{k}": v
+            for s, (x, y) in zip(("train", "val", "test"), (train, val, test))
+            for k, v in (("x", x), ("y", y))
+        }
+    )
 
 
 def _blobs(n, rng, shift=0.0):
@@ -194,6 +205,7 @@ def test_linear_probe_separates_separable_features_and_needs_its_bias_for_an_off
     def offset(n):  # positive features, the class boundary at x = 5: no line through 0 separates them
         x = rng.uniform(0, 10, (n, 1)).astype(np.float32)
         return x, (x[:, 0] > 5).astype(np.int64)
+
     ff = _features(offset(400), offset(100), offset(400))
     with_bias = linear_probe(ff, [100.0], bias=True, standardise=False)
     without = linear_probe(ff, [100.0], bias=False, standardise=False)
@@ -214,6 +226,7 @@ def test_the_probe_stage_reads_test_labels_once_after_every_choice(tmp_path, mon
         ff = original(path)
         seen.append(ff)
         return ff
+
     monkeypatch.setattr(FrozenFeatures, "load", staticmethod(spy))
     first = stages.probe(tmp_path / "f.npz", [0.01, 1.0], tmp_path / "p.json")
     assert seen[0].reads[-1] == "test" and seen[0].reads.count("test") == 1
@@ -237,9 +250,23 @@ def test_probe_fits_stopped_at_the_iteration_cap_are_counted_and_reported(tmp_pa
     out = stages.probe(tmp_path / "f.npz", [1.0], tmp_path / "p.json")
     assert out["probe/unconverged"] == 3.0  # the main, raw and no-bias probes (no projector)
     assert out["detail"]["bias"]["iterations"] == 2 and not out["detail"]["bias"]["converged"]
-    rows = pd.DataFrame([{"family": "repr", "experiment": e, "model": "simclr", "seed": 0, "run_dir": str(tmp_path),
-                          "train/time_s": 1.0, "test/linear_acc": 0.9, "test/linear_acc_se": 0.01,
-                          "probe/C_at_edge": 0.0, "probe/unconverged": n} for e, n in (("capped", 3.0), ("fine", 0.0))])
+    rows = pd.DataFrame(
+        [
+            {
+                "family": "repr",
+                "experiment": e,
+                "model": "simclr",
+                "seed": 0,
+                "run_dir": str(tmp_path),
+                "train/time_s": 1.0,
+                "test/linear_acc": 0.9,
+                "test/linear_acc_se": 0.01,
+                "probe/C_at_edge": 0.0,
+                "probe/unconverged": n,
+            }
+            for e, n in (("capped", 3.0), ("fine", 0.0))
+        ]
+    )
     md = "\n".join(repr_section(rows, {}, tmp_path)[0])
     assert "stopped at L-BFGS's iteration cap" in md and "capped (3)" in md and "fine (" not in md
 
@@ -257,8 +284,15 @@ def test_unlabelled_split_is_refused_by_name():
 def test_knn_equals_brute_force_weighted_votes(temperature):
     rng = np.random.default_rng(3)
     bank, labels, queries = rng.normal(size=(50, 4)), rng.integers(0, 3, 50), rng.normal(size=(20, 4))
-    got = knn_predict(torch.from_numpy(bank), torch.from_numpy(labels), torch.from_numpy(queries), 3, k=7,
-                      temperature=temperature, chunk=6).numpy()
+    got = knn_predict(
+        torch.from_numpy(bank),
+        torch.from_numpy(labels),
+        torch.from_numpy(queries),
+        3,
+        k=7,
+        temperature=temperature,
+        chunk=6,
+    ).numpy()
     nb = bank / np.linalg.norm(bank, axis=1, keepdims=True)
     for i, q in enumerate(queries):
         sims = nb @ (q / np.linalg.norm(q))
@@ -299,8 +333,10 @@ def test_the_probe_chooses_c_on_val_then_refits_on_train_and_val(monkeypatch):
         def recording_fit(x, y):
             fits.append((c, x.shape[0], float(np.abs(x.mean(0)).max())))
             return fit(x, y)
+
         model.fit = recording_fit
         return model
+
     monkeypatch.setattr(probes, "_logistic", spy)
     rng = np.random.default_rng(6)
     (xtr, ytr), (xva, yva) = _blobs(90, rng), _blobs(30, rng, shift=1.0)
@@ -333,8 +369,15 @@ def test_augmentations_are_deterministic_given_seed_and_step_and_exact_where_the
     from dagzoo.repr.base import AUGMENT_STREAM, AugmentParams, augment
 
     x = torch.rand(6, 3, 12, 12)
-    p = AugmentParams(crop_scale=[0.3, 1.0], rotate=15, translate=0.1, hflip=True, jitter=[0.4, 0.4, 0.4, 0.1],
-                      grayscale_p=0.3, noise_std=0.05)
+    p = AugmentParams(
+        crop_scale=[0.3, 1.0],
+        rotate=15,
+        translate=0.1,
+        hflip=True,
+        jitter=[0.4, 0.4, 0.4, 0.1],
+        grayscale_p=0.3,
+        noise_std=0.05,
+    )
     a = augment(x, p, step_generator(3, 7, AUGMENT_STREAM))
     assert torch.equal(a, augment(x, p, step_generator(3, 7, AUGMENT_STREAM)))
     assert not torch.equal(a, augment(x, p, step_generator(3, 8, AUGMENT_STREAM)))
@@ -370,18 +413,26 @@ def test_colour_jitter_clips_after_every_operation_and_never_inverts_brightness(
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("exp,message", [
-    ({"model": "simclr", "jitter": [0.4, 0.4, 0.4, 0.1]}, "repr.experiments.e.jitter: saturation and hue"),
-    ({"model": "simclr", "grayscale_p": 0.2}, "repr.experiments.e.grayscale_p: grayscale does not apply"),
-    ({"model": "cpc", "patch": 6, "patch_stride": 4}, "repr.experiments.e.patch: patches of 6 px every 4 px"),
-    ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [3]}, "repr.experiments.e.predict: k = 3"),
-    ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [1, 2]},
-     "repr.experiments.e.predict: k = 1 rows ahead, but 8-px patches every 4 px overlap the context's last row; "
-     "allowed: 2 <= k <= 2"),
-    ({"model": "cpc", "patch": 12, "patch_stride": 4, "predict": [1]},
-     "repr.experiments.e.patch: 12-px patches every 4 px make 2 rows, too few to predict a row that shares no pixel"),
-    ({"model": "simclr", "crop_scale": [0.5, 2.0]}, "repr.experiments.e.crop_scale"),
-])
+@pytest.mark.parametrize(
+    "exp,message",
+    [
+        ({"model": "simclr", "jitter": [0.4, 0.4, 0.4, 0.1]}, "repr.experiments.e.jitter: saturation and hue"),
+        ({"model": "simclr", "grayscale_p": 0.2}, "repr.experiments.e.grayscale_p: grayscale does not apply"),
+        ({"model": "cpc", "patch": 6, "patch_stride": 4}, "repr.experiments.e.patch: patches of 6 px every 4 px"),
+        ({"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [3]}, "repr.experiments.e.predict: k = 3"),
+        (
+            {"model": "cpc", "patch": 8, "patch_stride": 4, "predict": [1, 2]},
+            "repr.experiments.e.predict: k = 1 rows ahead, but 8-px patches every 4 px overlap the context's last row; "
+            "allowed: 2 <= k <= 2",
+        ),
+        (
+            {"model": "cpc", "patch": 12, "patch_stride": 4, "predict": [1]},
+            "repr.experiments.e.patch: 12-px patches every 4 px make 2 rows, too few to predict a row that shares "
+            "no pixel",
+        ),
+        ({"model": "simclr", "crop_scale": [0.5, 2.0]}, "repr.experiments.e.crop_scale"),
+    ],
+)
 def test_bad_experiments_are_one_line_errors_before_any_job(exp, message):
     from dagzoo.config import validate_config
 
@@ -418,11 +469,28 @@ def test_grad_clip_bounds_the_encoder_and_head_not_the_online_probe(tmp_path):
         def loss(m, step):
             feats = m.encoder(x)
             return m.head(feats).pow(2).mean() + probe_scale * m.probe(feats.detach()).pow(2).mean()
-        params = TrainParams(steps=3, lr=0.1, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.01, checkpoint_every=100,
-                             eval_every=100, log_every=1)
+
+        params = TrainParams(
+            steps=3,
+            lr=0.1,
+            warmup_steps=0,
+            min_lr_ratio=1.0,
+            grad_clip=0.01,
+            checkpoint_every=100,
+            eval_every=100,
+            log_every=1,
+        )
         (tmp_path / run).mkdir()
-        Trainer(net, params, tmp_path / run, seed=0, config_hash="h", loss_fn=loss, units_per_step=16,
-                device=torch.device("cpu")).fit()
+        Trainer(
+            net,
+            params,
+            tmp_path / run,
+            seed=0,
+            config_hash="h",
+            loss_fn=loss,
+            units_per_step=16,
+            device=torch.device("cpu"),
+        ).fit()
         return net.encoder.weight.detach().clone()
 
     assert torch.equal(trained_encoder(1.0, "quiet"), trained_encoder(1e6, "loud"))
@@ -437,7 +505,7 @@ def test_cpc_scores_every_patch_of_the_batch_with_the_positive_on_the_diagonal()
     z = torch.randn(n, d, rows, cols, generator=torch.Generator().manual_seed(0))
     identity = torch.nn.Identity()
     net = SimpleNamespace(head={"context": identity, "predict": [identity]})
-    (name, scores), = CPC._scores(SimpleNamespace(params=SimpleNamespace(predict=[k])), net, z)
+    ((name, scores),) = CPC._scores(SimpleNamespace(params=SimpleNamespace(predict=[k])), net, z)
     assert name == "k2" and scores.shape == ((rows - k) * n * cols, n * rows * cols)  # every patch a candidate
     row = 0
     for b in range(n):
@@ -445,8 +513,9 @@ def test_cpc_scores_every_patch_of_the_batch_with_the_positive_on_the_diagonal()
             for j in range(cols):
                 context = z[b, :, i, j]  # identity context and prediction: the prediction is c_ij
                 assert torch.allclose(scores[row, row], context @ z[b, :, i + k, j])  # z_{i+k,j}, own image
-                every = sorted((context @ z[bb, :, ii, jj]).item() for bb in range(n) for ii in range(rows)
-                               for jj in range(cols))
+                every = sorted(
+                    (context @ z[bb, :, ii, jj]).item() for bb in range(n) for ii in range(rows) for jj in range(cols)
+                )
                 assert np.allclose(sorted(scores[row].tolist()), every, atol=1e-5)
                 row += 1
 
@@ -458,9 +527,20 @@ def test_cpc_draws_the_augmentations_after_the_crop_per_patch_or_per_image(per):
     from dagzoo.registry import get_model, validate_params
 
     cls = get_model("repr", "cpc")
-    params = validate_params(cls.Params, {"patch": 4, "patch_stride": 4, "predict": [1], "widths": [4],
-                                          "strides": [1], "jitter": [0.5, 0.0, 0.0, 0.0], "jitter_p": 1.0,
-                                          "augment_per": per}, "x")
+    params = validate_params(
+        cls.Params,
+        {
+            "patch": 4,
+            "patch_stride": 4,
+            "predict": [1],
+            "widths": [4],
+            "strides": [1],
+            "jitter": [0.5, 0.0, 0.0, 0.0],
+            "jitter_p": 1.0,
+            "augment_per": per,
+        },
+        "x",
+    )
     model = cls(params, SimpleNamespace(shape=(1, 12, 12), classes=2), torch.device("cpu"))
     net = model.build()
     embedded = []
@@ -473,6 +553,7 @@ def test_cpc_draws_the_augmentations_after_the_crop_per_patch_or_per_image(per):
         def forward(self, tiles):
             embedded.append(tiles)
             return self.inner(tiles)
+
     net.encoder.net = Spy(net.encoder.net)
     x = torch.full((2, 1, 12, 12), 0.5)  # grey images: a patch's brightness is its drawn factor / 2
     model.batch_loss(net, x, None, torch.Generator().manual_seed(0))
@@ -503,7 +584,7 @@ def test_gaussian_blur_of_a_point_is_the_drawn_gaussian():
         by_hand = torch.zeros(21, 21, dtype=torch.float64)
         for i in range(13):
             for j in range(13):
-                by_hand[4 + i, 4 + j] = taps[i] * taps[j] / norm ** 2
+                by_hand[4 + i, 4 + j] = taps[i] * taps[j] / norm**2
         assert torch.allclose(img, by_hand, rtol=0, atol=1e-12)
     assert torch.equal(gaussian_blur(x, torch.Generator().manual_seed(0), p=0.0, sigma=(0.5, 2.0)), x)
     # a side shorter than the kernel: the kernel shrinks on that axis only; a side of 1 is not blurred

@@ -16,15 +16,35 @@ TINY = {"widths": [8, 16], "strides": [1, 2], "batch_size": 64, "eval_every": 15
 
 
 def _config(tmp_path, **eval_overrides):
-    cfg = {"results": str(tmp_path / "results"), "seeds": [0], "threads": 1,
-           "repr": {"data": {"source": "digits"},
-                    "eval": {"probe_grid": [0.1, 1.0], "smooth_epochs": 50, "mi_batch": 64, "erf_images": 8,
-                             **eval_overrides},
-                    "experiments": {
-                        "simclr": {"model": "simclr", "steps": 30, "crop_scale": [0.6, 1.0], "translate": 0.1,
-                                   "proj_hidden": 32, "proj_dim": 16, **TINY}}},
-           "claims": [{"name": "better than chance", "source": "test", "lhs": "repr/simclr/test/linear_acc",
-                       "op": ">=", "rhs": 0.5}]}
+    cfg = {
+        "results": str(tmp_path / "results"),
+        "seeds": [0],
+        "threads": 1,
+        "repr": {
+            "data": {"source": "digits"},
+            "eval": {"probe_grid": [0.1, 1.0], "smooth_epochs": 50, "mi_batch": 64, "erf_images": 8, **eval_overrides},
+            "experiments": {
+                "simclr": {
+                    "model": "simclr",
+                    "steps": 30,
+                    "crop_scale": [0.6, 1.0],
+                    "translate": 0.1,
+                    "proj_hidden": 32,
+                    "proj_dim": 16,
+                    **TINY,
+                }
+            },
+        },
+        "claims": [
+            {
+                "name": "better than chance",
+                "source": "test",
+                "lhs": "repr/simclr/test/linear_acc",
+                "op": ">=",
+                "rhs": 0.5,
+            }
+        ],
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -74,13 +94,19 @@ def test_supervised_learns_and_random_is_its_initialisation(tmp_path):
     assert len(data.images("train")) + len(val_idx) == data.manifest["splits"]["train"]["n"]
     spec = {"seed": 0, "config_hash": "h"}
     cls = get_model("repr", "supervised")
-    model = cls(validate_params(cls.Params, {**TINY, "steps": 80, "lr": 0.01, "crop_scale": None}, "x"), data,
-                torch.device("cpu"))
+    model = cls(
+        validate_params(cls.Params, {**TINY, "steps": 80, "lr": 0.01, "crop_scale": None}, "x"),
+        data,
+        torch.device("cpu"),
+    )
     ctx = RunContext(tmp_path / "sup", spec, torch.device("cpu"), "images", lambda: None)
     ctx.run_dir.mkdir()
     model.fit(ctx)
-    online = [json.loads(x)["val/online_acc"] for x in (ctx.run_dir / "history.jsonl").read_text().splitlines()
-              if "val/online_acc" in x]
+    online = [
+        json.loads(x)["val/online_acc"]
+        for x in (ctx.run_dir / "history.jsonl").read_text().splitlines()
+        if "val/online_acc" in x
+    ]
     assert online[0] < 0.3 and online[-1] > online[0] + 0.3, online  # the monitor learns too
     with torch.no_grad():  # the classifier trained with the encoder
         logits = model.net.head(model.encode(data.images("val")))
@@ -120,8 +146,14 @@ def test_cpc_encodes_its_patch_grid_and_bounds_its_mutual_information(tmp_path):
     data_dir = tmp_path / "d"
     _data(tmp_path)
     run = tmp_path / "run"
-    spec = {"family": "repr", "experiment": "cpc", "model": "cpc", "seed": 0, "config_hash": "h",
-            "params": {"steps": 4, "patch": 4, "patch_stride": 2, "predict": [2], **TINY}}
+    spec = {
+        "family": "repr",
+        "experiment": "cpc",
+        "model": "cpc",
+        "seed": 0,
+        "config_hash": "h",
+        "params": {"steps": 4, "patch": 4, "patch_stride": 2, "predict": [2], **TINY},
+    }
     run.mkdir()
     atomic_write_json(run / "spec.json", spec)
     train(run / "spec.json", data_dir, run, tmp_path / "results")
@@ -132,8 +164,14 @@ def test_cpc_encodes_its_patch_grid_and_bounds_its_mutual_information(tmp_path):
     # InfoNCE over ~32 candidates: every patch of 32 // 9 = 3 images, 3 x 3 each
     assert out["mi"]["k2"]["bound"] <= out["mi"]["k2"]["log_m"] == pytest.approx(np.log(3 * 3 * 3))
     table = json.loads((run / "encode.json").read_text())["receptive_field"]
-    assert table[-1] == {"layer": "patch (pooled)", "kernel": 4, "stride": 2, "dilation": 1, "receptive_field": 4,
-                         "jump": 2}
+    assert table[-1] == {
+        "layer": "patch (pooled)",
+        "kernel": 4,
+        "stride": 2,
+        "dilation": 1,
+        "receptive_field": 4,
+        "jump": 2,
+    }
     assert (run / "erf.png").exists() and (run / "embedding.png").exists()
 
 
@@ -145,8 +183,10 @@ def test_raw_pixels_are_features_without_training(tmp_path):
     _data(tmp_path)
     run = tmp_path / "run"
     run.mkdir()
-    atomic_write_json(run / "spec.json", {"family": "repr", "experiment": "raw", "model": "raw", "seed": 0,
-                                          "config_hash": "h", "params": {}})
+    atomic_write_json(
+        run / "spec.json",
+        {"family": "repr", "experiment": "raw", "model": "raw", "seed": 0, "config_hash": "h", "params": {}},
+    )
     metrics = train(run / "spec.json", tmp_path / "d", run, tmp_path / "results")
     assert metrics["train/images"] == 0 and not (run / "model.pt").exists()
     out = encode(run / "spec.json", tmp_path / "d", run, None, mi_batch=32, erf_images=4)
@@ -157,10 +197,13 @@ def test_raw_pixels_are_features_without_training(tmp_path):
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("device, needle", [
-    ("gpu", "DAGZOO_DEVICE: 'gpu' is not a device; allowed: cpu, cuda, cuda:<n>, mps"),
-    ("cuda:7", "DAGZOO_DEVICE: 'cuda:7', but torch sees"),
-])
+@pytest.mark.parametrize(
+    "device, needle",
+    [
+        ("gpu", "DAGZOO_DEVICE: 'gpu' is not a device; allowed: cpu, cuda, cuda:<n>, mps"),
+        ("cuda:7", "DAGZOO_DEVICE: 'cuda:7', but torch sees"),
+    ],
+)
 def test_a_bad_dagzoo_device_is_one_line_and_touches_no_run_directory(tmp_path, device, needle):
     from dagzoo.io import atomic_write_json
 
@@ -168,11 +211,23 @@ def test_a_bad_dagzoo_device_is_one_line_and_touches_no_run_directory(tmp_path, 
         pytest.skip("this machine has an eighth GPU")
     _data(tmp_path)
     spec = tmp_path / "spec.json"
-    atomic_write_json(spec, {"family": "repr", "experiment": "random", "model": "random", "seed": 0,
-                             "config_hash": "h", "params": {}})
+    atomic_write_json(
+        spec, {"family": "repr", "experiment": "random", "model": "random", "seed": 0, "config_hash": "h", "params": {}}
+    )
     run = tmp_path / "run"
     for stage in ("train", "repr-encode"):
-        r = dagzoo(stage, "--spec", spec, "--data", tmp_path / "d", "--run-dir", run, "--results", tmp_path / "res",
-                   check=False, env={**os.environ, "DAGZOO_DEVICE": device})
+        r = dagzoo(
+            stage,
+            "--spec",
+            spec,
+            "--data",
+            tmp_path / "d",
+            "--run-dir",
+            run,
+            "--results",
+            tmp_path / "res",
+            check=False,
+            env={**os.environ, "DAGZOO_DEVICE": device},
+        )
         assert r.returncode == 1 and "Traceback" not in r.stderr and needle in r.stderr, r.stderr[-2000:]
         assert not run.exists()

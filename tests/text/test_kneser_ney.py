@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from dagzoo.text.kneser_ney import KneserNeyLM
+
 from kn_reference import reference_distribution, reference_logprobs
 
 
 def windows_of(stream, window):
-    return [stream[i:i + window] for i in range(0, len(stream), window)]
+    return [stream[i : i + window] for i in range(0, len(stream), window)]
 
 
 def history_of(windows):
@@ -86,7 +87,7 @@ def read_arpa(path):
     for line in open(path, encoding="utf-8"):
         line = line.rstrip("\n")
         if line.endswith("-grams:"):
-            section = int(line[1:line.index("-")])
+            section = int(line[1 : line.index("-")])
             continue
         if section is None or not line or line.startswith("\\"):
             continue
@@ -117,10 +118,13 @@ def test_arpa_export_reproduces_full_context_probabilities(tmp_path, order):
     probs, backoffs = read_arpa(tmp_path / "m.arpa")
     escaped = ["a", "b", "<U+0020>", "<U+000A>", "e"]
     test = rng.integers(0, V, size=120)
-    ours = lm.log_probs(test, np.full(test.size, order - 1) * (np.arange(test.size) >= order - 1)
-                        + np.arange(test.size) * (np.arange(test.size) < order - 1))
+    ours = lm.log_probs(
+        test,
+        np.full(test.size, order - 1) * (np.arange(test.size) >= order - 1)
+        + np.arange(test.size) * (np.arange(test.size) < order - 1),
+    )
     for i in range(order - 1, test.size):
-        ctx = [escaped[t] for t in test[i - order + 1:i]]
+        ctx = [escaped[t] for t in test[i - order + 1 : i]]
         ref = arpa_log10prob(probs, backoffs, ctx, escaped[test[i]]) * math.log(10)
         assert ours[i] == pytest.approx(ref, rel=1e-8)
 
@@ -138,8 +142,10 @@ def test_large_vocabulary_keys_do_not_overflow():
     np.testing.assert_allclose(p.sum(), 1.0, atol=1e-12)
 
 
-TORCH_PROBE = ("import sys\nfrom dagzoo.cli import main\nrc = main(sys.argv[1:])\n"
-               "print('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(rc)\n")
+TORCH_PROBE = (
+    "import sys\nfrom dagzoo.cli import main\nrc = main(sys.argv[1:])\n"
+    "print('torch imported' if 'torch' in sys.modules else 'no torch')\nsys.exit(rc)\n"
+)
 
 
 def test_ngram_jobs_train_evaluate_and_score_without_torch(tmp_path):
@@ -154,8 +160,11 @@ def test_ngram_jobs_train_evaluate_and_score_without_torch(tmp_path):
     common = ["--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results, "--threads", "1"]
 
     def torch_imported(command, *extra):
-        r = subprocess.run([str(BIN / "python"), "-c", TORCH_PROBE, command, *map(str, common), *map(str, extra)],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [str(BIN / "python"), "-c", TORCH_PROBE, command, *map(str, common), *map(str, extra)],
+            capture_output=True,
+            text=True,
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout.splitlines()[-1] == "torch imported"
 

@@ -9,8 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from dagzoo.nn.transformer import Transformer, TransformerConfig
-from dagzoo.text.diffusion import (ancestral_sample, bd3_attention_mask, llada_sample, nelbo_weight,
-                                   nelbo_windows, stratified_times)
+from dagzoo.text.diffusion import (
+    ancestral_sample,
+    bd3_attention_mask,
+    llada_sample,
+    nelbo_weight,
+    nelbo_windows,
+    stratified_times,
+)
 from dagzoo.text.models.bd3lm import BD3LM
 from dagzoo.text.models.mdlm import MDLM
 
@@ -25,9 +31,19 @@ def model_of(cls, **params):
 
 def tiny_net(seed=0, time_conditioning=False, block_size=16, positional="learned"):
     torch.manual_seed(seed)
-    net = Transformer(TransformerConfig(vocab_in=V + 2, vocab_out=V, block_size=block_size, n_layer=2, n_head=2,
-                                        d_model=16, causal=False, time_conditioning=time_conditioning,
-                                        positional=positional))
+    net = Transformer(
+        TransformerConfig(
+            vocab_in=V + 2,
+            vocab_out=V,
+            block_size=block_size,
+            n_layer=2,
+            n_head=2,
+            d_model=16,
+            causal=False,
+            time_conditioning=time_conditioning,
+            positional=positional,
+        )
+    )
     if time_conditioning:  # adaLN-Zero starts as identity; perturb so that t really matters
         for p in net.parameters():
             p.data += 0.05 * torch.randn_like(p)
@@ -73,6 +89,7 @@ def test_nelbo_upper_bounds_the_true_likelihood_of_a_markov_source():
         for _ in range(n - 1):
             x.append(int(torch.multinomial(trans[x[-1]], 1, generator=g)))
         return torch.tensor(x)
+
     stat = torch.tensor([2 / 3, 1 / 3])
     rate = float(-(stat[:, None] * trans * trans.log()).sum())
     windows = [chain(16) for _ in range(100)]
@@ -84,22 +101,26 @@ def test_nelbo_upper_bounds_the_true_likelihood_of_a_markov_source():
         logits = torch.full((*x.shape, V), -30.0)
         logits[..., :2] = stat.log()
         return logits
+
     means, _ = nelbo_windows(windows, 8, g, lambda x0, t: mdlm.nelbo_sample(marginal_oracle, x0, t, g))
     assert means.mean() / 16 >= exact
 
 
 def test_bd3_attention_mask_matches_the_paper_by_hand():
     # window of 4 tokens, blocks of 2: rows/cols = [xt0 xt1 xt2 xt3 | x00 x01 x02 x03]
-    expected = torch.tensor([
-        [1, 1, 0, 0, 0, 0, 0, 0],  # x_t block 0: its own block only
-        [1, 1, 0, 0, 0, 0, 0, 0],
-        [0, 0, 1, 1, 1, 1, 0, 0],  # x_t block 1: its own block + x_0 block 0
-        [0, 0, 1, 1, 1, 1, 0, 0],
-        [0, 0, 0, 0, 1, 1, 0, 0],  # x_0 block 0: block-causal
-        [0, 0, 0, 0, 1, 1, 0, 0],
-        [0, 0, 0, 0, 1, 1, 1, 1],  # x_0 block 1: blocks 0 and 1
-        [0, 0, 0, 0, 1, 1, 1, 1],
-    ], dtype=torch.bool)
+    expected = torch.tensor(
+        [
+            [1, 1, 0, 0, 0, 0, 0, 0],  # x_t block 0: its own block only
+            [1, 1, 0, 0, 0, 0, 0, 0],
+            [0, 0, 1, 1, 1, 1, 0, 0],  # x_t block 1: its own block + x_0 block 0
+            [0, 0, 1, 1, 1, 1, 0, 0],
+            [0, 0, 0, 0, 1, 1, 0, 0],  # x_0 block 0: block-causal
+            [0, 0, 0, 0, 1, 1, 0, 0],
+            [0, 0, 0, 0, 1, 1, 1, 1],  # x_0 block 1: blocks 0 and 1
+            [0, 0, 0, 0, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
     assert torch.equal(bd3_attention_mask(4, 2), expected)
 
 
@@ -123,8 +144,16 @@ def test_bd3lm_block1_t1_equals_autoregressive_nll(positional):
 @pytest.mark.parametrize("time_conditioning,positional", [(False, "learned"), (True, "learned"), (True, "rotary")])
 @pytest.mark.parametrize("length", [12, 10])
 def test_bd3lm_sampling_with_and_without_kv_cache_is_identical(time_conditioning, positional, length):
-    bd3 = model_of(BD3LM, block_length=4, sample_steps=3, time_conditioning=time_conditioning, n_layer=2,
-                   n_head=2, d_model=16, positional=positional)
+    bd3 = model_of(
+        BD3LM,
+        block_length=4,
+        sample_steps=3,
+        time_conditioning=time_conditioning,
+        n_layer=2,
+        n_head=2,
+        d_model=16,
+        positional=positional,
+    )
     bd3.net = tiny_net(time_conditioning=time_conditioning, positional=positional)
     a, nfe_a = bd3.sample(3, length, torch.Generator().manual_seed(5), 1.0, None, kv_cache=True)
     b, nfe_b = bd3.sample(3, length, torch.Generator().manual_seed(5), 1.0, None, kv_cache=False)
@@ -139,6 +168,7 @@ def test_ancestral_sampler_reveals_everything_and_keeps_revealed_tokens():
     def logits_fn(x, t):
         seen.append(x.clone())
         return torch.randn(*x.shape, V)
+
     x, nfe = ancestral_sample(logits_fn, 4, 20, MASK, 10, torch.Generator().manual_seed(0))
     assert (x != MASK).all() and nfe <= 10
     for before, after in zip(seen, seen[1:] + [x]):
@@ -163,6 +193,7 @@ def test_llada_low_confidence_reveals_most_confident_first_block_by_block():
     def recording(x_now, t):
         calls.append(x_now.clone())
         return logits_fn(x_now, t)
+
     out, nfe = llada_sample(recording, 1, length, MASK, length, block, torch.Generator(), temperature=0)
     snapshots = calls[1:] + [out]
     for before, after in zip(calls, snapshots):
@@ -177,20 +208,37 @@ def test_llada_random_remasking_differs_from_low_confidence():
         logits = torch.zeros(*x.shape, V)
         logits[..., 0] = torch.linspace(0, 5, x.shape[1])
         return logits
+
     with pytest.raises(ValueError):
         llada_sample(logits_fn, 1, 8, MASK, 8, 8, torch.Generator(), remasking="nope")
     out, _ = llada_sample(logits_fn, 2, 8, MASK, 8, 8, torch.Generator().manual_seed(0), remasking="random")
     assert (out != MASK).all()
 
 
-@pytest.mark.parametrize("model, extra", [("mdlm", {"sampler": "llada", "llada_block_length": 8}),
-                                          ("bd3lm", {"block_length": 4, "sample_steps": 4})])
+@pytest.mark.parametrize(
+    "model, extra",
+    [("mdlm", {"sampler": "llada", "llada_block_length": 8}), ("bd3lm", {"block_length": 4, "sample_steps": 4})],
+)
 def test_diffusion_models_train_evaluate_and_sample_through_the_cli(tmp_path, model, extra):
-    from conftest import dagzoo, prepare_text_runs
     from dagzoo.io import read_json, read_jsonl
 
-    exp = {"model": model, "n_layer": 2, "n_head": 2, "d_model": 32, "steps": 150, "batch_size": 16, "lr": 3e-3,
-           "warmup_steps": 10, "eval_every": 75, "log_every": 10, "nelbo_samples": 2, "sample_steps": 16, **extra}
+    from conftest import dagzoo, prepare_text_runs
+
+    exp = {
+        "model": model,
+        "n_layer": 2,
+        "n_head": 2,
+        "d_model": 32,
+        "steps": 150,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "warmup_steps": 10,
+        "eval_every": 75,
+        "log_every": 10,
+        "nelbo_samples": 2,
+        "sample_steps": 16,
+        **extra,
+    }
     data, runs, results = prepare_text_runs(tmp_path, {"d": exp})
     run = runs["d"]
     common = ["--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results, "--threads", "1"]

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dagzoo.text.models.sedd import SEDD
-from dagzoo.text.losses import score_entropy
-from dagzoo.text.sedd import AbsorbingGraph, GeometricNoise, LogLinearNoise, UniformGraph
 from dagzoo.text.diffusion import nelbo_windows
+from dagzoo.text.losses import score_entropy
+from dagzoo.text.models.sedd import SEDD
+from dagzoo.text.sedd import AbsorbingGraph, GeometricNoise, LogLinearNoise, UniformGraph
 
 V = 5
 
@@ -107,8 +107,11 @@ def test_nelbo_of_exact_scores_equals_entropy_on_iid_source(graph_name):
 @pytest.mark.parametrize("graph", ["absorbing", "uniform"])
 @pytest.mark.parametrize("sampler", ["euler", "tweedie"])
 def test_samplers_return_tokens(graph, sampler):
-    m = SEDD(SEDD.Params(graph=graph, sampler=sampler, n_layer=1, n_head=2, d_model=16, sample_steps=6),
-             SimpleNamespace(vocab_size=V), torch.device("cpu"))
+    m = SEDD(
+        SEDD.Params(graph=graph, sampler=sampler, n_layer=1, n_head=2, d_model=16, sample_steps=6),
+        SimpleNamespace(vocab_size=V),
+        torch.device("cpu"),
+    )
     m.window = 12
     m.init_network(0)
     out, nfe = m.sample(3, 12, torch.Generator().manual_seed(0), 1.0, None)

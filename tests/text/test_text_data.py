@@ -10,12 +10,20 @@ from functools import partial
 
 import pytest
 
-from conftest import small_corpus
 from dagzoo.data.download import RemoteFile, fetch, safe_extract
-from dagzoo.text.data import kjv_text, prepare_corpus, split_positional
-from dagzoo.text.data import BPETokenizer, CharTokenizer, TokenData, prepare_tokens
 from dagzoo.errors import DataError
 from dagzoo.io import read_json
+from dagzoo.text.data import (
+    BPETokenizer,
+    CharTokenizer,
+    TokenData,
+    kjv_text,
+    prepare_corpus,
+    prepare_tokens,
+    split_positional,
+)
+
+from conftest import small_corpus
 
 
 def test_kjv_text_is_clean_and_ordered():
@@ -24,6 +32,7 @@ def test_kjv_text_is_clean_and_ordered():
     assert text.startswith("In the beginning God created the heaven")
     assert text.rstrip().endswith("The grace of our Lord Jesus Christ be with you all. Amen.")
     import re
+
     assert not re.search(r"\b\d+:\d+\s", text), "verse numbers must be stripped"
     assert text.count("\n") > 24_000
 
@@ -47,12 +56,15 @@ def test_split_is_deterministic():
 
 
 @pytest.mark.probe
-@pytest.mark.parametrize("content, message", [
-    (b"", "is empty"),
-    (b"   \n\n", "is empty"),
-    (b"ok line\n\xff\xfe broken\n", "not valid UTF-8 (line 2"),
-    (b"one short line\n", "split is empty"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"   \n\n", "is empty"),
+        (b"ok line\n\xff\xfe broken\n", "not valid UTF-8 (line 2"),
+        (b"one short line\n", "split is empty"),
+    ],
+)
 def test_bad_corpus_errors(tmp_path, content, message):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)

@@ -28,8 +28,14 @@ def test_masked_nelbo_terms_weights_each_masked_token_by_one_over_t():
     logits, x0 = torch.randn(2, 6, 5, generator=g), torch.randint(0, 5, (2, 6), generator=g)
     masked = torch.rand(2, 6, generator=g) < 0.5
     t_tok = torch.rand(2, 6, generator=g) * 0.9 + 0.1
-    expected = [sum(-_log_softmax(logits[b, i].double().numpy())[x0[b, i]] / float(t_tok[b, i])
-                    for i in range(6) if masked[b, i]) for b in range(2)]
+    expected = [
+        sum(
+            -_log_softmax(logits[b, i].double().numpy())[x0[b, i]] / float(t_tok[b, i])
+            for i in range(6)
+            if masked[b, i]
+        )
+        for b in range(2)
+    ]
     np.testing.assert_allclose(masked_nelbo_terms(logits, x0, masked, t_tok).double().numpy(), expected, rtol=1e-6)
     assert float(masked_nelbo_terms(logits, x0, torch.zeros_like(masked), t_tok).abs().sum()) == 0.0
 

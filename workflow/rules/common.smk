@@ -11,7 +11,14 @@
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
 from dagzoo.config import stage_spec
-from dagzoo.workflow import input_dir, job_function, literal, output_dir, source_state, stage_shell  # noqa: F401 - for the rules files
+from dagzoo.workflow import (
+    input_dir,
+    job_function,
+    literal,
+    output_dir,
+    source_state,
+    stage_shell,
+)  # noqa: F401 - for the rules files
 
 SPEC_BY_RUN = {(s["family"], s["experiment"], str(s["seed"])): s for s in SPECS}
 DATA_OF = {}
@@ -32,8 +39,10 @@ def family_run(family):
 def spec_param(family, stage):
     """A param holding what `stage` reads of a run's spec (a JSON string); family None means
     the job's {family} wildcard."""
+
     def spec(w):
         return json.dumps(stage_spec(SPEC_BY_RUN[(family or w.family, w.exp, w.seed)], stage), sort_keys=True)
+
     return job_function(spec)
 
 

@@ -10,21 +10,21 @@ rule report:
         metrics=[f"{d}/metrics.json" for d in ALL_RUN_DIRS],
         family_files=REPORT_INPUTS,
     output:
+        **REPORT_FIGURES,
         summary=f"{R}/summary.parquet",
         by_experiment=f"{R}/summary_by_experiment.parquet",
         claims=f"{R}/claims.json",
         markdown=f"{R}/report/report.md",
         table=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
         runs=f"{R}/report/runs.txt",
-        **REPORT_FIGURES,
+    log:
+        f"{R}/logs/report.log",
     params:
         out=job_function(lambda w, output: os.path.dirname(output.markdown)),
         tables=job_function(lambda w, output: os.path.dirname(output.summary)),
         results=results_root,
         claims=json.dumps(CFG["claims"], sort_keys=True),
         runs=ALL_RUN_DIRS,
-    log:
-        f"{R}/logs/report.log",
     run:
         # The list of runs goes in a file, written here, where it is always the current one: on
         # the command line it would pass Linux's 128 KiB cap of one argument (Snakemake runs a
@@ -32,5 +32,7 @@ rule report:
         from dagzoo.io import atomic_write_text
 
         atomic_write_text(output.runs, "".join(f"{d}\n" for d in params.runs))
-        shell("dagzoo report --results {params.results:q} --out {params.out:q} --tables {params.tables:q} "
-              "--claims {params.claims:q} --runs-file {output.runs:q} > {log:q} 2>&1")
+        shell(
+            "dagzoo report --results {params.results:q} --out {params.out:q} --tables {params.tables:q} "
+            "--claims {params.claims:q} --runs-file {output.runs:q} > {log:q} 2>&1"
+        )

@@ -56,11 +56,16 @@ def verify(path: Path, remote: RemoteFile, cached: bool = False) -> None:
         if expected:
             actual = file_digest(path, algorithm)
             if actual != expected.lower():
-                action = (_cached_copy_advice(path) if cached else
-                          "The download was discarded and nothing was extracted or unpickled; the file is "
-                          "corrupt or the source changed, so check the URL.")
-                raise ChecksumMismatch(f"checksum mismatch for {remote.filename} from {remote.url}: expected "
-                                       f"{algorithm} {expected}, got {actual}. {action}")
+                action = (
+                    _cached_copy_advice(path)
+                    if cached
+                    else "The download was discarded and nothing was extracted or unpickled; the file is "
+                    "corrupt or the source changed, so check the URL."
+                )
+                raise ChecksumMismatch(
+                    f"checksum mismatch for {remote.filename} from {remote.url}: expected "
+                    f"{algorithm} {expected}, got {actual}. {action}"
+                )
             return
     raise DataError(f"no checksum is known for {remote.url}; refusing to use an unverified download")
 
@@ -92,12 +97,20 @@ def fetch(remote: RemoteFile, cache_dir: Path, timeout: float = 60.0) -> Path:
             try:
                 response = urllib.request.urlopen(remote.url, timeout=timeout)
             except OSError as e:
-                raise DataError(f"cannot download {remote.url}: {e}. Check the network, or place the file "
-                                f"at {dest} by hand (it will be checksum-verified).") from e
+                raise DataError(
+                    f"cannot download {remote.url}: {e}. Check the network, or place the file "
+                    f"at {dest} by hand (it will be checksum-verified)."
+                ) from e
             with response:
                 total = int(response.headers.get("Content-Length") or 0) or remote.size
-                with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {remote.filename}",
-                          leave=False, disable=None) as bar:
+                with tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"download {remote.filename}",
+                    leave=False,
+                    disable=None,
+                ) as bar:
                     for chunk in iter(lambda: response.read(1 << 20), b""):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -144,15 +157,17 @@ def _open_members(archive: Path, stack: contextlib.ExitStack) -> Iterator[_Membe
 def _check_member(dest: Path, member: _Member) -> Path:
     target = (dest / member.name).resolve()
     if os.path.isabs(member.name) or not target.is_relative_to(dest.resolve()):
-        raise DataError(f"unsafe archive member {member.name!r}: it would be written outside {dest}; "
-                        "refusing to extract")
+        raise DataError(
+            f"unsafe archive member {member.name!r}: it would be written outside {dest}; refusing to extract"
+        )
     if member.kind == "link":
         raise DataError(f"unsafe archive member {member.name!r}: links and devices are not extracted")
     return target
 
 
-def _checked_members(archive: Path, dest: Path, stack: contextlib.ExitStack,
-                     max_members: int, max_total_bytes: int) -> list[_Member]:
+def _checked_members(
+    archive: Path, dest: Path, stack: contextlib.ExitStack, max_members: int, max_total_bytes: int
+) -> list[_Member]:
     """Every member, each checked, and the limits checked from the headers alone, before anything
     is written: a small archive can declare 200,000 files or gigabytes of zeros."""
     members, total = [], 0
@@ -161,11 +176,14 @@ def _checked_members(archive: Path, dest: Path, stack: contextlib.ExitStack,
         members.append(member)
         total += member.size
         if len(members) > max_members:
-            raise DataError(f"{archive} has more than {max_members:,} members (the limit for this archive); "
-                            "refusing to extract")
+            raise DataError(
+                f"{archive} has more than {max_members:,} members (the limit for this archive); refusing to extract"
+            )
         if total > max_total_bytes:
-            raise DataError(f"{archive} would unpack to more than {max_total_bytes:,} bytes (the limit for this "
-                            "archive); refusing to extract")
+            raise DataError(
+                f"{archive} would unpack to more than {max_total_bytes:,} bytes (the limit for this "
+                "archive); refusing to extract"
+            )
     return members
 
 
@@ -191,8 +209,9 @@ def _write_members(members: list[_Member], dest: Path) -> list[Path]:
     return written
 
 
-def safe_extract(archive: Path, dest: Path, *, max_members: int = DEFAULT_MAX_MEMBERS,
-                 max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES) -> list[Path]:
+def safe_extract(
+    archive: Path, dest: Path, *, max_members: int = DEFAULT_MAX_MEMBERS, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+) -> list[Path]:
     """Extract a zip or tar archive into `dest`, refusing absolute paths, '..', links, devices and
     archives over `max_members` members or `max_total_bytes` uncompressed bytes.
 
@@ -211,8 +230,14 @@ def safe_extract(archive: Path, dest: Path, *, max_members: int = DEFAULT_MAX_ME
         raise DataError(f"cannot extract {archive} into {dest}: {e}") from None
 
 
-def fetch_extracted(remote: RemoteFile, cache_dir: Path, *, max_members: int = DEFAULT_MAX_MEMBERS,
-                    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, timeout: float = 60.0) -> dict[str, Path]:
+def fetch_extracted(
+    remote: RemoteFile,
+    cache_dir: Path,
+    *,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    timeout: float = 60.0,
+) -> dict[str, Path]:
     """The members of the verified archive `remote`, as {posix path in the archive: local file}.
 
     The archive is extracted once into ``<cache>/<name>.extracted/``, and the size and sha256 of
@@ -234,8 +259,10 @@ def fetch_extracted(remote: RemoteFile, cache_dir: Path, *, max_members: int = D
 
 def require_member(members: dict[str, Path], name: str, remote: RemoteFile) -> Path:
     if name not in members:
-        raise DataError(f"{remote.filename} from {remote.url} has no member {name!r}; "
-                        f"it holds: {', '.join(sorted(members)) or 'nothing'}")
+        raise DataError(
+            f"{remote.filename} from {remote.url} has no member {name!r}; "
+            f"it holds: {', '.join(sorted(members)) or 'nothing'}"
+        )
     return members[name]
 
 
@@ -258,8 +285,9 @@ def _read_extraction_record(path: Path) -> dict | None:
     return record
 
 
-def _extract_and_record(archive: Path, dest: Path, record_path: Path, source: dict,
-                        max_members: int, max_total_bytes: int) -> dict:
+def _extract_and_record(
+    archive: Path, dest: Path, record_path: Path, source: dict, max_members: int, max_total_bytes: int
+) -> dict:
     # Extract beside `dest` and rename it into place, then write the record: a failed extraction
     # leaves nothing (a killed one a hidden staging folder) and no record, so it is never taken
     # for a finished one.
@@ -280,5 +308,7 @@ def _check_extracted(dest: Path, record: dict, archive: Path) -> None:
     for name, member in record["members"].items():
         problem = record_mismatch(dest / name, member)
         if problem:
-            raise DataError(f"{dest / name} no longer matches what was extracted from {archive} ({problem}), "
-                            f"so it is not used; delete {dest} to extract it again from the verified archive")
+            raise DataError(
+                f"{dest / name} no longer matches what was extracted from {archive} ({problem}), "
+                f"so it is not used; delete {dest} to extract it again from the verified archive"
+            )

@@ -13,5 +13,7 @@ def image_geometry(section: dict) -> tuple[int | None, int | None]:
     """(channels, side) of the prepared images when the config alone tells (None: a folder source
     without `channels` / `resize`; checked again when the data is read)."""
     data = section["data"]
-    return (data.get("channels") or SOURCE_CHANNELS.get(data["source"]),
-            data.get("resize") or SOURCE_SIDE.get(data["source"]))
+    return (
+        data.get("channels") or SOURCE_CHANNELS.get(data["source"]),
+        data.get("resize") or SOURCE_SIDE.get(data["source"]),
+    )

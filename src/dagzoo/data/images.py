@@ -55,12 +55,16 @@ FASHION_MNIST_IDX = {
     "test_y": (10_008, "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
 }
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-DEBIAN_FASHION_MNIST_ADVICE = ("the file belongs to the Debian package dataset-fashion-mnist: reinstall it "
-                               "(apt-get install --reinstall dataset-fashion-mnist)")
-CIFAR10 = RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                     md5="c58f30108f718f92721af3b95e74349a", size=170498071)
-CIFAR100 = RemoteFile("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-                      md5="eb9058c3a382ffc7106e4002c42a8d85", size=169001437)
+DEBIAN_FASHION_MNIST_ADVICE = (
+    "the file belongs to the Debian package dataset-fashion-mnist: reinstall it "
+    "(apt-get install --reinstall dataset-fashion-mnist)"
+)
+CIFAR10 = RemoteFile(
+    "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a", size=170498071
+)
+CIFAR100 = RemoteFile(
+    "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", md5="eb9058c3a382ffc7106e4002c42a8d85", size=169001437
+)
 # CIFAR-10's archive holds 8 files (CIFAR-100's 3) in one folder, 178 MiB unpacked
 CIFAR_LIMITS = {"max_members": 100, "max_total_bytes": 1 << 30}
 SOURCES = ("digits", "fashion_mnist", "cifar10", "cifar100")
@@ -90,13 +94,15 @@ def check_source_config(source: str, key: str, check_files: bool, labelled: bool
         raise ConfigError(f"{key}: {e}") from None
     if not check_files or not source.startswith("folder:"):
         return
-    root = Path(source[len("folder:"):])
+    root = Path(source[len("folder:") :])
     if not root.is_dir():
         raise ConfigError(f"{key}: folder not found: {root}")
     for split in SPLITS if labelled else ():
         if not (root / split).is_dir() or not any(d.is_dir() for d in (root / split).iterdir()):
-            raise ConfigError(f"{key}: {root / split} has no class folders; the probes need labels: put the "
-                              f"images in {split}/<class>/*.png")
+            raise ConfigError(
+                f"{key}: {root / split} has no class folders; the probes need labels: put the "
+                f"images in {split}/<class>/*.png"
+            )
 
 
 def source_slug(name: str) -> str:
@@ -136,8 +142,10 @@ def _read_fashion_idx(path: Path, key: str, advice: str) -> np.ndarray:
     actual = hashlib.sha256(data).hexdigest()
     if len(data) != size or actual != sha256:
         shown = f"{len(data):,}" if len(data) <= size else f"over {size:,}"
-        raise DataError(f"checksum mismatch for {path}: it decompresses to {shown} bytes with sha256 {actual}, "
-                        f"but Fashion-MNIST's {key} is {size:,} bytes with sha256 {sha256}; {advice}")
+        raise DataError(
+            f"checksum mismatch for {path}: it decompresses to {shown} bytes with sha256 {actual}, "
+            f"but Fashion-MNIST's {key} is {size:,} bytes with sha256 {sha256}; {advice}"
+        )
     return _parse_idx(path, data)
 
 
@@ -146,7 +154,7 @@ def _parse_idx(path: Path, data: bytes) -> np.ndarray:
     if magic >> 8 != 0x08:  # 0x08: unsigned byte
         raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {magic:#x})")
     ndim = magic & 0xFF
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise DataError(f"{path}: IDX header promises shape {shape} but holds {body.size} values")
@@ -169,8 +177,10 @@ def _fashion_mnist(cache: Path) -> dict[str, Split]:
     for key in FASHION_MNIST:
         path, advice = _fashion_mnist_file(key, cache)
         arrays[key] = _read_fashion_idx(path, key, advice)
-    return {split: Split(np.ascontiguousarray(arrays[f"{split}_x"][:, None]), arrays[f"{split}_y"].astype(np.int64))
-            for split in SPLITS}
+    return {
+        split: Split(np.ascontiguousarray(arrays[f"{split}_x"][:, None]), arrays[f"{split}_y"].astype(np.int64))
+        for split in SPLITS
+    }
 
 
 def _ndarray_reconstructor():
@@ -203,8 +213,10 @@ class _CifarUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
-            raise DataError(f"{self.path} is not a CIFAR batch: its pickle names {module}.{name}, which is never "
-                            "loaded; allowed: dicts, lists, bytes and numpy arrays")
+            raise DataError(
+                f"{self.path} is not a CIFAR batch: its pickle names {module}.{name}, which is never "
+                "loaded; allowed: dicts, lists, bytes and numpy arrays"
+            )
         return self.ALLOWED[(module, name)]
 
 
@@ -220,8 +232,15 @@ def _load_cifar_batch(path: Path, label_key: bytes) -> Split:
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DataError(f"{path} is not a CIFAR batch: {expected}")
     data, labels = batch[b"data"], batch[label_key]
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072
-            and isinstance(labels, list) and len(labels) == len(data) and all(type(v) is int for v in labels)):
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3072
+        and isinstance(labels, list)
+        and len(labels) == len(data)
+        and all(type(v) is int for v in labels)
+    ):
         raise DataError(f"{path} is not a CIFAR batch: {expected}")
     return Split(data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64))
 
@@ -262,8 +281,10 @@ def _read_png(f: Path) -> np.ndarray:
         with im:
             limit = Image.MAX_IMAGE_PIXELS
             if limit and im.width * im.height > limit:
-                raise DataError(f"{f}: {im.width}x{im.height} pixels is more than the {limit:,} pixels allowed "
-                                "per image (PIL.Image.MAX_IMAGE_PIXELS); refusing to decode it")
+                raise DataError(
+                    f"{f}: {im.width}x{im.height} pixels is more than the {limit:,} pixels allowed "
+                    "per image (PIL.Image.MAX_IMAGE_PIXELS); refusing to decode it"
+                )
             arr = np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16", "I") else "RGB"))
     except Image.DecompressionBombError as e:  # raised by Image.open itself, past twice the limit
         raise DataError(f"{f}: refusing to decode it: {e}") from None
@@ -282,8 +303,11 @@ def _png_files(directory: Path) -> list[Path]:
     files = sorted(f for f in directory.rglob("*") if f.suffix.lower() in (".png", *_OTHER_IMAGES) and f.is_file())
     other = [f for f in files if f.suffix.lower() != ".png"]
     if other:
-        raise DataError(f"folder source: {other[0]} is not a PNG" + (f" (nor are {len(other) - 1} more)"
-                        if len(other) > 1 else "") + "; allowed: .png files (convert the others, or move them out)")
+        raise DataError(
+            f"folder source: {other[0]} is not a PNG"
+            + (f" (nor are {len(other) - 1} more)" if len(other) > 1 else "")
+            + "; allowed: .png files (convert the others, or move them out)"
+        )
     return files
 
 
@@ -300,9 +324,11 @@ def _folder(path: Path) -> dict[str, Split]:
             if first is None:
                 first = (f, arr.shape)
             elif arr.shape != first[1]:
-                raise DataError(f"{f}: {_describe(arr.shape)} differs from {first[0]} ({_describe(first[1])}); "
-                                "every image of a folder source, train and test, must have one size and "
-                                "channel count")
+                raise DataError(
+                    f"{f}: {_describe(arr.shape)} differs from {first[0]} ({_describe(first[1])}); "
+                    "every image of a folder source, train and test, must have one size and "
+                    "channel count"
+                )
             images.append(arr)
         out[split] = Split(np.stack(images).astype(np.uint8), _folder_labels(path, split, files))
     return out
@@ -312,19 +338,24 @@ def _folder_labels(path: Path, split: str, files: list[Path]) -> np.ndarray:
     """Labels from class folders (``<split>/<class>/*.png``, classes numbered in sorted order of
     the train split's folder names), or -1 for every image when the PNGs lie directly in
     ``<split>/`` (an unlabelled source)."""
-    classes = [f.relative_to(path / split).parts[0] if len(f.relative_to(path / split).parts) > 1 else None
-               for f in files]
+    classes = [
+        f.relative_to(path / split).parts[0] if len(f.relative_to(path / split).parts) > 1 else None for f in files
+    ]
     if all(c is None for c in classes):
         return np.full(len(files), -1, dtype=np.int64)
     if any(c is None for c in classes):
         loose = files[classes.index(None)]
-        raise DataError(f"folder source {path}: {loose} lies directly in {path / split} while other images are in "
-                        "class folders; put every image in a class folder (labelled) or none (unlabelled)")
+        raise DataError(
+            f"folder source {path}: {loose} lies directly in {path / split} while other images are in "
+            "class folders; put every image in a class folder (labelled) or none (unlabelled)"
+        )
     names = sorted(set(classes)) if split == "train" else _folder_classes(path)
     unknown = sorted(set(classes) - set(names))
     if unknown:
-        raise DataError(f"folder source {path}: class folder {path / split / unknown[0]} has no counterpart in "
-                        f"{path / 'train'}; classes: {', '.join(names)}")
+        raise DataError(
+            f"folder source {path}: class folder {path / split / unknown[0]} has no counterpart in "
+            f"{path / 'train'}; classes: {', '.join(names)}"
+        )
     index = {c: i for i, c in enumerate(names)}
     return np.array([index[c] for c in classes], dtype=np.int64)
 
@@ -344,7 +375,7 @@ def load_source(name: str, cache: Path) -> dict[str, Split]:
         return _cifar(cache, CIFAR10, b"labels")
     if name == "cifar100":
         return _cifar(cache, CIFAR100, b"fine_labels")
-    return _folder(Path(name[len("folder:"):]))
+    return _folder(Path(name[len("folder:") :]))
 
 
 # ---------------------------------------------------------------------------------- transforms
@@ -355,8 +386,9 @@ def resize_uint8(x: np.ndarray, size: int) -> np.ndarray:
     import torch  # here, not above: planning a DAG reads this module's source checks and slugs
 
     t = torch.from_numpy(x).float()
-    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False,
-                                        antialias=size < x.shape[-1])
+    t = torch.nn.functional.interpolate(
+        t, size=(size, size), mode="bilinear", align_corners=False, antialias=size < x.shape[-1]
+    )
     return t.round_().clamp_(0, 255).to(torch.uint8).numpy()
 
 
@@ -376,18 +408,30 @@ def _sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def prepare_images(source: str, out: Path, resize: int | None = None, channels: int | None = None,
-                   cache: Path | None = None) -> dict:
+def prepare_images(
+    source: str, out: Path, resize: int | None = None, channels: int | None = None, cache: Path | None = None
+) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # a manifest from an earlier preparation must not vouch for arrays half replaced by this one
     (out / "manifest.json").unlink(missing_ok=True)
     t0 = time.time()
     splits = load_source(source, Path(cache) if cache else out.parent / "downloads")
-    manifest = {"source": source, "resize": resize, "channels": channels, "splits": {},
-                "split_rule": ("positional 80/20 (sklearn ships no split)" if source == "digits"
-                               else "as published" if source in SOURCES else "train/ and test/ folders"),
-                "pixel_range": "uint8 0..255; models see x / 127.5 - 1 in [-1, 1]", "files": {}}
+    manifest = {
+        "source": source,
+        "resize": resize,
+        "channels": channels,
+        "splits": {},
+        "split_rule": (
+            "positional 80/20 (sklearn ships no split)"
+            if source == "digits"
+            else "as published"
+            if source in SOURCES
+            else "train/ and test/ folders"
+        ),
+        "pixel_range": "uint8 0..255; models see x / 127.5 - 1 in [-1, 1]",
+        "files": {},
+    }
     for name, split in splits.items():
         x = split.x
         original = list(x.shape[1:])
@@ -398,9 +442,14 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
         for filename, array in ((f"{name}_x.npy", x), (f"{name}_y.npy", split.y)):
             atomic_save_npy(out / filename, array)
             manifest["files"][filename] = file_record(out / filename)
-        manifest["splits"][name] = {"n": int(len(x)), "shape": list(x.shape[1:]), "original_shape": original,
-                                    "sha256_x": _sha256(x), "sha256_y": _sha256(split.y),
-                                    "classes": int(split.y.max()) + 1 if (split.y >= 0).any() else 0}
+        manifest["splits"][name] = {
+            "n": int(len(x)),
+            "shape": list(x.shape[1:]),
+            "original_shape": original,
+            "sha256_x": _sha256(x),
+            "sha256_y": _sha256(split.y),
+            "classes": int(split.y.max()) + 1 if (split.y >= 0).any() else 0,
+        }
     manifest["seconds"] = time.time() - t0
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
@@ -408,15 +457,30 @@ def prepare_images(source: str, out: Path, resize: int | None = None, channels: 
 
 #: what ImageData reads of a prepared image directory's manifest
 MANIFEST_SCHEMA = {
-    "type": "object", "required": ["splits"],
+    "type": "object",
+    "required": ["splits"],
     "properties": {
-        "splits": {"type": "object", "required": ["train"], "additionalProperties": {
-            "type": "object", "required": ["n", "shape"],
-            "properties": {"n": {"type": "integer", "minimum": 0},
-                           "classes": {"type": "integer", "minimum": 0},
-                           "shape": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                     "minItems": 3, "maxItems": 3}}}},
-        "files": FILE_RECORDS}}
+        "splits": {
+            "type": "object",
+            "required": ["train"],
+            "additionalProperties": {
+                "type": "object",
+                "required": ["n", "shape"],
+                "properties": {
+                    "n": {"type": "integer", "minimum": 0},
+                    "classes": {"type": "integer", "minimum": 0},
+                    "shape": {
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": 1},
+                        "minItems": 3,
+                        "maxItems": 3,
+                    },
+                },
+            },
+        },
+        "files": FILE_RECORDS,
+    },
+}
 
 
 class ImageData:
@@ -429,8 +493,9 @@ class ImageData:
     def __init__(self, directory: Path):
         self.dir = Path(directory)
         self.redo = f"delete {self.dir} and rerun `dagzoo prepare-images` (the image_prepare rule)"
-        self.manifest = read_manifest(self.dir / "manifest.json",
-                                      "run `dagzoo prepare-images` (the image_prepare rule) first", MANIFEST_SCHEMA)
+        self.manifest = read_manifest(
+            self.dir / "manifest.json", "run `dagzoo prepare-images` (the image_prepare rule) first", MANIFEST_SCHEMA
+        )
 
     def _check_split(self, split: str) -> None:
         if split not in self.manifest["splits"]:
@@ -456,4 +521,3 @@ class ImageData:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.manifest["splits"]["train"]["shape"])
-

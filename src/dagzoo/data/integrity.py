@@ -71,9 +71,14 @@ def check_prepared_file(path: Path, record: dict | None, redo: str) -> None:
 
 
 #: a manifest's records of the files it vouches for (file name -> size and sha256)
-FILE_RECORDS = {"type": "object", "additionalProperties": {
-    "type": "object", "required": ["sha256"],
-    "properties": {"bytes": {"type": "integer", "minimum": 0}, "sha256": {"type": "string"}}}}
+FILE_RECORDS = {
+    "type": "object",
+    "additionalProperties": {
+        "type": "object",
+        "required": ["sha256"],
+        "properties": {"bytes": {"type": "integer", "minimum": 0}, "sha256": {"type": "string"}},
+    },
+}
 
 
 def read_manifest(path: Path, missing: str, schema: dict | None = None) -> dict:
@@ -128,11 +133,15 @@ def load_npy(path: Path, dtypes: tuple[type, ...], redo: str) -> np.ndarray:
         raise DataError(f"{path} is missing; {redo}") from None
     except ValueError as e:
         if "Object arrays" in str(e):
-            raise DataError(f"{path} holds an array of Python objects (dtype object), which is never loaded; "
-                            f"allowed: a .npy array of {allowed}; {redo}") from None
+            raise DataError(
+                f"{path} holds an array of Python objects (dtype object), which is never loaded; "
+                f"allowed: a .npy array of {allowed}; {redo}"
+            ) from None
         if "allow_pickle" in str(e):  # no .npy header: numpy would have to unpickle the file
-            raise DataError(f"{path} is not a .npy array (it could only be unpickled, which is never done); "
-                            f"allowed: a .npy array of {allowed}; {redo}") from None
+            raise DataError(
+                f"{path} is not a .npy array (it could only be unpickled, which is never done); "
+                f"allowed: a .npy array of {allowed}; {redo}"
+            ) from None
         raise DataError(f"{path} is not a readable .npy array ({e}); {redo}") from None
     except (OSError, EOFError) as e:
         raise DataError(f"{path} is not a readable .npy array ({e}); {redo}") from None

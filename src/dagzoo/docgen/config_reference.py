@@ -48,7 +48,7 @@ def _prose(s: str) -> str:
     s = " ".join(str(s).split())
     out, last = [], 0
     for m in _CODE_SPAN.finditer(s):
-        out += [_escape(s[last:m.start()]), m.group(0)]
+        out += [_escape(s[last : m.start()]), m.group(0)]
         last = m.end()
     return "".join(out + [_escape(s[last:])])
 
@@ -110,8 +110,7 @@ def _plain(value: Any) -> Any:
 def _value(value: Any) -> str:
     """A value as the config's YAML writes it (null, true, .inf, [0.1, 1.0], {a: 1}), on one line."""
     try:
-        s = yaml.safe_dump(_plain(value), default_flow_style=True, sort_keys=False, width=10**9,
-                              allow_unicode=True)
+        s = yaml.safe_dump(_plain(value), default_flow_style=True, sort_keys=False, width=10**9, allow_unicode=True)
     except yaml.YAMLError:
         return repr(value)
     return s.removesuffix("\n...\n").strip()  # a scalar's document end marker
@@ -135,8 +134,15 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- config schema
-_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
-               "null": "null", "array": "list", "object": "mapping"}
+_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "null": "null",
+    "array": "list",
+    "object": "mapping",
+}
 
 
 def _json_type_of(value: Any) -> str:
@@ -175,8 +181,17 @@ def _schema_type(node: dict) -> str:
 
 
 # keywords that describe structure (shown as rows, types or not at all) rather than limits
-_STRUCTURE = {"$schema", "type", "description", "properties", "additionalProperties", "items", "anyOf", "oneOf",
-              "required"}
+_STRUCTURE = {
+    "$schema",
+    "type",
+    "description",
+    "properties",
+    "additionalProperties",
+    "items",
+    "anyOf",
+    "oneOf",
+    "required",
+}
 
 
 def _schema_limits(node: dict) -> list[str]:
@@ -292,8 +307,15 @@ def _schema_table(rows: list[_Row], defaults: dict) -> list[str]:
         limits = (["required"] if row.required else []) + _schema_limits(row.node)
         if "required" in row.node and "properties" not in row.node:
             limits.append("needs " + ", ".join(_code(k) for k in row.node["required"]))
-        out.append([_code(row.path), _schema_type(row.node), default_text, "; ".join(limits),
-                    _prose(row.node.get("description", ""))])
+        out.append(
+            [
+                _code(row.path),
+                _schema_type(row.node),
+                default_text,
+                "; ".join(limits),
+                _prose(row.node.get("description", "")),
+            ]
+        )
     return _table(["Key", "Type", "Default", "Allowed", "Description"], out)
 
 
@@ -319,8 +341,14 @@ def _type_name(tp: Any) -> str:
         return "mapping"
     if isinstance(tp, str):
         return tp
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "dict": "mapping",
-            "list": "list"}.get(getattr(tp, "__name__", ""), getattr(tp, "__name__", str(tp)))
+    return {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "dict": "mapping",
+        "list": "list",
+    }.get(getattr(tp, "__name__", ""), getattr(tp, "__name__", str(tp)))
 
 
 def _hints(params_cls: type) -> dict:
@@ -368,8 +396,12 @@ def _params_table(params_cls: type, stages: bool = True) -> list[str]:
         tp = hints.get(f.name, f.type)
         default = _default(f)
         type_name = _type_name(tp)
-        row = [_code(f.name), type_name, _NO_DEFAULT if default is _MISSING else _code(_value(default)),
-               _param_limits(f.metadata, type_name.startswith("list"))]
+        row = [
+            _code(f.name),
+            type_name,
+            _NO_DEFAULT if default is _MISSING else _code(_value(default)),
+            _param_limits(f.metadata, type_name.startswith("list")),
+        ]
         if stages:
             row.append(", ".join(config.field_stages(f)))
         row.append(_prose(f.metadata.get("help", "")))
@@ -411,8 +443,9 @@ def _model_section(family: str, key: str, cls: type) -> list[str]:
         line = f"Sampler kinds: {', '.join(_code(k) for k in kinds)}"
         defaults = getattr(cls, "default_samplers", None)
         if defaults:
-            line += "; default samplers: " + ", ".join(_code(f"{name}: {_value(spec)}")
-                                                         for name, spec in defaults.items())
+            line += "; default samplers: " + ", ".join(
+                _code(f"{name}: {_value(spec)}") for name, spec in defaults.items()
+            )
         lines += _wrap(line + ".") + [""]
     lines += _params_table(cls.Params) + [""]
     return lines
@@ -437,8 +470,12 @@ def _sampler_section(fam: Family, models: dict[str, type]) -> list[str]:
     samplers = _samplers(fam)
     if not samplers:
         return []
-    lines = [f"### Samplers of `{fam.name}`", "",
-             "A sampler is named in an experiment's `samplers` by its `kind` and these parameters.", ""]
+    lines = [
+        f"### Samplers of `{fam.name}`",
+        "",
+        "A sampler is named in an experiment's `samplers` by its `kind` and these parameters.",
+        "",
+    ]
     for kind, params in samplers.items():
         lines += [f"#### Sampler `{kind}`", ""]
         summary = _paragraph(params.__doc__)
@@ -458,14 +495,14 @@ def _family_section(fam: Family, schema: dict, defaults: dict) -> list[str]:
     models = registry.models(fam.name)
     lines = [f"## Family `{fam.name}`", ""]
     summary = _paragraph(type(fam).__doc__) or _paragraph(
-        getattr(sys.modules.get(type(fam).__module__), "__doc__", None))
+        getattr(sys.modules.get(type(fam).__module__), "__doc__", None)
+    )
     if summary:
         lines += _wrap(_prose(summary)) + [""]
     lines += _wrap(f"Training counts {fam.unit}. Models: {', '.join(_code(k) for k in sorted(models))}.") + [""]
     lines += [f"### Config section `{fam.name}`", ""]
     keys = ", ".join(_code(k) for k in fam.experiment_keys)
-    lines += _wrap(f"The keys of an experiment other than {keys} are the hyper-parameters of its model "
-                   "(below).") + [""]
+    lines += _wrap(f"The keys of an experiment other than {keys} are the hyper-parameters of its model (below).") + [""]
     section = schema["properties"].get(fam.name, {})
     lines += _schema_table(list(_schema_rows(section, fam.name, (fam.name,))), defaults) + [""]
     lines += [f"### Models of `{fam.name}`", ""]
@@ -485,14 +522,18 @@ def config_reference() -> str:
         "# Configuration reference",
         "",
     ]
-    lines += _wrap("*Generated by `dagzoo docs` from the config schemas, the defaults and the model registry; do "
-                   "not edit it by hand: change the code and rerun `dagzoo docs` (or "
-                   "`python -m dagzoo.docgen.config_reference`).*") + [""]
+    lines += _wrap(
+        "*Generated by `dagzoo docs` from the config schemas, the defaults and the model registry; do "
+        "not edit it by hand: change the code and rerun `dagzoo docs` (or "
+        "`python -m dagzoo.docgen.config_reference`).*"
+    ) + [""]
     if schema.get("description"):
         lines += _wrap(_prose(schema["description"])) + [""]
-    lines += _wrap("A key path `a.b` is the key `b` inside `a`; `<experiment>` (`<name>`, ...) stands for a name "
-                   f"of your choice and `[]` for each item of a list. Defaults are written as YAML; `{_NO_DEFAULT}` "
-                   "means none.") + [""]
+    lines += _wrap(
+        "A key path `a.b` is the key `b` inside `a`; `<experiment>` (`<name>`, ...) stands for a name "
+        f"of your choice and `[]` for each item of a list. Defaults are written as YAML; `{_NO_DEFAULT}` "
+        "means none."
+    ) + [""]
     lines += _wrap("Families: " + ", ".join(f"`{name}`" for name in fams) + ".") + [""]
     lines += ["## Core keys", ""]
     core_rows = []

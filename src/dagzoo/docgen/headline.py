@@ -25,14 +25,18 @@ def _origin(results: Path) -> str:
     dag = results / "dag.json"
     if dag.is_file():
         d = json.loads(dag.read_text())
-        return (f"{d.get('cpu_model', 'unknown CPU')}, {d.get('cores')} of {d.get('cpu_count')} cores; "
-                f"commit {str(d.get('git_commit', 'unknown'))[:12]}; {str(d.get('finished', ''))[:10]}")
+        return (
+            f"{d.get('cpu_model', 'unknown CPU')}, {d.get('cores')} of {d.get('cpu_count')} cores; "
+            f"commit {str(d.get('git_commit', 'unknown'))[:12]}; {str(d.get('finished', ''))[:10]}"
+        )
     provenance = sorted(results.glob("*/*/*/provenance-train.json"))
     if not provenance:
         return "machine and commit not recorded"
     p = json.loads(provenance[-1].read_text())
-    return (f"{p.get('cpu_model', 'unknown CPU')}; commit {str(p.get('git_commit', 'unknown'))[:12]}; "
-            f"{str(p.get('started', ''))[:10]}")
+    return (
+        f"{p.get('cpu_model', 'unknown CPU')}; commit {str(p.get('git_commit', 'unknown'))[:12]}; "
+        f"{str(p.get('started', ''))[:10]}"
+    )
 
 
 def _number(mean: float, std: float, digits: int) -> str:
@@ -63,10 +67,13 @@ def headline_markdown(results: Path, page: str) -> str:
         if not columns:
             continue
         seeds = sorted(set(rows["n_seeds"].astype(int)))
-        out += [f"**{name}** ({origin}; seeds per experiment: {', '.join(map(str, seeds))}; "
-                f"± std over seeds; full tables: [{page}]({page}))", "",
-                "| experiment | model | " + " | ".join(c[0] for c in columns) + " |",
-                "|---|---|" + "---|" * len(columns)]
+        out += [
+            f"**{name}** ({origin}; seeds per experiment: {', '.join(map(str, seeds))}; "
+            f"± std over seeds; full tables: [{page}]({page}))",
+            "",
+            "| experiment | model | " + " | ".join(c[0] for c in columns) + " |",
+            "|---|---|" + "---|" * len(columns),
+        ]
         for _, r in rows.sort_values("experiment").iterrows():
             cells = [_number(r.get(f"{k}_mean"), r.get(f"{k}_std"), d) for _, k, d in columns]
             out.append(f"| {r['experiment']} | {r['model']} | " + " | ".join(cells) + " |")

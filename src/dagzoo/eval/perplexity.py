@@ -20,8 +20,9 @@ def window_history(n_tokens: int, window: int) -> np.ndarray:
     return np.arange(n_tokens) % window
 
 
-def likelihood_metrics(window_nll: np.ndarray, window_var: np.ndarray | None, n_tokens: int, n_chars: int,
-                       prefix: str) -> dict:
+def likelihood_metrics(
+    window_nll: np.ndarray, window_var: np.ndarray | None, n_tokens: int, n_chars: int, prefix: str
+) -> dict:
     """nats/token, perplexity, bits/token and bits per character from per-window NLLs (nats)."""
     window_nll = np.asarray(window_nll, dtype=np.float64)
     if not np.all(np.isfinite(window_nll)):

@@ -20,8 +20,19 @@ import torch
 from torch import nn
 
 _MIXING_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
-_POINTWISE = (nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh,
-              nn.Sigmoid, nn.Hardtanh)
+_POINTWISE = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ReLU6,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+)
 
 
 def _strip_global(module: nn.Module) -> bool:
@@ -44,8 +55,13 @@ class _Identity(nn.Module):
         return x
 
 
-def receptive_field(net: nn.Module, in_channels: int, call: Callable[[nn.Module, torch.Tensor], torch.Tensor]
-                    | None = None, size: int = 64, max_size: int = 1024) -> dict:
+def receptive_field(
+    net: nn.Module,
+    in_channels: int,
+    call: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+    size: int = 64,
+    max_size: int = 1024,
+) -> dict:
     """{"receptive_field": side length in pixels, "global_mixing": bool}.
 
     `call(net, x)` runs the network on x (default: net(x)). The input grows until the field fits
@@ -71,6 +87,5 @@ def receptive_field(net: nn.Module, in_channels: int, call: Callable[[nn.Module,
         touches = rows.numel() and (rows[0] == 0 or rows[-1] == size - 1 or cols[0] == 0 or cols[-1] == size - 1)
         if not touches or size >= max_size:
             extent = int(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1)) if rows.numel() else 0
-            return {"receptive_field": extent, "global_mixing": bool(global_mixing),
-                    "clipped": bool(touches)}
+            return {"receptive_field": extent, "global_mixing": bool(global_mixing), "clipped": bool(touches)}
         size *= 2

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from dagzoo import distributed
-from dagzoo.image.data import random_batch, to_uint8
 from dagzoo.errors import ConfigError
+from dagzoo.image.data import random_batch, to_uint8
 from dagzoo.lifecycle import Model
 from dagzoo.registry import param
 from dagzoo.train import EMA, TrainParams
@@ -30,17 +30,20 @@ class ImageTrainParams(TrainParams):
 
     lr: float = param(2e-4, "peak learning rate (AdamW)", gt=0.0)
     warmup_steps: int = param(200, "linear warm-up steps", min=0)
-    min_lr_ratio: float = param(1.0, "final lr / peak lr of the cosine decay (1: constant, as DDPM/EDM)",
-                                min=0.0, max=1.0)
+    min_lr_ratio: float = param(
+        1.0, "final lr / peak lr of the cosine decay (1: constant, as DDPM/EDM)", min=0.0, max=1.0
+    )
     weight_decay: float = param(0.0, "AdamW weight decay on matrices", min=0.0)
     beta2: float = param(0.999, "AdamW beta2", min=0.0, max=1.0)
     batch_size: int = param(64, "images per step", min=1)
-    ema_halflife_kimg: float | None = param(None, "EMA half-life in thousands of images (EDM; null: use ema_decay)",
-                                            min=0.0)
+    ema_halflife_kimg: float | None = param(
+        None, "EMA half-life in thousands of images (EDM; null: use ema_decay)", min=0.0
+    )
     ema_rampup_ratio: float | None = param(0.05, "EDM EMA warm-up: half-life <= this x images seen", min=0.0)
     hflip: bool = param(False, "random horizontal flips (on the device); off for digits and text-like data")
-    eval_batch_size: int = param(256, "images per forward pass when evaluating or sampling", min=1,
-                                 stage=("sample", "evaluate"))
+    eval_batch_size: int = param(
+        256, "images per forward pass when evaluating or sampling", min=1, stage=("sample", "evaluate")
+    )
 
     def make_ema(self, model):
         if not self.ema_halflife_kimg:

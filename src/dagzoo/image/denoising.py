@@ -20,8 +20,9 @@ from dagzoo.registry import param
 @dataclass
 class UNetParams(ImageTrainParams):
     channels: int = param(64, "base width of the U-Net", min=4)
-    channel_mult: list[int] = param([1, 2, 2], "width multiplier per resolution level (one level per entry)",
-                                   min_len=1, min=1)
+    channel_mult: list[int] = param(
+        [1, 2, 2], "width multiplier per resolution level (one level per entry)", min_len=1, min=1
+    )
     num_res_blocks: int = param(2, "residual blocks per level", min=1)
     attn_resolutions: list[int] = param([8], "resolutions (pixels) with self-attention", min=1)
     dropout: float = param(0.1, "dropout in the residual blocks", min=0.0, max=0.99)
@@ -45,14 +46,18 @@ class DenoisingModel(ImageModel):
         _, size = image_geometry(image_cfg)
         levels = len(params.channel_mult)
         if size and size % 2 ** (levels - 1):
-            raise ConfigError(f"{where}.channel_mult: {levels} levels halve the resolution {levels - 1} times; "
-                              f"the image size {size} must be divisible by {2 ** (levels - 1)}")
+            raise ConfigError(
+                f"{where}.channel_mult: {levels} levels halve the resolution {levels - 1} times; "
+                f"the image size {size} must be divisible by {2 ** (levels - 1)}"
+            )
         if size:  # a resolution the U-Net never has would silently mean no attention at all
             resolutions = [size // 2**i for i in range(levels)]
             for i, res in enumerate(params.attn_resolutions):
                 if res not in resolutions:
-                    raise ConfigError(f"{where}.attn_resolutions.{i}: this U-Net has no {res}-pixel level; "
-                                      f"allowed: {', '.join(map(str, resolutions))}")
+                    raise ConfigError(
+                        f"{where}.attn_resolutions.{i}: this U-Net has no {res}-pixel level; "
+                        f"allowed: {', '.join(map(str, resolutions))}"
+                    )
 
     def __init__(self, params, shape, device):
         super().__init__(params, shape, device)
@@ -60,10 +65,19 @@ class DenoisingModel(ImageModel):
 
     def unet_config(self) -> UNetConfig:
         p, (c, h, _) = self.params, self.shape
-        return UNetConfig(in_channels=c, out_channels=c, resolution=h, channels=p.channels,
-                          channel_mult=list(p.channel_mult), num_res_blocks=p.num_res_blocks,
-                          attn_resolutions=list(p.attn_resolutions), dropout=p.dropout, embedding=p.embedding,
-                          adaptive_norm=p.adaptive_norm, num_heads=p.num_heads)
+        return UNetConfig(
+            in_channels=c,
+            out_channels=c,
+            resolution=h,
+            channels=p.channels,
+            channel_mult=list(p.channel_mult),
+            num_res_blocks=p.num_res_blocks,
+            attn_resolutions=list(p.attn_resolutions),
+            dropout=p.dropout,
+            embedding=p.embedding,
+            adaptive_norm=p.adaptive_norm,
+            num_heads=p.num_heads,
+        )
 
     def build(self):
         return UNet(self.unet_config()).channels_last()

@@ -27,8 +27,16 @@ class ImageFamily(Family):
     headline_metrics = (("FID", r"fid_\d+", 1), ("KID", r"kid_\d+", 4))
     defaults = {
         "data": {"resize": None, "channels": None},
-        "eval": {"samples": 1000, "baseline_samples": 100, "real_samples": None, "reference_images": None,
-                 "kid_subsets": 100, "kid_subset_size": 1000, "feature_batch": 50, "grid": 64},
+        "eval": {
+            "samples": 1000,
+            "baseline_samples": 100,
+            "real_samples": None,
+            "reference_images": None,
+            "kid_subsets": 100,
+            "kid_subset_size": 1000,
+            "feature_batch": 50,
+            "grid": 64,
+        },
     }
     experiment_keys = ("model", "samplers", "main_sampler")
 
@@ -52,18 +60,23 @@ class ImageFamily(Family):
 
         samplers = image_samplers(cls, exp)
         if not samplers:
-            raise ConfigError(f"{where}.samplers: {exp['model']} has no default sampler; name at least one "
-                              f"(kinds: {', '.join(cls.sampler_kinds)})")
+            raise ConfigError(
+                f"{where}.samplers: {exp['model']} has no default sampler; name at least one "
+                f"(kinds: {', '.join(cls.sampler_kinds)})"
+            )
         for sname, sspec in samplers.items():
             check_name(sname, f"{where}.samplers.{sname}")
             if sspec.get("kind") not in cls.sampler_kinds:
-                raise ConfigError(f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
-                                  f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}")
+                raise ConfigError(
+                    f"{where}.samplers.{sname}.kind: {sspec.get('kind')!r} does not apply to "
+                    f"{exp['model']}; allowed: {', '.join(cls.sampler_kinds)}"
+                )
             cls.check_sampler(params, parse_sampler(sspec, f"{where}.samplers.{sname}"), f"{where}.samplers.{sname}")
         main = main_sampler(cls, exp)
         if main not in samplers:
-            raise ConfigError(f"{where}.main_sampler: {main!r} is not one of its samplers; allowed: "
-                              + ", ".join(samplers))
+            raise ConfigError(
+                f"{where}.main_sampler: {main!r} is not one of its samplers; allowed: " + ", ".join(samplers)
+            )
         cls.check_experiment(params, section, where)
 
     def spec_fields(self, section: dict) -> dict:
@@ -159,31 +172,48 @@ def _reference(a) -> int:
 
 def _sample(a) -> int:
     from dagzoo.config import json_arg
-    from dagzoo.image.stages import sample
     from dagzoo.image.samplers import parse_sampler
+    from dagzoo.image.stages import sample
 
     sampler = json_arg(a.sampler, "--sampler")
     if not isinstance(sampler, dict):
-        raise ConfigError(f"--sampler: expected a JSON object like {{\"kind\": \"edm\", \"steps\": 18}}, got {a.sampler}")
+        raise ConfigError(f'--sampler: expected a JSON object like {{"kind": "edm", "steps": 18}}, got {a.sampler}')
     parse_sampler(sampler, "--sampler")  # before the model is loaded
-    print(sample(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.name, sampler,
-                 a.n, rule=a.rule, untrained=a.untrained, grid=a.grid))
+    print(
+        sample(
+            a.spec,
+            Path(a.data),
+            Path(a.run_dir),
+            Path(a.results),
+            a.name,
+            sampler,
+            a.n,
+            rule=a.rule,
+            untrained=a.untrained,
+            grid=a.grid,
+        )
+    )
     return 0
 
 
 def _fid(a) -> int:
     from dagzoo.image.stages import fid
 
-    print(json.dumps(fid(Path(a.samples), Path(a.reference), subsets=a.kid_subsets, subset_size=a.kid_subset_size,
-                         batch=a.batch), indent=1))
+    print(
+        json.dumps(
+            fid(
+                Path(a.samples), Path(a.reference), subsets=a.kid_subsets, subset_size=a.kid_subset_size, batch=a.batch
+            ),
+            indent=1,
+        )
+    )
     return 0
 
 
 def _evaluate(a) -> int:
     from dagzoo.image.stages import evaluate
 
-    out = evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.samplers, a.main_sampler,
-                   rule=a.rule)
+    out = evaluate(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), a.samplers, a.main_sampler, rule=a.rule)
     print(json.dumps(out, indent=1, default=str))
     return 0
 
@@ -191,8 +221,9 @@ def _evaluate(a) -> int:
 def _real_vs_real(a) -> int:
     from dagzoo.image.stages import real_vs_real
 
-    print(json.dumps(real_vs_real(Path(a.test), Path(a.train), Path(a.out), a.kid_subsets, a.kid_subset_size),
-                     indent=1))
+    print(
+        json.dumps(real_vs_real(Path(a.test), Path(a.train), Path(a.out), a.kid_subsets, a.kid_subset_size), indent=1)
+    )
     return 0
 
 

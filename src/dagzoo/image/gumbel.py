@@ -13,12 +13,12 @@ def gumbel_noise(shape, generator: torch.Generator | None = None, device=None, d
     return (-torch.log(-torch.log(u))).to(device=device, dtype=dtype)
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def gumbel_softmax(
+    logits: torch.Tensor, tau: float, hard: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
     g = gumbel_noise(logits.shape, generator, logits.device, logits.dtype)
     y = torch.softmax((logits + g) / tau, dim=-1)
     if not hard:
         return y
     one_hot = torch.nn.functional.one_hot(y.argmax(-1), y.shape[-1]).to(y.dtype)
     return one_hot + y - y.detach()
-

@@ -26,8 +26,9 @@ from dagzoo.image.preconditioning import Preconditioning, denoise
 LOG_SCALE_MIN = -7.0
 
 
-def diffusion_loss(net, pre: Preconditioning, y: torch.Tensor,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def diffusion_loss(
+    net, pre: Preconditioning, y: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """E[lambda(sigma) ||D(y + sigma n; sigma) - y||^2], mean over dimensions (EDM's loss, eq. 2 / 8).
     In a data-parallel step, y is this rank's shard and sigma, n its shard of the global draws."""
     sigma = per_example(draw_sharded(lambda n: pre.sample_sigma(n, generator), y.shape[0]).to(y.device), y)
@@ -43,10 +44,10 @@ def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale
     centered = x - mean
     plus_in = inv_s * (centered + 1.0 / 255.0)
     min_in = inv_s * (centered - 1.0 / 255.0)
-    log_cdf_plus = plus_in - F.softplus(plus_in)          # log sigmoid(plus_in), for the bin at 0
-    log_one_minus_cdf_min = -F.softplus(min_in)           # log(1 - sigmoid(min_in)), for the bin at 255
+    log_cdf_plus = plus_in - F.softplus(plus_in)  # log sigmoid(plus_in), for the bin at 0
+    log_one_minus_cdf_min = -F.softplus(min_in)  # log(1 - sigmoid(min_in)), for the bin at 255
     cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
-    mid_in = inv_s * centered                             # density x bin width where cdf_delta underflows
+    mid_in = inv_s * centered  # density x bin width where cdf_delta underflows
     log_pdf_mid = mid_in - log_scale - 2.0 * F.softplus(mid_in) + math.log(2.0 / 255.0)
     inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, inner))

@@ -106,8 +106,9 @@ class _Discrete(Preconditioning):
         self.sigma_min, self.sigma_max = float(u[0]), float(u[-1])
 
     def index(self, sigma: torch.Tensor) -> torch.Tensor:
-        return torch.argmin((sigma.double().reshape(-1, 1) - self.u.to(sigma.device)[None]).abs(), dim=1) \
-            .reshape(sigma.shape)
+        return torch.argmin((sigma.double().reshape(-1, 1) - self.u.to(sigma.device)[None]).abs(), dim=1).reshape(
+            sigma.shape
+        )
 
     def round_sigma(self, sigma):
         return self.u.to(sigma.device)[self.index(sigma)].to(sigma.dtype)
@@ -174,15 +175,25 @@ class EDM(Preconditioning):
 
     name = "edm"
 
-    def __init__(self, sigma_data: float = 0.5, P_mean: float = -1.2, P_std: float = 1.2,
-                 sigma_min: float = 0.002, sigma_max: float = 80.0):
+    def __init__(
+        self,
+        sigma_data: float = 0.5,
+        P_mean: float = -1.2,
+        P_std: float = 1.2,
+        sigma_min: float = 0.002,
+        sigma_max: float = 80.0,
+    ):
         self.sigma_data, self.P_mean, self.P_std = sigma_data, P_mean, P_std
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
     def coefs(self, sigma):
         sd2 = self.sigma_data**2
-        return (sd2 / (sigma**2 + sd2), sigma * self.sigma_data / torch.sqrt(sigma**2 + sd2),
-                1 / torch.sqrt(sigma**2 + sd2), torch.log(sigma) / 4)
+        return (
+            sd2 / (sigma**2 + sd2),
+            sigma * self.sigma_data / torch.sqrt(sigma**2 + sd2),
+            1 / torch.sqrt(sigma**2 + sd2),
+            torch.log(sigma) / 4,
+        )
 
     def sample_sigma(self, n, generator=None):
         return torch.exp(self.P_mean + self.P_std * torch.randn(n, generator=generator))
@@ -230,4 +241,3 @@ def denoise(net, pre: Preconditioning, x: torch.Tensor, sigma: torch.Tensor | fl
     c_skip, c_out, c_in, c_noise = (per_example(c, x) for c in pre.coefs(sigma))
     F_x = net((c_in * x).float(), c_noise.reshape(-1).float())
     return c_skip * x + c_out * F_x.to(x.dtype)
-

@@ -17,9 +17,17 @@ def _rows(df: pd.DataFrame) -> list[dict]:
     for _, r in df[df.family == "image"].iterrows():
         m = read_json(Path(r.run_dir) / "metrics.json")
         for s in m["samplers"]:
-            rows.append({"experiment": r.experiment, "model": r.model, "seed": r.seed, "run_dir": r.run_dir,
-                         "main": s["sampler"] == m["main_sampler"], **s,
-                         "bits_per_dim": r.get("test/bits_per_dim", np.nan)})
+            rows.append(
+                {
+                    "experiment": r.experiment,
+                    "model": r.model,
+                    "seed": r.seed,
+                    "run_dir": r.run_dir,
+                    "main": s["sampler"] == m["main_sampler"],
+                    **s,
+                    "bits_per_dim": r.get("test/bits_per_dim", np.nan),
+                }
+            )
     return rows
 
 
@@ -36,23 +44,35 @@ def image_section(df: pd.DataFrame, results: Path, out: Path) -> tuple[list[str]
     real = read_json(real_path) if real_path.exists() else None
     md = ["## Images", ""]
     spec = read_json(Path(table.run_dir.iloc[0]) / "spec.json")
-    md += [f"Data: `{spec['data']['source']}` (resize {spec['data']['resize']}, channels {spec['data']['channels']}). "
-           "FID and KID use the TF-FID Inception-v3 (2015-12-05) pool3 features against the statistics of the "
-           "train split; the subscript is the number of generated images, so these numbers are not comparable "
-           "with 50k-sample FIDs in papers. KID is unbiased (its std over subsets is given); with few samples "
-           "FID is biased upwards, so compare FIDs only at equal N.", ""]
+    md += [
+        f"Data: `{spec['data']['source']}` (resize {spec['data']['resize']}, channels {spec['data']['channels']}). "
+        "FID and KID use the TF-FID Inception-v3 (2015-12-05) pool3 features against the statistics of the "
+        "train split; the subscript is the number of generated images, so these numbers are not comparable "
+        "with 50k-sample FIDs in papers. KID is unbiased (its std over subsets is given); with few samples "
+        "FID is biased upwards, so compare FIDs only at equal N.",
+        "",
+    ]
     if real:
         n = real["n"]
-        md += [f"Real vs real (test split, {n} images, against the train reference): **FID_{n} {_f(real[f'fid_{n}'])}, "
-               f"KID_{n} {real[f'kid_{n}']:.4f} ± {real[f'kid_{n}_std']:.4f}** — the floor for every model.", ""]
+        md += [
+            f"Real vs real (test split, {n} images, against the train reference): **FID_{n} {_f(real[f'fid_{n}'])}, "
+            f"KID_{n} {real[f'kid_{n}']:.4f} ± {real[f'kid_{n}_std']:.4f}** — the floor for every model.",
+            "",
+        ]
     head = "| experiment | sampler | kind | NFE | FID_N | KID_N ± std | N | s / image | test bits/dim |"
     md += [head, "|" + "|".join(["---"] * 9) + "|"]
     for _, r in table.sort_values(["experiment", "untrained", "nfe"]).iterrows():
         name = f"**{r.sampler}**" if r.main else r.sampler
-        md.append(f"| {r.experiment} | {name} | {r.kind} | {r.nfe} | {_f(r.fid)} | {r.kid:.4f} ± {r.kid_std:.4f} | "
-                  f"{r.n} | {r.seconds_per_image:.3g} | {_f(r.bits_per_dim) if not r.untrained else '—'} |")
-    md += ["", "Bold: the experiment's main sampler. `untrained`: the same network and main sampler before "
-           "training (the baseline). bits/dim: the VAEs' NELBO on the test split (an upper bound).", ""]
+        md.append(
+            f"| {r.experiment} | {name} | {r.kind} | {r.nfe} | {_f(r.fid)} | {r.kid:.4f} ± {r.kid_std:.4f} | "
+            f"{r.n} | {r.seconds_per_image:.3g} | {_f(r.bits_per_dim) if not r.untrained else '—'} |"
+        )
+    md += [
+        "",
+        "Bold: the experiment's main sampler. `untrained`: the same network and main sampler before "
+        "training (the baseline). bits/dim: the VAEs' NELBO on the test split (an upper bound).",
+        "",
+    ]
     md += ["### Findings", ""] + [f"- {x}" for x in _findings(table, real)] + [""]
     plot = out / "image_fid_nfe.png"
     grids = out / "image_samples.png"
@@ -68,10 +88,15 @@ def _findings(t: pd.DataFrame, real: dict | None) -> list[str]:
     if real is not None and not trained.empty:
         n = real["n"]
         best = trained.loc[trained.kid.idxmin()]
-        verdict = "near 0, below every model" if real[f"kid_{n}"] < trained.kid.min() else \
-            "NOT below every model (check the reference and the sample sizes)"
-        out.append(f"Real-vs-real KID {real[f'kid_{n}']:.4f} is {verdict}; the best model "
-                   f"({best.experiment}/{best.sampler}) has KID {best.kid:.4f}.")
+        verdict = (
+            "near 0, below every model"
+            if real[f"kid_{n}"] < trained.kid.min()
+            else "NOT below every model (check the reference and the sample sizes)"
+        )
+        out.append(
+            f"Real-vs-real KID {real[f'kid_{n}']:.4f} is {verdict}; the best model "
+            f"({best.experiment}/{best.sampler}) has KID {best.kid:.4f}."
+        )
     for exp, g in t.groupby("experiment"):
         base = g[g.untrained]
         main = g[g.main & ~g.untrained]
@@ -80,13 +105,16 @@ def _findings(t: pd.DataFrame, real: dict | None) -> list[str]:
         b, m = base.iloc[0], main.iloc[0]
         ratio = b.kid / m.kid if m.kid > 0 else float("inf")
         word = "far below" if ratio >= 5 else "below" if ratio > 1 else "NOT below"
-        out.append(f"{exp}: KID {m.kid:.4f} ({m.sampler}) is {word} the untrained network's {b.kid:.4f} "
-                   f"({ratio:.1f}x); FID {_f(m.fid)} vs {_f(b.fid)}.")
+        out.append(
+            f"{exp}: KID {m.kid:.4f} ({m.sampler}) is {word} the untrained network's {b.kid:.4f} "
+            f"({ratio:.1f}x); FID {_f(m.fid)} vs {_f(b.fid)}."
+        )
     return out
 
 
 def _plot_fid_nfe(t: pd.DataFrame, real: dict | None, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -97,8 +125,14 @@ def _plot_fid_nfe(t: pd.DataFrame, real: dict | None, path: Path) -> None:
             g = g.sort_values("nfe")
             line = ax.plot(g.nfe, g[key], marker="o", label=exp)[0]
             for _, r in g.iterrows():
-                ax.annotate(r.sampler, (r.nfe, r[key]), textcoords="offset points", xytext=(3, 3), fontsize=7,
-                            color=line.get_color())
+                ax.annotate(
+                    r.sampler,
+                    (r.nfe, r[key]),
+                    textcoords="offset points",
+                    xytext=(3, 3),
+                    fontsize=7,
+                    color=line.get_color(),
+                )
         if real is not None:
             n = real["n"]
             ax.axhline(real[f"{key}_{n}"], color="k", ls="--", lw=1, label="real vs real (test)")
@@ -113,13 +147,18 @@ def _plot_fid_nfe(t: pd.DataFrame, real: dict | None, path: Path) -> None:
 
 def _plot_grids(t: pd.DataFrame, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    panels = [(f"{r.experiment}/{r.sampler}" + (f" ({r.nfe} NFE)" if r.nfe > 1 else ""),
-               Path(r.run_dir) / "samples" / r.sampler / "grid.png")
-              for _, r in t[t.main | t.untrained].drop_duplicates(["experiment", "sampler"]).iterrows()]
+    panels = [
+        (
+            f"{r.experiment}/{r.sampler}" + (f" ({r.nfe} NFE)" if r.nfe > 1 else ""),
+            Path(r.run_dir) / "samples" / r.sampler / "grid.png",
+        )
+        for _, r in t[t.main | t.untrained].drop_duplicates(["experiment", "sampler"]).iterrows()
+    ]
     panels = [(title, p) for title, p in panels if p.exists()]
     cols = min(4, max(1, len(panels)))
     rows = int(np.ceil(len(panels) / cols)) or 1

@@ -52,8 +52,16 @@ def euler_step(D: Callable, x: torch.Tensor, sigma: float, sigma_next: float) ->
     return x + (sigma_next - sigma) * (x - D(x, sigma)) / sigma
 
 
-def ddim_step(D: Callable, x_t: torch.Tensor, abar_t: float, abar_s: float, eta: float = 0.0,
-              sigma_t: float | None = None, noise: torch.Tensor | None = None, clip: bool = False) -> torch.Tensor:
+def ddim_step(
+    D: Callable,
+    x_t: torch.Tensor,
+    abar_t: float,
+    abar_s: float,
+    eta: float = 0.0,
+    sigma_t: float | None = None,
+    noise: torch.Tensor | None = None,
+    clip: bool = False,
+) -> torch.Tensor:
     """DDIM (eq. 12) from x_t at alpha-bar abar_t to abar_s; the network is used through D in
     x-bar space (x_t / sqrt(abar_t), sigma_t = sqrt((1 - abar_t) / abar_t))."""
     sigma_t = math.sqrt((1 - abar_t) / abar_t) if sigma_t is None else sigma_t
@@ -117,8 +125,9 @@ class FlowSampler:
 class PriorSampler:
     """VAEs: z from the prior, then the decoder."""
 
-    decoder_output: str = param("mean", "mean: the decoder's mean image (usual for FID); sample: a pixel draw",
-                                choices=("mean", "sample"))
+    decoder_output: str = param(
+        "mean", "mean: the decoder's mean image (usual for FID); sample: a pixel draw", choices=("mean", "sample")
+    )
 
 
 def parse_sampler(spec: dict, where: str):
@@ -146,8 +155,7 @@ def _ddim(den: Denoiser, p: "DDIMSampler", shape, randn) -> torch.Tensor:
     for i, k in enumerate(progress(ts, desc="ddim", leave=False)):
         abar_t = float(pre.alphas_bar[k])
         abar_s = float(pre.alphas_bar[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        x = ddim_step(den, x, abar_t, abar_s, p.eta, float(pre.u[k]), randn() if p.eta > 0 else None,
-                      p.clip_denoised)
+        x = ddim_step(den, x, abar_t, abar_s, p.eta, float(pre.u[k]), randn() if p.eta > 0 else None, p.clip_denoised)
     return x
 
 
@@ -175,8 +183,9 @@ def _ddpm_ancestral(den: Denoiser, p: DDPMSampler, shape, randn) -> torch.Tensor
         x0 = den(x / math.sqrt(abar_t), float(pre.u[k]))
         if p.clip_denoised:
             x0 = x0.clamp(-1, 1)
-        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0 \
-            + (math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)) * x
+        mean = (math.sqrt(abar_prev) * beta_t / (1 - abar_t)) * x0 + (
+            math.sqrt(1 - beta_t) * (1 - abar_prev) / (1 - abar_t)
+        ) * x
         if k > 0:
             if p.variance == "small":
                 var = (1 - abar_prev) / (1 - abar_t) * beta_t
@@ -214,8 +223,12 @@ def _edm(den: Denoiser, p: EDMSampler, shape, randn) -> torch.Tensor:
 # kind -> (its parameters, its function); the prior sampler of the VAEs has no denoiser and is
 # the model's own (see dagzoo.image.vae_base)
 SAMPLERS: dict[str, tuple[type, Callable | None]] = {
-    "ddpm": (DDPMSampler, _ddpm_ancestral), "ddim": (DDIMSampler, _ddim), "edm": (EDMSampler, _edm),
-    "flow": (FlowSampler, _flow), "prior": (PriorSampler, None)}
+    "ddpm": (DDPMSampler, _ddpm_ancestral),
+    "ddim": (DDIMSampler, _ddim),
+    "edm": (EDMSampler, _edm),
+    "flow": (FlowSampler, _flow),
+    "prior": (PriorSampler, None),
+}
 _FUNCTION_OF_PARAMS = {params: fn for params, fn in SAMPLERS.values()}
 
 
@@ -228,4 +241,5 @@ def sample(den: Denoiser, p, shape: tuple, generator: torch.Generator, device) -
 
     def randn(s=shape):
         return torch.randn(s, generator=generator, dtype=torch.float64).to(device)
+
     return fn(den, p, shape, randn)

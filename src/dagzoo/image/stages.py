@@ -46,8 +46,12 @@ def reference(data_dir: Path, split: str, out: Path, n: int | None = None, seed:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(out) as f:
         np.savez(f, features=feats, mu=mu, sigma=sigma, n=len(feats), split=split)
-    info = {"split": split, "n": len(feats), "seconds": time.perf_counter() - t0,
-            "seconds_per_image": (time.perf_counter() - t0) / max(len(feats), 1)}
+    info = {
+        "split": split,
+        "n": len(feats),
+        "seconds": time.perf_counter() - t0,
+        "seconds_per_image": (time.perf_counter() - t0) / max(len(feats), 1),
+    }
     atomic_write_json(out.with_suffix(".json"), info)
     return info
 
@@ -58,17 +62,30 @@ def load_reference(path: Path) -> dict:
 
 
 # ---------------------------------------------------------------------------------- sample
-def sample(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, sampler_name: str, sampler: dict,
-           n: int, rule: str | None = None, untrained: bool = False, grid: int = 64) -> Path:
+def sample(
+    spec_path: str | Path,
+    data_dir: Path,
+    run_dir: Path,
+    results: Path,
+    sampler_name: str,
+    sampler: dict,
+    n: int,
+    rule: str | None = None,
+    untrained: bool = False,
+    grid: int = 64,
+) -> Path:
     """Writes <run>/samples/<sampler_name>/{images.npy, grid.png, samples.json}."""
     run_dir = Path(run_dir)
-    spec, _, cls, _, model = load_trained(spec_path, data_dir, run_dir, f"sample-{sampler_name}", rule, "image",
-                                          untrained=untrained)
+    spec, _, cls, _, model = load_trained(
+        spec_path, data_dir, run_dir, f"sample-{sampler_name}", rule, "image", untrained=untrained
+    )
     where = f"image.experiments.{spec['experiment']}.samplers.{sampler_name}"
     sp = parse_sampler(sampler, where)
     if sampler["kind"] not in cls.sampler_kinds:
-        raise ConfigError(f"{where}.kind: {sampler['kind']!r} does not apply to {spec['model']}; allowed: "
-                          f"{', '.join(cls.sampler_kinds)}")
+        raise ConfigError(
+            f"{where}.kind: {sampler['kind']!r} does not apply to {spec['model']}; allowed: "
+            f"{', '.join(cls.sampler_kinds)}"
+        )
     out = run_dir / "samples" / sampler_name
     out.mkdir(parents=True, exist_ok=True)
     # the samples depend on (seed, sampler) only; the untrained baseline on another stream
@@ -78,10 +95,20 @@ def sample(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, 
     seconds = time.perf_counter() - t0
     atomic_save_npy(out / "images.npy", images)
     save_grid(images[:grid], out / "grid.png")
-    atomic_write_json(out / "samples.json", {
-        "sampler": sampler_name, "spec": sampler, "untrained": untrained, "n": int(len(images)), "nfe": nfe,
-        "seconds": seconds, "seconds_per_image": seconds / max(len(images), 1),
-        "seconds_per_nfe": seconds / max(nfe, 1), "timestamp_ms": int(time.time() * 1000)})
+    atomic_write_json(
+        out / "samples.json",
+        {
+            "sampler": sampler_name,
+            "spec": sampler,
+            "untrained": untrained,
+            "n": int(len(images)),
+            "nfe": nfe,
+            "seconds": seconds,
+            "seconds_per_image": seconds / max(len(images), 1),
+            "seconds_per_nfe": seconds / max(nfe, 1),
+            "timestamp_ms": int(time.time() * 1000),
+        },
+    )
     return out / "samples.json"
 
 
@@ -95,17 +122,24 @@ def save_grid(images: np.ndarray, path: Path, nrow: int | None = None) -> None:
     canvas = np.full((ncol * (h + 1) + 1, nrow * (w + 1) + 1, c), 255, dtype=np.uint8)
     for i, img in enumerate(images):
         r, q = divmod(i, nrow)
-        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = img.transpose(1, 2, 0)
+        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = img.transpose(1, 2, 0)
     scale = max(1, 256 // max(canvas.shape[:2]))  # small images: enlarge so a person can see them
     pil = Image.fromarray(canvas[..., 0] if c == 1 else canvas).resize(
-        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST)
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST
+    )
     with atomic_writer(Path(path)) as f:
         pil.save(f, format="PNG")
 
 
 # ---------------------------------------------------------------------------------- fid
-def fid(samples_dir: Path, reference_path: Path, out: Path | None = None, subsets: int = 100,
-        subset_size: int = 1000, batch: int = 50) -> dict:
+def fid(
+    samples_dir: Path,
+    reference_path: Path,
+    out: Path | None = None,
+    subsets: int = 100,
+    subset_size: int = 1000,
+    batch: int = 50,
+) -> dict:
     samples_dir = Path(samples_dir)
     ref = load_reference(reference_path)  # first: a bad reference must not cost the Inception pass
     images = load_npy(samples_dir / "images.npy", (np.uint8,), f"rerun the sampling that wrote {samples_dir}")
@@ -118,8 +152,9 @@ def fid(samples_dir: Path, reference_path: Path, out: Path | None = None, subset
     return result
 
 
-def real_vs_real(test_reference: Path, train_reference: Path, out: Path, subsets: int = 100,
-                 subset_size: int = 1000) -> dict:
+def real_vs_real(
+    test_reference: Path, train_reference: Path, out: Path, subsets: int = 100, subset_size: int = 1000
+) -> dict:
     test = load_reference(test_reference)
     result = fid_kid(test["features"], load_reference(train_reference), subsets, subset_size)
     atomic_write_json(out, result)
@@ -127,11 +162,19 @@ def real_vs_real(test_reference: Path, train_reference: Path, out: Path, subsets
 
 
 # ---------------------------------------------------------------------------------- evaluate
-def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path, samplers: list[str],
-             main_sampler: str, rule: str | None = None) -> dict:
+def evaluate(
+    spec_path: str | Path,
+    data_dir: Path,
+    run_dir: Path,
+    results: Path,
+    samplers: list[str],
+    main_sampler: str,
+    rule: str | None = None,
+) -> dict:
     run_dir = Path(run_dir)
-    spec, _, cls, data, model = load_trained(spec_path, data_dir, run_dir, "evaluate", rule, "image",
-                                             with_model=lambda cls: cls.has_likelihood)
+    spec, _, cls, data, model = load_trained(
+        spec_path, data_dir, run_dir, "evaluate", rule, "image", with_model=lambda cls: cls.has_likelihood
+    )
     metrics = {}
     table = []
     for name in [*samplers, "untrained"]:
@@ -140,17 +183,32 @@ def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path
             continue
         s, f = read_json(d / "samples.json"), read_json(d / "fid.json")
         n = f["n"]
-        row = {"sampler": name, "kind": s["spec"]["kind"], "nfe": s["nfe"], "n": n, "fid": f[f"fid_{n}"],
-               "kid": f[f"kid_{n}"], "kid_std": f[f"kid_{n}_std"], "seconds_per_image": s["seconds_per_image"],
-               "untrained": s["untrained"]}
+        row = {
+            "sampler": name,
+            "kind": s["spec"]["kind"],
+            "nfe": s["nfe"],
+            "n": n,
+            "fid": f[f"fid_{n}"],
+            "kid": f[f"kid_{n}"],
+            "kid_std": f[f"kid_{n}_std"],
+            "seconds_per_image": s["seconds_per_image"],
+            "untrained": s["untrained"],
+        }
         table.append(row)
         prefix = "untrained" if name == "untrained" else f"samplers/{name}"
-        metrics.update({f"{prefix}/fid_{n}": row["fid"], f"{prefix}/kid_{n}": row["kid"],
-                        f"{prefix}/kid_{n}_std": row["kid_std"], f"{prefix}/nfe": row["nfe"],
-                        f"{prefix}/seconds_per_image": row["seconds_per_image"]})
+        metrics.update(
+            {
+                f"{prefix}/fid_{n}": row["fid"],
+                f"{prefix}/kid_{n}": row["kid"],
+                f"{prefix}/kid_{n}_std": row["kid_std"],
+                f"{prefix}/nfe": row["nfe"],
+                f"{prefix}/seconds_per_image": row["seconds_per_image"],
+            }
+        )
         if name == main_sampler:
-            metrics.update({f"fid_{n}": row["fid"], f"kid_{n}": row["kid"], f"kid_{n}_std": row["kid_std"],
-                            "nfe": row["nfe"]})
+            metrics.update(
+                {f"fid_{n}": row["fid"], f"kid_{n}": row["kid"], f"kid_{n}_std": row["kid_std"], "nfe": row["nfe"]}
+            )
     if cls.has_likelihood:
         torch.manual_seed(spec["seed"])  # latent samples of the bound estimate
         metrics.update(model.test_nll_bits_per_dim(data.images("test")))
@@ -161,8 +219,11 @@ def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path
 
 def _plot_loss(run_dir: Path, spec: dict) -> None:
     """curve.png: the training loss against images seen (an MLflow artifact)."""
-    points = [(r.get("images", r.get("tokens")), r["train/loss"])  # "tokens": histories before the units
-              for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]
+    points = [
+        (r.get("images", r.get("tokens")), r["train/loss"])  # "tokens": histories before the units
+        for r in read_jsonl(run_dir / "history.jsonl")
+        if "train/loss" in r
+    ]
     ylabel = "loss (per dimension)" if spec["model"] in ("vae", "gumbel_vae") else "loss"
     write_run_curve(run_dir, spec, [(None, points, {})], "training images", ylabel, log_y=True)
 
@@ -172,6 +233,7 @@ def _plot_fid_nfe(table: list[dict], path: Path, spec: dict) -> None:
     if not rows:
         return
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

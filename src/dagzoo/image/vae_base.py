@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dagzoo.image.data import to_model_range
 from dagzoo.errors import ConfigError
 from dagzoo.image.base import ImageModel, ImageTrainParams, forward_flops
+from dagzoo.image.data import to_model_range
 from dagzoo.image.losses import bits_per_dim, discretized_logistic_log_prob
 from dagzoo.registry import param
 
@@ -29,10 +29,17 @@ class VAEParams(ImageTrainParams):
 
 def _encoder(c: int, ch: int, h: int, w: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(c, ch, 3, padding=1), nn.SiLU(),
-        nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
-        nn.Conv2d(2 * ch, 4 * ch, 4, stride=2, padding=1), nn.SiLU(),
-        nn.Flatten(), nn.Linear(4 * ch * (h // 4) * (w // 4), hidden), nn.SiLU(), nn.Linear(hidden, out))
+        nn.Conv2d(c, ch, 3, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Conv2d(2 * ch, 4 * ch, 4, stride=2, padding=1),
+        nn.SiLU(),
+        nn.Flatten(),
+        nn.Linear(4 * ch * (h // 4) * (w // 4), hidden),
+        nn.SiLU(),
+        nn.Linear(hidden, out),
+    )
 
 
 class _Decoder(nn.Module):
@@ -41,16 +48,20 @@ class _Decoder(nn.Module):
     def __init__(self, c: int, ch: int, h: int, w: int, hidden: int, latent: int):
         super().__init__()
         self.c, self.shape = c, (4 * ch, h // 4, w // 4)
-        self.dense = nn.Sequential(nn.Linear(latent, hidden), nn.SiLU(),
-                                   nn.Linear(hidden, int(np.prod(self.shape))), nn.SiLU())
+        self.dense = nn.Sequential(
+            nn.Linear(latent, hidden), nn.SiLU(), nn.Linear(hidden, int(np.prod(self.shape))), nn.SiLU()
+        )
         self.conv = nn.Sequential(
-            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),
-            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.SiLU(),
-            nn.Conv2d(ch, 2 * c, 3, padding=1))
+            nn.ConvTranspose2d(4 * ch, 2 * ch, 4, stride=2, padding=1),
+            nn.SiLU(),
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv2d(ch, 2 * c, 3, padding=1),
+        )
 
     def forward(self, z):
         out = self.conv(self.dense(z).reshape(-1, *self.shape))
-        return out[:, :self.c], out[:, self.c:]
+        return out[:, : self.c], out[:, self.c :]
 
 
 class VAENet(nn.ModuleDict):
@@ -78,8 +89,9 @@ class VAEBase(ImageModel):
     def check_experiment(cls, params, image_cfg, where):
         size = image_cfg["data"].get("resize")
         if size and size % 4:
-            raise ConfigError(f"{where}: the VAE encoder halves the image twice; image size {size} must be "
-                              "divisible by 4")
+            raise ConfigError(
+                f"{where}: the VAE encoder halves the image twice; image size {size} must be divisible by 4"
+            )
 
     # --- defined by each VAE
     def encoder_outputs(self) -> int:
@@ -105,8 +117,10 @@ class VAEBase(ImageModel):
     def build(self):
         c, h, w = self.shape
         p = self.params
-        return VAENet(_encoder(c, p.channels, h, w, p.hidden, self.encoder_outputs()),
-                      _Decoder(c, p.channels, h, w, p.hidden, self.latent_size()))
+        return VAENet(
+            _encoder(c, p.channels, h, w, p.hidden, self.encoder_outputs()),
+            _Decoder(c, p.channels, h, w, p.hidden, self.latent_size()),
+        )
 
     def nelbo(self, net, x: torch.Tensor, step: int | None) -> torch.Tensor:
         """-ELBO per image in nats: -log p(x | z) + KL, z one sample of q(z | x)."""
@@ -120,8 +134,9 @@ class VAEBase(ImageModel):
     def flops_per_image(self):
         net = self.build()
         z = torch.zeros(1, self.latent_size())
-        return 3.0 * (forward_flops(net["encoder"], (torch.zeros(1, *self.shape),)) +
-                      forward_flops(net["decoder"], (z,)))
+        return 3.0 * (
+            forward_flops(net["encoder"], (torch.zeros(1, *self.shape),)) + forward_flops(net["decoder"], (z,))
+        )
 
     @torch.no_grad()
     def test_nll_bits_per_dim(self, images: np.ndarray) -> dict:
@@ -130,14 +145,16 @@ class VAEBase(ImageModel):
         D = int(np.prod(self.shape))
         per_image = []
         for start in range(0, len(images), self.params.eval_batch_size):
-            x = to_model_range(torch.from_numpy(images[start:start + self.params.eval_batch_size]).to(self.device))
+            x = to_model_range(torch.from_numpy(images[start : start + self.params.eval_batch_size]).to(self.device))
             est = torch.stack([self.nelbo(self.net, x, None) for _ in range(self.params.elbo_samples)]).mean(0)
             per_image.append(est.double().cpu())
         nll = torch.cat(per_image)
         bpd = bits_per_dim(nll, D)
-        return {"test/bits_per_dim": float(bpd.mean()),
-                "test/bits_per_dim_se": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else float("nan"),
-                "test/nelbo_nats": float(nll.mean())}
+        return {
+            "test/bits_per_dim": float(bpd.mean()),
+            "test/bits_per_dim_se": float(bpd.std() / math.sqrt(len(bpd))) if len(bpd) > 1 else float("nan"),
+            "test/nelbo_nats": float(nll.mean()),
+        }
 
     def generate_batch(self, n, sampler, generator):
         z = self.prior_sample(n, generator).to(self.device)

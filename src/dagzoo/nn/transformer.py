@@ -81,8 +81,9 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model, bias=False)
         self.proj = nn.Linear(c.d_model, c.d_model, bias=False)
 
-    def forward(self, x, causal: bool, attn_mask, cache: KVCache | None = None, layer: int = 0,
-                store: bool = False, rope=None):
+    def forward(
+        self, x, causal: bool, attn_mask, cache: KVCache | None = None, layer: int = 0, store: bool = False, rope=None
+    ):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if rope is not None:  # cached keys were rotated at their own positions when stored
@@ -93,8 +94,14 @@ class SelfAttention(nn.Module):
             causal = False  # new tokens see every cached token; `attn_mask` restricts if needed
         if cache is not None and store:
             cache.k[layer], cache.v[layer] = k, v
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal and attn_mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            is_causal=causal and attn_mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -108,8 +115,9 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(c.d_model)
         self.attn = SelfAttention(c)
         self.ln2 = nn.LayerNorm(c.d_model)
-        self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model, bias=False), nn.GELU(),
-                                 nn.Linear(4 * c.d_model, c.d_model, bias=False))
+        self.mlp = nn.Sequential(
+            nn.Linear(c.d_model, 4 * c.d_model, bias=False), nn.GELU(), nn.Linear(4 * c.d_model, c.d_model, bias=False)
+        )
         self.drop = nn.Dropout(c.dropout)
         self.ada = nn.Linear(c.d_model, 6 * c.d_model) if c.time_conditioning else None
 
@@ -165,9 +173,15 @@ class Transformer(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, idx: torch.Tensor, attn_mask: torch.Tensor | None = None, t: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None, cache: KVCache | None = None,
-                store: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        store: bool = False,
+    ) -> torch.Tensor:
         """Logits (B, T, vocab_out) for input ids (B, T).
 
         t: noise level per sequence (B,) or per token (B, T) when time conditioning is on.

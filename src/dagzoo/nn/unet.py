@@ -28,7 +28,7 @@ class UNetConfig:
     attn_resolutions: list[int] = field(default_factory=lambda: [8])
     dropout: float = 0.1
     embedding: str = "positional"  # or "fourier"
-    adaptive_norm: bool = True     # ADM's scale/shift (AdaGN); False: DDPM's additive embedding
+    adaptive_norm: bool = True  # ADM's scale/shift (AdaGN); False: DDPM's additive embedding
     num_heads: int = 1
 
 
@@ -150,9 +150,13 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([Downsample(cur)]))
                 skips.append(cur)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(cur, cur, emb_dim, cfg.dropout, cfg.adaptive_norm),
-                                  AttentionBlock(cur, cfg.num_heads),
-                                  ResBlock(cur, cur, emb_dim, cfg.dropout, cfg.adaptive_norm)])
+        self.mid = nn.ModuleList(
+            [
+                ResBlock(cur, cur, emb_dim, cfg.dropout, cfg.adaptive_norm),
+                AttentionBlock(cur, cfg.num_heads),
+                ResBlock(cur, cur, emb_dim, cfg.dropout, cfg.adaptive_norm),
+            ]
+        )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(cfg.channel_mult))):
             for _ in range(cfg.num_res_blocks + 1):

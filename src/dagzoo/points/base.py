@@ -17,8 +17,8 @@ from dagzoo import distributed
 from dagzoo.augment import step_generator
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import Model
-from dagzoo.points.losses import smoothed_cross_entropy
 from dagzoo.points import transforms as T
+from dagzoo.points.losses import smoothed_cross_entropy
 from dagzoo.registry import param
 from dagzoo.train import TrainParams
 
@@ -38,8 +38,12 @@ class PointTrainParams(TrainParams):
     beta2: float = param(0.999, "Adam beta2", min=0.0, max=1.0)
     grad_clip: float | None = param(None, "max global gradient norm (null: no clipping)", min=0.0)
     batch_size: int = param(32, "clouds per step", min=1)
-    label_smoothing: float = param(0.0, "label smoothing as DGCNN's code: the true class 1 - eps, every other "
-                                   "eps / (K - 1) (DGCNN: 0.2)", min=0.0, max=0.99)
+    label_smoothing: float = param(
+        0.0,
+        "label smoothing as DGCNN's code: the true class 1 - eps, every other eps / (K - 1) (DGCNN: 0.2)",
+        min=0.0,
+        max=0.99,
+    )
     rotate_up: bool = param(True, "random rotation about the up axis (z)")
     scale_low: float = param(1.0, "per-axis scaling, lower bound (1 and 1: off; DGCNN: 2/3)", gt=0.0)
     scale_high: float = param(1.0, "per-axis scaling, upper bound (DGCNN: 3/2)", gt=0.0)
@@ -79,7 +83,7 @@ def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.T
 @torch.no_grad()
 def predict(net: torch.nn.Module, clouds: torch.Tensor, batch: int) -> torch.Tensor:
     """Predicted classes of every cloud (no augmentation; the caller sets eval mode)."""
-    out = [net(clouds[i:i + batch])[0].argmax(dim=1) for i in range(0, len(clouds), batch)]
+    out = [net(clouds[i : i + batch])[0].argmax(dim=1) for i in range(0, len(clouds), batch)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
@@ -103,9 +107,15 @@ def accuracy_counts(pred: np.ndarray, labels: np.ndarray, k: int) -> dict:
     present = per_n > 0
     per_acc = np.where(present, np.diag(conf) / np.maximum(per_n, 1), np.nan)
     pc, nc = per_acc[present], per_n[present]
-    return {"oa": float(oa), "oa_se": float(np.sqrt(oa * (1 - oa) / n)), "macc": float(pc.mean()),
-            "macc_se": float(np.sqrt((pc * (1 - pc) / nc).sum()) / len(pc)), "confusion": conf,
-            "per_class": per_acc, "n": int(n)}
+    return {
+        "oa": float(oa),
+        "oa_se": float(np.sqrt(oa * (1 - oa) / n)),
+        "macc": float(pc.mean()),
+        "macc_se": float(np.sqrt((pc * (1 - pc) / nc).sum()) / len(pc)),
+        "confusion": conf,
+        "per_class": per_acc,
+        "n": int(n),
+    }
 
 
 class PointModel(Model):
@@ -123,13 +133,14 @@ class PointModel(Model):
     def prepare(self, ctx) -> None:
         eps, k = self.params.label_smoothing, self.num_classes
         if k > 1 and eps >= (k - 1) / k:  # the class count is known only once the data are prepared
-            raise ConfigError(f"label_smoothing: {eps} leaves the true class no more than another one with {k} "
-                              f"classes; allowed: below {(k - 1) / k:.3g}")
+            raise ConfigError(
+                f"label_smoothing: {eps} leaves the true class no more than another one with {k} "
+                f"classes; allowed: below {(k - 1) / k:.3g}"
+            )
         # test clouds and labels are never read during training (selection is on val)
         self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
         self._y = torch.from_numpy(self.data.labels("train")).to(self.device)
-        self._val = (torch.from_numpy(self.data.clouds("val")).to(self.device),
-                     self.data.labels("val"))
+        self._val = (torch.from_numpy(self.data.clouds("val")).to(self.device), self.data.labels("val"))
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
         g = step_generator(seed, step, _BATCH_STREAM)
@@ -151,6 +162,7 @@ class PointModel(Model):
             pred = predict(net, x, self.params.eval_batch_size).cpu().numpy()
             r = accuracy_counts(pred, y, self.num_classes)
             return {"val/oa": r["oa"], "val/macc": r["macc"]}
+
         return fn
 
     def save_meta(self) -> dict:
@@ -158,5 +170,7 @@ class PointModel(Model):
 
     def restore_meta(self, meta: dict, path: Path) -> None:
         if meta.get("classes") is not None and list(meta["classes"]) != list(self.data.classes):
-            raise ConfigError(f"{path} was trained on classes {meta['classes'][:5]}..., not this data set's "
-                              f"{self.data.classes[:5]}...; retrain this run")
+            raise ConfigError(
+                f"{path} was trained on classes {meta['classes'][:5]}..., not this data set's "
+                f"{self.data.classes[:5]}...; retrain this run"
+            )

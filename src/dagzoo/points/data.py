@@ -98,8 +98,11 @@ def parse_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise bad(no, f"a mesh needs at least 3 vertices and 1 face, the header says {nv} and {nf}")
     # small counts are cheap to trust (a short body is then reported as truncated, with its line)
     if nv + nf > 4096 and nv * _MIN_VERTEX_BYTES + nf * _MIN_FACE_BYTES > size:
-        raise bad(no, f"the header declares {nv:,} vertices and {nf:,} faces, more than a {size:,}-byte file "
-                      "can hold (a lying header)")
+        raise bad(
+            no,
+            f"the header declares {nv:,} vertices and {nf:,} faces, more than a {size:,}-byte file "
+            "can hold (a lying header)",
+        )
     count_line = no
 
     verts = np.empty((nv, 3), np.float64)
@@ -125,20 +128,27 @@ def parse_off(path: Path) -> tuple[np.ndarray, np.ndarray]:
         no, toks = item
         try:
             k = int(toks[0])
-            idx = [int(t) for t in toks[1:1 + k]]
+            idx = [int(t) for t in toks[1 : 1 + k]]
         except ValueError:
             raise bad(no, f"non-numeric face {' '.join(toks[:6])!r}") from None
         if k < 3 or len(idx) != k:
-            raise bad(no, f"face {i} declares {k} vertices but lists {len(toks) - 1}" if k >= 3 else
-                      f"face {i} has {k} vertices (a polygon needs at least 3)")
+            raise bad(
+                no,
+                f"face {i} declares {k} vertices but lists {len(toks) - 1}"
+                if k >= 3
+                else f"face {i} has {k} vertices (a polygon needs at least 3)",
+            )
         if min(idx) < 0 or max(idx) >= nv:
             raise bad(no, f"face {i} refers to vertex {max(idx) if max(idx) >= nv else min(idx)}, outside 0..{nv - 1}")
         # a convex polygon (v0 v1 ... vk) is the fan (v0, v_j, v_j+1); OFF polygons are planar
         tris.extend((idx[0], idx[j], idx[j + 1]) for j in range(1, k - 1))
     extra = next(lines, None)
     if extra is not None:
-        raise bad(extra[0], f"more data than the header's {nv:,} vertices and {nf:,} faces declare "
-                            f"(counts on line {count_line} disagree with the body)")
+        raise bad(
+            extra[0],
+            f"more data than the header's {nv:,} vertices and {nf:,} faces declare "
+            f"(counts on line {count_line} disagree with the body)",
+        )
     return verts, np.asarray(tris, np.int64)
 
 
@@ -158,8 +168,10 @@ def read_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         import trimesh
     except ImportError:
-        raise DataError(f"{path}: {path.suffix} meshes need the trimesh library (pip install trimesh); "
-                        "OFF files are read without it") from None
+        raise DataError(
+            f"{path}: {path.suffix} meshes need the trimesh library (pip install trimesh); "
+            "OFF files are read without it"
+        ) from None
     try:
         mesh = trimesh.load(path, force="mesh", process=False)
         verts, tris = np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
@@ -178,8 +190,9 @@ def triangle_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
 
 
-def sample_surface(verts: np.ndarray, tris: np.ndarray, n: int, rng: np.random.Generator,
-                   normals: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def sample_surface(
+    verts: np.ndarray, tris: np.ndarray, n: int, rng: np.random.Generator, normals: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """n points uniform over the mesh's surface area: a triangle with probability area / total,
     then a uniform point in it, p = (1 - sqrt(r1)) A + sqrt(r1) (1 - r2) B + sqrt(r1) r2 C
     (Osada et al. 2002: the sqrt makes the density uniform, not clustered at A). Normals: the
@@ -268,13 +281,23 @@ def make_shape(name: str, rng: np.random.Generator):
     u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     if name == "sphere":
         r = u(0.5, 1.0)
-        v, f = _grid_surface(lambda a, t: np.stack([r * np.sin(np.pi * t) * np.cos(a), r * np.sin(np.pi * t) * np.sin(a),
-                                                    -r * np.cos(np.pi * t)], -1), 24, 13)
+        v, f = _grid_surface(
+            lambda a, t: np.stack(
+                [r * np.sin(np.pi * t) * np.cos(a), r * np.sin(np.pi * t) * np.sin(a), -r * np.cos(np.pi * t)], -1
+            ),
+            24,
+            13,
+        )
     elif name == "ellipsoid":  # axes 1 : 0.75..0.9 : 0.55..0.8 - near a sphere at the top of the range
         a_, b_, c_ = u(0.6, 1.0), 1.0, 1.0
         b_, c_ = a_ * u(0.75, 0.9), a_ * u(0.55, 0.8)
-        v, f = _grid_surface(lambda a, t: np.stack([a_ * np.sin(np.pi * t) * np.cos(a), b_ * np.sin(np.pi * t) * np.sin(a),
-                                                    -c_ * np.cos(np.pi * t)], -1), 24, 13)
+        v, f = _grid_surface(
+            lambda a, t: np.stack(
+                [a_ * np.sin(np.pi * t) * np.cos(a), b_ * np.sin(np.pi * t) * np.sin(a), -c_ * np.cos(np.pi * t)], -1
+            ),
+            24,
+            13,
+        )
     elif name in ("cube", "box"):  # cube: sides equal within 8%; box: ratios 0.6..0.9 (confusable)
         s = u(0.5, 1.0)
         dims = s * (rng.uniform(0.92, 1.0, 3) if name == "cube" else np.array([1.0, u(0.6, 0.9), u(0.6, 0.9)]))
@@ -290,9 +313,18 @@ def make_shape(name: str, rng: np.random.Generator):
         v, f = _prism(4, u(0.4, 0.8), u(0.6, 1.4), top_r=0)
     elif name == "torus":
         big, small = u(0.5, 0.8), u(0.12, 0.3)
-        v, f = _grid_surface(lambda a, t: np.stack([(big + small * np.cos(2 * np.pi * t)) * np.cos(a),
-                                                    (big + small * np.cos(2 * np.pi * t)) * np.sin(a),
-                                                    small * np.sin(2 * np.pi * t)], -1), 32, 13)
+        v, f = _grid_surface(
+            lambda a, t: np.stack(
+                [
+                    (big + small * np.cos(2 * np.pi * t)) * np.cos(a),
+                    (big + small * np.cos(2 * np.pi * t)) * np.sin(a),
+                    small * np.sin(2 * np.pi * t),
+                ],
+                -1,
+            ),
+            32,
+            13,
+        )
     elif name == "capsule":  # a cylinder with hemispherical caps: the profile revolved about z
         r, h = u(0.25, 0.45), u(0.6, 1.2)
         phi = np.linspace(0, np.pi, 18)
@@ -305,9 +337,18 @@ def make_shape(name: str, rng: np.random.Generator):
         order = np.argsort(prof_z, kind="stable")
         prof_r, prof_z = prof_r[order], prof_z[order]
         n = len(prof_r)
-        v, f = _grid_surface(lambda a, t: np.stack([np.interp(t, np.linspace(0, 1, n), prof_r) * np.cos(a),
-                                                    np.interp(t, np.linspace(0, 1, n), prof_r) * np.sin(a),
-                                                    np.interp(t, np.linspace(0, 1, n), prof_z)], -1), 24, n)
+        v, f = _grid_surface(
+            lambda a, t: np.stack(
+                [
+                    np.interp(t, np.linspace(0, 1, n), prof_r) * np.cos(a),
+                    np.interp(t, np.linspace(0, 1, n), prof_r) * np.sin(a),
+                    np.interp(t, np.linspace(0, 1, n), prof_z),
+                ],
+                -1,
+            ),
+            24,
+            n,
+        )
     else:
         raise ValueError(name)
     theta = u(0, 2 * np.pi)  # a random rotation about the up axis (z)
@@ -364,8 +405,9 @@ class ModelNet:
 
 
 MODELNET = {
-    "modelnet10": ModelNet("http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip",
-                           "ModelNet10", 10, 3991, 908),
+    "modelnet10": ModelNet(
+        "http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip", "ModelNet10", 10, 3991, 908
+    ),
     "modelnet40": ModelNet("http://modelnet.cs.princeton.edu/ModelNet40.zip", "ModelNet40", 40, 9843, 2468),
 }
 
@@ -373,8 +415,9 @@ MODELNET = {
 def check_source(source: str) -> None:
     if source in MODELNET or source == "shapes" or (source.startswith("folder:") and len(source) > 7):
         return
-    raise ConfigError(f"points.data.source: unknown data source {source!r}; allowed: shapes, modelnet10, "
-                      "modelnet40, folder:<path>")
+    raise ConfigError(
+        f"points.data.source: unknown data source {source!r}; allowed: shapes, modelnet10, modelnet40, folder:<path>"
+    )
 
 
 def source_slug(source: str) -> str:
@@ -410,8 +453,10 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
                 return _finish_download(part, dest)
             part.unlink()  # longer than the file: not a prefix of it, start over
             return download_resumable(url, dest, timeout)
-        raise DataError(f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
-                        "(its sha256 is recorded on first use)") from None
+        raise DataError(
+            f"cannot download {url}: {e}. Check the network, or place the file at {dest} by hand "
+            "(its sha256 is recorded on first use)"
+        ) from None
     with resp:
         status = getattr(resp, "status", None) or resp.getcode()
         resumed = have and status == 206
@@ -423,8 +468,10 @@ def download_resumable(url: str, dest: Path, timeout: float = 60.0) -> Path:
                     out.write(chunk)
         except (OSError, http.client.HTTPException) as e:
             # the bytes received so far stay in <dest>.part: the next run continues from there
-            raise DataError(f"download of {url} was interrupted after {part.stat().st_size:,} bytes "
-                            f"({type(e).__name__}); rerun to resume it") from None
+            raise DataError(
+                f"download of {url} was interrupted after {part.stat().st_size:,} bytes "
+                f"({type(e).__name__}); rerun to resume it"
+            ) from None
     got = part.stat().st_size
     if total is not None and got != total:
         raise DataError(f"download of {url} is incomplete ({got:,} of {total:,} bytes); rerun to resume it")
@@ -462,13 +509,16 @@ def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str |
         # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
         members = fetch_extracted(RemoteFile(url, sha256=sha256), cache, max_members=20_000)
     except ChecksumMismatch as e:
-        raise DataError(f"{e} (the expected sha256 is the one {record} recorded when the archive was first "
-                        "used; delete that file too if the source changed on purpose)") from None
+        raise DataError(
+            f"{e} (the expected sha256 is the one {record} recorded when the archive was first "
+            "used; delete that file too if the source changed on purpose)"
+        ) from None
     inside = [m for m in members if m.startswith(f"{info.top}/")]
     if not inside:
         tops = sorted({m.split("/", 1)[0] for m in members})
-        raise DataError(f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]}); delete it "
-                        "and retry")
+        raise DataError(
+            f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]}); delete it and retry"
+        )
     # <cache>/<name>.extracted/<top>/...: the member's path minus everything below <top>
     first = inside[0]
     root = members[first].parents[len(Path(first).parts) - 2]
@@ -476,9 +526,11 @@ def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str |
         classes, files = list_meshes(root)
         got = (len(classes), len(files["train"]), len(files["test"]))
         if got != (info.classes, info.train, info.test):
-            raise DataError(f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
-                            f"{name} has {info.classes}, {info.train} and {info.test}; delete {archive} and "
-                            f"{root.parent} and retry")
+            raise DataError(
+                f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
+                f"{name} has {info.classes}, {info.train} and {info.test}; delete {archive} and "
+                f"{root.parent} and retry"
+            )
     if first_use:
         atomic_write_json(record, {"sha256": sha256, "url": url, "bytes": archive.stat().st_size})
     return root
@@ -498,8 +550,10 @@ def list_meshes(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]
             d = root / name / split
             found = sorted(p for p in d.glob("*") if p.suffix.lower() in MESH_SUFFIXES) if d.is_dir() else []
             if not found:
-                raise DataError(f"{d}: class {name!r} has no {split} meshes (expected {d}/*.off); every class "
-                                "needs train and test files")
+                raise DataError(
+                    f"{d}: class {name!r} has no {split} meshes (expected {d}/*.off); every class "
+                    "needs train and test files"
+                )
             files[split] += [(p, label) for p in found]
     return classes, files
 
@@ -517,8 +571,9 @@ def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     return np.array(sorted(val), np.int64)
 
 
-def _clouds(files: list[Path], points: int, surface: int, seed: int, normals: bool, batch: int = 64,
-            desc: str = "") -> tuple[np.ndarray, np.ndarray | None]:
+def _clouds(
+    files: list[Path], points: int, surface: int, seed: int, normals: bool, batch: int = 64, desc: str = ""
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Surface samples of every mesh -> FPS to `points` -> unit sphere; each file's samples depend
     on (seed, its position) alone."""
     import torch
@@ -527,7 +582,7 @@ def _clouds(files: list[Path], points: int, surface: int, seed: int, normals: bo
     out = np.empty((len(files), points, 3), np.float32)
     nout = np.empty((len(files), points, 3), np.float32) if normals else None
     for start in tqdm(range(0, len(files), batch), desc=desc, leave=False, disable=None):
-        chunk = files[start:start + batch]
+        chunk = files[start : start + batch]
         raw, rawn = [], []
         for j, f in enumerate(chunk):
             v, t = read_mesh(f)
@@ -539,22 +594,25 @@ def _clouds(files: list[Path], points: int, surface: int, seed: int, normals: bo
                 raise DataError(f"{f}: {e}") from None
             distinct = len(np.unique(p.round(9), axis=0))
             if distinct < points:
-                raise DataError(f"{f}: only {distinct} distinct surface points, fewer than the {points} requested "
-                                "(a degenerate mesh)")
+                raise DataError(
+                    f"{f}: only {distinct} distinct surface points, fewer than the {points} requested "
+                    "(a degenerate mesh)"
+                )
             raw.append(p)
             rawn.append(n)
         x = torch.from_numpy(np.stack(raw))
         idx = farthest_point_sampling(x, points)
         picked = torch.gather(x, 1, idx[..., None].expand(-1, -1, 3)).numpy()
-        out[start:start + len(chunk)] = normalize_unit_sphere(picked)
+        out[start : start + len(chunk)] = normalize_unit_sphere(picked)
         if normals:
             nn_ = torch.from_numpy(np.stack(rawn))
-            nout[start:start + len(chunk)] = torch.gather(nn_, 1, idx[..., None].expand(-1, -1, 3)).numpy()
+            nout[start : start + len(chunk)] = torch.gather(nn_, 1, idx[..., None].expand(-1, -1, 3)).numpy()
     return out, nout
 
 
-def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_url: str | None = None,
-                   expect_counts: bool = True) -> dict:
+def prepare_points(
+    data: dict, out: Path, cache: Path | None = None, modelnet_url: str | None = None, expect_counts: bool = True
+) -> dict:
     """Prepare the clouds of `data` (the config's points.data) into `out`; manifest.json last."""
     out = Path(out)
     source = data["source"]
@@ -562,8 +620,10 @@ def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_ur
     points = int(data["points"])
     surface = int(data.get("surface_samples") or 4 * points)
     if surface < points:
-        raise ConfigError(f"points.data.surface_samples: {surface} is fewer than points ({points}): farthest "
-                          "point sampling picks N distinct surface samples (no sampling with replacement)")
+        raise ConfigError(
+            f"points.data.surface_samples: {surface} is fewer than points ({points}): farthest "
+            "point sampling picks N distinct surface samples (no sampling with replacement)"
+        )
     cache = Path(cache) if cache else out.parent / "downloads"
     if source == "shapes":
         sh = data.get("shapes") or {}
@@ -579,11 +639,16 @@ def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_ur
     val_idx = stratified_val(train_labels, float(data.get("val_fraction", 0.1)), seed)
     is_val = np.zeros(len(train_labels), bool)
     is_val[val_idx] = True
-    split_files = {"train": [f for (f, _), v in zip(files["train"], is_val) if not v],
-                   "val": [f for (f, _), v in zip(files["train"], is_val) if v],
-                   "test": [f for f, _ in files["test"]]}
-    split_labels = {"train": train_labels[~is_val], "val": train_labels[is_val],
-                    "test": np.array([lab for _, lab in files["test"]], np.int64)}
+    split_files = {
+        "train": [f for (f, _), v in zip(files["train"], is_val) if not v],
+        "val": [f for (f, _), v in zip(files["train"], is_val) if v],
+        "test": [f for f, _ in files["test"]],
+    }
+    split_labels = {
+        "train": train_labels[~is_val],
+        "val": train_labels[is_val],
+        "test": np.array([lab for _, lab in files["test"]], np.int64),
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)  # nothing looks finished until it is
     normals = bool(data.get("normals", False))
@@ -597,25 +662,39 @@ def prepare_points(data: dict, out: Path, cache: Path | None = None, modelnet_ur
             atomic_save_npy(path, arr)
             records[path.name] = file_record(path)
     rel = lambda p: Path(p).relative_to(root).as_posix()  # noqa: E731
-    manifest = {"source": source, "root": str(root), "points": points, "surface_samples": surface,
-                "normals": normals, "seed": seed, "classes": classes,
-                "splits": {s: len(split_files[s]) for s in SPLITS},
-                "files": {s: [rel(f) for f in split_files[s]] for s in SPLITS},
-                "val": {"fraction": float(data.get("val_fraction", 0.1)), "seed": seed, "stratified": True,
-                        "train_indices": val_idx.tolist()},
-                "arrays": records}
+    manifest = {
+        "source": source,
+        "root": str(root),
+        "points": points,
+        "surface_samples": surface,
+        "normals": normals,
+        "seed": seed,
+        "classes": classes,
+        "splits": {s: len(split_files[s]) for s in SPLITS},
+        "files": {s: [rel(f) for f in split_files[s]] for s in SPLITS},
+        "val": {
+            "fraction": float(data.get("val_fraction", 0.1)),
+            "seed": seed,
+            "stratified": True,
+            "train_indices": val_idx.tolist(),
+        },
+        "arrays": records,
+    }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 
 
 #: what PointData reads of a prepared directory's manifest
 MANIFEST_SCHEMA = {
-    "type": "object", "required": ["classes", "points"],
+    "type": "object",
+    "required": ["classes", "points"],
     "properties": {
         "classes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "points": {"type": "integer", "minimum": 1},
         "arrays": FILE_RECORDS,
-        "files": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}}}
+        "files": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    },
+}
 
 
 class PointData:

@@ -17,9 +17,15 @@ class PointsFamily(Family):
     unit = "clouds"
     headline_metrics = (("test OA", r"test/oa", 3), ("OA under SO(3)", r"test/oa_so3", 3))
     defaults = {
-        "data": {"source": "shapes", "points": 1024, "surface_samples": None, "normals": False,
-                 "val_fraction": 0.1, "seed": 0,
-                 "shapes": {"train_per_class": 40, "test_per_class": 20, "seed": 0}},
+        "data": {
+            "source": "shapes",
+            "points": 1024,
+            "surface_samples": None,
+            "normals": False,
+            "val_fraction": 0.1,
+            "seed": 0,
+            "shapes": {"train_per_class": 40, "test_per_class": 20, "seed": 0},
+        },
     }
 
     # ------------------------------------------------------------------ config
@@ -29,9 +35,11 @@ class PointsFamily(Family):
         data = section["data"]
         check_source(data["source"])
         if data["surface_samples"] is not None and data["surface_samples"] < data["points"]:
-            raise ConfigError(f"points.data.surface_samples: {data['surface_samples']} is fewer than points "
-                              f"({data['points']}): farthest point sampling picks N distinct surface samples; "
-                              "sampling with replacement is not done")
+            raise ConfigError(
+                f"points.data.surface_samples: {data['surface_samples']} is fewer than points "
+                f"({data['points']}): farthest point sampling picks N distinct surface samples; "
+                "sampling with replacement is not done"
+            )
 
     def check_files(self, section: dict) -> None:
         source = section["data"]["source"]

@@ -40,11 +40,16 @@ def _per_class_table(rows: pd.DataFrame) -> list[str]:
     if not acc:
         return []
     exps = list(dict.fromkeys(rows.experiment))
-    md = ["Test accuracy per class (%, mean over seeds):", "", "| class | " + " | ".join(exps) + " |",
-          "|---|" + "---|" * len(exps)]
+    md = [
+        "Test accuracy per class (%, mean over seeds):",
+        "",
+        "| class | " + " | ".join(exps) + " |",
+        "|---|" + "---|" * len(exps),
+    ]
     for cls, by_exp in acc.items():
-        md.append(f"| {cls} | " + " | ".join(f"{100 * np.mean(by_exp[e]):.0f}" if e in by_exp else "—"
-                                             for e in exps) + " |")
+        md.append(
+            f"| {cls} | " + " | ".join(f"{100 * np.mean(by_exp[e]):.0f}" if e in by_exp else "—" for e in exps) + " |"
+        )
     return md + [""]
 
 
@@ -52,17 +57,23 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
     rows = df[df.family == "points"]
     if rows.empty:
         return [], []
-    md = ["## Point clouds", "",
-          "Test overall accuracy (OA) and mean per-class accuracy (mAcc) in % on the whole test split, single "
-          "view, no voting, of the last checkpoint (the test split is read only by the evaluation). SO(3): the "
-          "same model on test clouds under uniformly random 3D rotations (training rotates about the up axis "
-          "only). ± is the std over seeds (ddof 1; one seed: the binomial SE).", "",
-          "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | params | clouds/s |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    md = [
+        "## Point clouds",
+        "",
+        "Test overall accuracy (OA) and mean per-class accuracy (mAcc) in % on the whole test split, single "
+        "view, no voting, of the last checkpoint (the test split is read only by the evaluation). SO(3): the "
+        "same model on test clouds under uniformly random 3D rotations (training rotates about the up axis "
+        "only). ± is the std over seeds (ddof 1; one seed: the binomial SE).",
+        "",
+        "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | params | clouds/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for exp, g in rows.groupby("experiment", sort=False):
-        md.append(f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
-                  f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
-                  f"{_count(g, 'train/params')} | {_count(g, 'train/clouds_per_s')} |")
+        md.append(
+            f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
+            f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
+            f"{_count(g, 'train/params')} | {_count(g, 'train/clouds_per_s')} |"
+        )
     md.append("")
     md += _per_class_table(rows)
     figures = []

@@ -7,16 +7,14 @@ PDATA = f"{R}/data/points/{data_slug(PTS['data'])}"
 PRUN = family_run("points")
 DATA_OF["points"] = PDATA
 
-localrules: points_prepare  # downloads ModelNet (a login node has the internet)
+
+localrules:
+    points_prepare,  # downloads ModelNet (a login node has the internet)
+
 
 rule points_prepare:
     output:
         f"{PDATA}/manifest.json",
-    params:
-        data=literal(json.dumps(PTS["data"], sort_keys=True)),
-        **source_state(PTS["data"]["source"]),  # a folder: source edited prepares it again
-        out=output_dir(),
-        cache=f"{R}/data/points/downloads",
     log:
         f"{R}/logs/points_prepare.log",
     benchmark:
@@ -24,8 +22,14 @@ rule points_prepare:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        **source_state(PTS["data"]["source"]),  # a folder: source edited prepares it again
+        data=literal(json.dumps(PTS["data"], sort_keys=True)),
+        out=output_dir(),
+        cache=f"{R}/data/points/downloads",
     shell:
         "dagzoo prepare-points --data {params.data:q} --out {params.out:q} --cache {params.cache:q} > {log:q} 2>&1"
+
 
 rule points_evaluate:
     input:
@@ -33,16 +37,16 @@ rule points_evaluate:
         data=f"{PDATA}/manifest.json",
     output:
         f"{PRUN}/metrics.json",
-    params:
-        spec=spec_param("points", "evaluate"),
-        data=input_dir("data"),
-        run_dir=input_dir("train"),
-        results=results_root,
     log:
         f"{R}/logs/points_evaluate/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        spec=spec_param("points", "evaluate"),
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
     shell:
         stage_shell("points-evaluate")

@@ -40,8 +40,15 @@ def confusion_png(conf: np.ndarray, classes: list[str], path: Path, title: str) 
         for i in range(k):
             for j in range(k):
                 if conf[i, j]:
-                    ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if rows[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(conf[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if rows[i, j] > 0.5 else "black",
+                    )
     ax.set_title(title, fontsize=9)
     save_figure(fig, path, dpi=110)
 
@@ -64,19 +71,41 @@ def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str 
     so3 = accuracy_counts(np.concatenate(preds), np.tile(y, p.so3_rotations), k)
     so3["oa_se"] = repeated_views_se(np.stack(preds) == y)  # a cloud's rotations are not independent
     val_x = data.clouds("val")
-    val = accuracy_counts(predict(net, torch.from_numpy(val_x).to(model.device), p.eval_batch_size).cpu().numpy(),
-                          data.labels("val"), k) if len(val_x) else None
+    val = (
+        accuracy_counts(
+            predict(net, torch.from_numpy(val_x).to(model.device), p.eval_batch_size).cpu().numpy(),
+            data.labels("val"),
+            k,
+        )
+        if len(val_x)
+        else None
+    )
     seconds = time.perf_counter() - t0
-    per_class = [{"class": c, "n": int(test["confusion"][i].sum()), "accuracy": float(test["per_class"][i])}
-                 for i, c in enumerate(data.classes)]
-    atomic_write_json(run_dir / "per_class.json", {"classes": data.classes, "per_class": per_class,
-                                                  "confusion": test["confusion"]})
-    confusion_png(test["confusion"], data.classes, run_dir / "confusion.png",
-                  f"{spec['experiment']} seed {spec['seed']}: OA {test['oa']:.3f}, mAcc {test['macc']:.3f}")
-    metrics = {"test/oa": test["oa"], "test/oa_se": test["oa_se"], "test/macc": test["macc"],
-               "test/macc_se": test["macc_se"], "test/n": test["n"],
-               "test/oa_so3": so3["oa"], "test/oa_so3_se": so3["oa_se"], "test/macc_so3": so3["macc"],
-               "test/chance": float(np.bincount(y, minlength=k).max() / len(y)), "eval/time_s": seconds}
+    per_class = [
+        {"class": c, "n": int(test["confusion"][i].sum()), "accuracy": float(test["per_class"][i])}
+        for i, c in enumerate(data.classes)
+    ]
+    atomic_write_json(
+        run_dir / "per_class.json", {"classes": data.classes, "per_class": per_class, "confusion": test["confusion"]}
+    )
+    confusion_png(
+        test["confusion"],
+        data.classes,
+        run_dir / "confusion.png",
+        f"{spec['experiment']} seed {spec['seed']}: OA {test['oa']:.3f}, mAcc {test['macc']:.3f}",
+    )
+    metrics = {
+        "test/oa": test["oa"],
+        "test/oa_se": test["oa_se"],
+        "test/macc": test["macc"],
+        "test/macc_se": test["macc_se"],
+        "test/n": test["n"],
+        "test/oa_so3": so3["oa"],
+        "test/oa_so3_se": so3["oa_se"],
+        "test/macc_so3": so3["macc"],
+        "test/chance": float(np.bincount(y, minlength=k).max() / len(y)),
+        "eval/time_s": seconds,
+    }
     if val is not None:
         metrics.update({"val/oa": val["oa"], "val/oa_se": val["oa_se"], "val/macc": val["macc"]})
     return write_metrics(run_dir, spec, metrics, Path(results), per_class=per_class)

@@ -32,10 +32,14 @@ def random_so3(n: int, g: torch.Generator) -> torch.Tensor:
     q = torch.randn(n, 4, generator=g, dtype=torch.float64)
     q = q / q.norm(dim=1, keepdim=True)
     w, x, y, z = q.unbind(1)
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1)], -2)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 def random_scale(x: torch.Tensor, g: torch.Generator, low: float = 2 / 3, high: float = 3 / 2) -> torch.Tensor:

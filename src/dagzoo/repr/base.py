@@ -18,8 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from dagzoo.augment import (color_jitter, epoch_batch, gaussian_blur, gaussian_noise, random_affine, random_flip,
-                            random_grayscale, random_resized_crop, step_generator)
+from dagzoo.augment import (
+    color_jitter,
+    epoch_batch,
+    gaussian_blur,
+    gaussian_noise,
+    random_affine,
+    random_flip,
+    random_grayscale,
+    random_resized_crop,
+    step_generator,
+)
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import Model
 from dagzoo.registry import param
@@ -40,30 +49,40 @@ class AugmentParams:
     rotate: float = param(0.0, "random rotation, degrees either way", min=0.0, max=180.0)
     translate: float = param(0.0, "random shift, fraction of the side either way", min=0.0, max=0.5)
     hflip: bool = param(False, "random horizontal flips")
-    jitter: list[float] = param([0.0, 0.0, 0.0, 0.0], "colour jitter strengths: brightness, contrast, saturation, "
-                                "hue (saturation and hue need RGB)")
+    jitter: list[float] = param(
+        [0.0, 0.0, 0.0, 0.0],
+        "colour jitter strengths: brightness, contrast, saturation, hue (saturation and hue need RGB)",
+    )
     jitter_p: float = param(0.8, "probability of the colour jitter", min=0.0, max=1.0)
     grayscale_p: float = param(0.0, "probability of converting to grey (RGB only)", min=0.0, max=1.0)
     blur_p: float = param(0.0, "probability of a Gaussian blur (solo-learn's CIFAR SimCLR: 0.5)", min=0.0, max=1.0)
-    blur_sigma: list[float] = param([0.1, 2.0], "the blur's standard deviation range, pixels", min_len=2, max_len=2,
-                                    gt=0.0)
+    blur_sigma: list[float] = param(
+        [0.1, 2.0], "the blur's standard deviation range, pixels", min_len=2, max_len=2, gt=0.0
+    )
     noise_std: float = param(0.0, "Gaussian noise std on [0, 1] pixels", min=0.0)
 
     def check_augment(self, channels: int | None, where: str) -> None:
         for key, value in (("crop_scale", self.crop_scale), ("crop_ratio", self.crop_ratio)):
-            if value is not None and (len(value) != 2 or not 0 < value[0] <= value[1]
-                                      or (key == "crop_scale" and value[1] > 1)):
-                raise ConfigError(f"{where}.{key}: {value!r} is not a range [low, high] with 0 < low <= high"
-                                  + (" <= 1" if key == "crop_scale" else ""))
+            if value is not None and (
+                len(value) != 2 or not 0 < value[0] <= value[1] or (key == "crop_scale" and value[1] > 1)
+            ):
+                raise ConfigError(
+                    f"{where}.{key}: {value!r} is not a range [low, high] with 0 < low <= high"
+                    + (" <= 1" if key == "crop_scale" else "")
+                )
         if self.blur_sigma[0] > self.blur_sigma[1]:
             raise ConfigError(f"{where}.blur_sigma: {self.blur_sigma!r} is not a range [low, high] with low <= high")
         if len(self.jitter) != 4 or min(self.jitter) < 0 or self.jitter[3] > 0.5:
-            raise ConfigError(f"{where}.jitter: {self.jitter!r}; allowed: [brightness, contrast, saturation, hue], "
-                              "each >= 0, hue <= 0.5")
+            raise ConfigError(
+                f"{where}.jitter: {self.jitter!r}; allowed: [brightness, contrast, saturation, hue], "
+                "each >= 0, hue <= 0.5"
+            )
         if channels == 1:
             if self.jitter[2] or self.jitter[3]:
-                raise ConfigError(f"{where}.jitter: saturation and hue jitter do not apply to 1-channel images; "
-                                  "allowed: [brightness, contrast, 0, 0]")
+                raise ConfigError(
+                    f"{where}.jitter: saturation and hue jitter do not apply to 1-channel images; "
+                    "allowed: [brightness, contrast, 0, 0]"
+                )
             if self.grayscale_p:
                 raise ConfigError(f"{where}.grayscale_p: grayscale does not apply to 1-channel images; allowed: 0")
 
@@ -110,18 +129,23 @@ class ReprParams(AugmentParams, TrainParams):
     weight_decay: float = param(1e-4, "weight decay on kernels", min=0.0)
     grad_clip: float | None = param(None, "max global gradient norm (null: no clipping)", min=0.0)
     eval_every: int = param(30, "steps between online-probe evaluations on the validation split", min=1)
-    encoder: str = param("convnet", "convnet (widths/strides below) | resnet18 (CIFAR stem; widths[0] = base width)",
-                         choices=("convnet", "resnet18"))
-    widths: list[int] = param([32, 64, 128], "convnet: channels per 3x3 conv layer; resnet18: [base width]",
-                              min_len=1, min=1)
+    encoder: str = param(
+        "convnet",
+        "convnet (widths/strides below) | resnet18 (CIFAR stem; widths[0] = base width)",
+        choices=("convnet", "resnet18"),
+    )
+    widths: list[int] = param(
+        [32, 64, 128], "convnet: channels per 3x3 conv layer; resnet18: [base width]", min_len=1, min=1
+    )
     strides: list[int] = param([1, 2, 2], "convnet: stride per layer", min=1)
     norm: str = param("batch", "normalisation after each conv: batch | layer", choices=("batch", "layer"))
     online_probe: bool = param(True, "train a linear probe on detached features as a monitor")
 
     def check(self, where: str) -> None:
         if self.encoder == "convnet" and (len(self.widths) != len(self.strides) or not self.widths):
-            raise ConfigError(f"{where}.strides: {len(self.strides)} strides for {len(self.widths)} widths; "
-                              "give one stride per width")
+            raise ConfigError(
+                f"{where}.strides: {len(self.strides)} strides for {len(self.widths)} widths; give one stride per width"
+            )
 
 
 class ReprNet(nn.Module):
@@ -196,9 +220,11 @@ class ReprModel(Model):
         self._train = torch.from_numpy(self.data.images("train")).to(self.device)
         self._labels = torch.from_numpy(self.data.labels("train")).to(self.device)
         if self.params.batch_size > len(self._train):
-            raise ConfigError(f"repr.experiments.{ctx.spec['experiment']}.batch_size: {self.params.batch_size} is "
-                              f"more than the {len(self._train)} training images; allowed: at most that many "
-                              "(a batch holds each image once)")
+            raise ConfigError(
+                f"repr.experiments.{ctx.spec['experiment']}.batch_size: {self.params.batch_size} is "
+                f"more than the {len(self._train)} training images; allowed: at most that many "
+                "(a batch holds each image once)"
+            )
 
     def batch(self, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
         """Step `step`'s images, each once (epochs without replacement, as SimCLR's loader draws
@@ -228,6 +254,7 @@ class ReprModel(Model):
             feats = self.encode(x, inner)
             acc = (inner.probe(feats.to(self.device)).argmax(1).cpu() == y).float().mean()  # encode gives CPU features
             return {"val/online_acc": float(acc)}
+
         return online_probe
 
     def save_meta(self) -> dict:
@@ -254,8 +281,13 @@ class ReprModel(Model):
         return self.net.encoder.rf_layers()
 
     @torch.no_grad()
-    def encode(self, images_uint8: torch.Tensor | np.ndarray, net: ReprNet | None = None, batch: int = 512,
-               projected: bool = False) -> torch.Tensor:
+    def encode(
+        self,
+        images_uint8: torch.Tensor | np.ndarray,
+        net: ReprNet | None = None,
+        batch: int = 512,
+        projected: bool = False,
+    ) -> torch.Tensor:
         """Features (or with `projected`, post-projector features) of uint8 images (N, C, H, W) in
         eval mode, on the CPU."""
         net = net or self.net
@@ -263,7 +295,7 @@ class ReprModel(Model):
         net.eval()
         x = torch.as_tensor(images_uint8)
         fn = self.projected if projected else self.features
-        out = [fn(x[i:i + batch].to(self.device).float() / 255.0, net).float().cpu() for i in range(0, len(x), batch)]
+        out = [fn(x[i : i + batch].to(self.device).float() / 255.0, net).float().cpu() for i in range(0, len(x), batch)]
         net.train(was_training)
         return torch.cat(out)
 

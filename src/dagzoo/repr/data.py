@@ -32,8 +32,15 @@ def stratified_validation(labels: np.ndarray, fraction: float, seed: int) -> np.
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
-def prepare_repr_data(source: str, out: Path, resize: int | None, channels: int | None, val_fraction: float,
-                      seed: int, cache: Path | None = None) -> dict:
+def prepare_repr_data(
+    source: str,
+    out: Path,
+    resize: int | None,
+    channels: int | None,
+    val_fraction: float,
+    seed: int,
+    cache: Path | None = None,
+) -> dict:
     """prepare_images, then the validation split; the manifest is rewritten last."""
     out = Path(out)
     manifest = prepare_images(source, out, resize=resize, channels=channels, cache=cache)
@@ -41,15 +48,21 @@ def prepare_repr_data(source: str, out: Path, resize: int | None, channels: int 
     labels = np.load(out / "train_y.npy")
     for split in ("train", "test"):
         if manifest["splits"][split]["classes"] == 0 or (np.load(out / f"{split}_y.npy") < 0).any():
-            raise DataError(f"repr.data.source: {source} has unlabelled images in its {split} split; the probes "
-                            "need class labels (a folder source: put the images in class folders, "
-                            f"{split}/<class>/*.png)")
+            raise DataError(
+                f"repr.data.source: {source} has unlabelled images in its {split} split; the probes "
+                "need class labels (a folder source: put the images in class folders, "
+                f"{split}/<class>/*.png)"
+            )
     val = stratified_validation(labels, val_fraction, seed)
     atomic_save_npy(out / "val_index.npy", val)
     manifest["files"]["val_index.npy"] = file_record(out / "val_index.npy")
-    manifest["validation"] = {"rule": "stratified by class, seeded, carved from train", "fraction": val_fraction,
-                              "seed": seed, "n": int(len(val)),
-                              "sha256": hashlib.sha256(val.tobytes()).hexdigest()}
+    manifest["validation"] = {
+        "rule": "stratified by class, seeded, carved from train",
+        "fraction": val_fraction,
+        "seed": seed,
+        "n": int(len(val)),
+        "sha256": hashlib.sha256(val.tobytes()).hexdigest(),
+    }
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 

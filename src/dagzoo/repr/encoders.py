@@ -72,8 +72,11 @@ class BasicBlock(nn.Module):
         self.bn1 = norm_layer(norm, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = norm_layer(norm, c_out)
-        self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(norm, c_out))
-                         if stride != 1 or c_in != c_out else nn.Identity())
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(norm, c_out))
+            if stride != 1 or c_in != c_out
+            else nn.Identity()
+        )
 
     def forward(self, x):
         out = torch.relu(self.bn1(self.conv1(x)))
@@ -85,10 +88,11 @@ class ResNet18(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 64, norm: str = "batch"):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), norm_layer(norm, width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), norm_layer(norm, width), nn.ReLU(inplace=True)
+        )
         blocks, c = [], width
-        for i, (mult, stride) in enumerate(((1, 1), (2, 2), (4, 2), (8, 2))):
+        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
             blocks += [BasicBlock(c, width * mult, stride, norm), BasicBlock(width * mult, width * mult, 1, norm)]
             c = width * mult
         self.blocks = nn.Sequential(*blocks)

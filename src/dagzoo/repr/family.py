@@ -19,9 +19,16 @@ class ReprFamily(Family):
     headline_metrics = (("linear probe acc", r"test/linear_acc", 3), ("kNN acc", r"test/knn_acc", 3))
     defaults = {
         "data": {"resize": None, "channels": None, "val_fraction": 0.1, "split_seed": 0},
-        "eval": {"probe_grid": [0.01, 0.1, 1.0, 10.0], "knn_k": 20, "knn_temperature": 0.07,
-                 "imbalance_ratio": 10.0, "smooth_epochs": 300, "smooth_lr": 0.01, "mi_batch": 256,
-                 "erf_images": 64},
+        "eval": {
+            "probe_grid": [0.01, 0.1, 1.0, 10.0],
+            "knn_k": 20,
+            "knn_temperature": 0.07,
+            "imbalance_ratio": 10.0,
+            "smooth_epochs": 300,
+            "smooth_lr": 0.01,
+            "mi_batch": 256,
+            "erf_images": 64,
+        },
     }
 
     # ------------------------------------------------------------------ config
@@ -58,8 +65,9 @@ class ReprFamily(Family):
         s.add_argument("--cache", default=None, help="download cache (default: <out>/../downloads)")
         s.set_defaults(fn=_prepare)
 
-        s = sub.add_parser("repr-encode", help="frozen features of train/val/test, MI bound, receptive fields, "
-                                               "embedding plot")
+        s = sub.add_parser(
+            "repr-encode", help="frozen features of train/val/test, MI bound, receptive fields, embedding plot"
+        )
         common(s)
         s.add_argument("--mi-batch", type=int_at_least(2), default=256)
         s.add_argument("--erf-images", type=positive_int, default=64)
@@ -104,8 +112,17 @@ def _prepare(a) -> int:
     from dagzoo.config import check_section_part
     from dagzoo.repr.data import prepare_repr_data
 
-    check_section_part("repr", "data", {"source": a.source, "resize": a.resize, "channels": a.channels,
-                                        "val_fraction": a.val_fraction, "split_seed": a.split_seed})
+    check_section_part(
+        "repr",
+        "data",
+        {
+            "source": a.source,
+            "resize": a.resize,
+            "channels": a.channels,
+            "val_fraction": a.val_fraction,
+            "split_seed": a.split_seed,
+        },
+    )
     m = prepare_repr_data(a.source, Path(a.out), a.resize, a.channels, a.val_fraction, a.split_seed, a.cache)
     print(json.dumps({**m["splits"], "validation": m["validation"]}, indent=1))
     return 0

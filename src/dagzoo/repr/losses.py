@@ -31,7 +31,7 @@ def margin_contrastive_loss(e_a: torch.Tensor, e_b: torch.Tensor, y: torch.Tenso
     pair): half the mean, as the seed's formula, Caffe's ContrastiveLoss and DrLIM's 1/2 factors."""
     d = torch.linalg.vector_norm(e_a - e_b, dim=1)
     y = y.to(d.dtype)
-    return 0.5 * (y * d ** 2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
+    return 0.5 * (y * d**2 + (1 - y) * torch.clamp(margin - d, min=0) ** 2).mean()
 
 
 def infonce(scores: torch.Tensor) -> torch.Tensor:

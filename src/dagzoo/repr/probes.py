@@ -39,8 +39,13 @@ class FrozenFeatures:
     def load(cls, path: Path) -> "FrozenFeatures":
         if not Path(path).exists():
             raise DataError(f"{path} does not exist: run the repr_encode stage first")
-        return cls(load_npz(path, tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in "xy"),
-                            "delete it and rerun repr_encode"))
+        return cls(
+            load_npz(
+                path,
+                tuple(f"{split}_{part}" for split in ("train", "val", "test") for part in "xy"),
+                "delete it and rerun repr_encode",
+            )
+        )
 
     def x(self, split: str) -> np.ndarray:
         return self.arrays[f"{split}_x"]
@@ -93,8 +98,9 @@ def _logistic(c: float, bias: bool, seed: int):
     return LogisticRegression(C=c, fit_intercept=bias, max_iter=MAX_ITER, tol=1e-4, random_state=seed)
 
 
-def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: bool = True,
-                 standardise: bool = True) -> dict:
+def linear_probe(
+    ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: bool = True, standardise: bool = True
+) -> dict:
     """Choose C on val (a probe per C of the grid, fitted on train), then refit with that C on
     train + val (standardised with their statistics) and predict the test split (its labels are
     not read here) -> {C, val accuracy per C, iterations of the refit and whether it converged
@@ -118,20 +124,31 @@ def linear_probe(ff: FrozenFeatures, grid: list[float], seed: int = 0, bias: boo
         best = max(val_acc, key=lambda c: (val_acc[c], -c))  # ties: the stronger regularisation
         x_all, xte = scaled([ff.x("train"), ff.x("val")], ff.x("test"))
         final = _logistic(best, bias, seed).fit(x_all, np.concatenate([ytr, yva]))
-    return {"C": best, "val_acc": {str(c): a for c, a in val_acc.items()},
-            "iterations": int(np.max(final.n_iter_)), "converged": bool(np.max(final.n_iter_) < MAX_ITER),
-            "test_pred": final.predict(xte)}
+    return {
+        "C": best,
+        "val_acc": {str(c): a for c, a in val_acc.items()},
+        "iterations": int(np.max(final.n_iter_)),
+        "converged": bool(np.max(final.n_iter_) < MAX_ITER),
+        "test_pred": final.predict(xte),
+    }
 
 
-def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, classes: int, k: int,
-                temperature: float, chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    bank: torch.Tensor,
+    bank_labels: torch.Tensor,
+    queries: torch.Tensor,
+    classes: int,
+    k: int,
+    temperature: float,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Weighted kNN: for each query the k most cosine-similar bank rows vote exp(s / T) for their
     label; the class with the largest vote wins."""
     bank = F.normalize(bank.float(), dim=1)
     k = min(k, len(bank))
     out = []
     for start in range(0, len(queries), chunk):
-        q = F.normalize(queries[start:start + chunk].float(), dim=1)
+        q = F.normalize(queries[start : start + chunk].float(), dim=1)
         sim, idx = (q @ bank.T).topk(k, dim=1)
         # exp((s - s_max) / T): the same vote up to a factor per query, finite for any T (exp(s / T)
         # overflows float32 below T = 0.0113 and ties every vote at inf)
@@ -156,12 +173,13 @@ def imbalanced_subset(y: np.ndarray, ratio: float, seed: int) -> np.ndarray:
     for c in range(classes):
         idx = np.flatnonzero(y == c)
         frac = ratio ** (-c / max(classes - 1, 1))
-        keep.append(rng.permutation(idx)[:max(1, int(round(frac * len(idx))))])
+        keep.append(rng.permutation(idx)[: max(1, int(round(frac * len(idx))))])
     return np.sort(np.concatenate(keep))
 
 
-def train_linear(x: np.ndarray, y: np.ndarray, classes: int, loss: str, epochs: int, lr: float,
-                 weight_decay: float, seed: int) -> torch.nn.Linear:
+def train_linear(
+    x: np.ndarray, y: np.ndarray, classes: int, loss: str, epochs: int, lr: float, weight_decay: float, seed: int
+) -> torch.nn.Linear:
     """A linear classifier fitted full-batch with Adam on `loss` (cross_entropy | soft_f1)."""
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)

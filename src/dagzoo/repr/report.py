@@ -23,22 +23,29 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
     if runs.empty:
         return [], []
     first = runs.iloc[0]
-    knn = (f" (k = {fmt(first['knn/k'])}, T = {fmt(first['knn/temperature'])})"
-           if "knn/k" in runs and pd.notna(first.get("knn/k")) else "")
-    md = ["## Representations", "",
-          "Frozen pre-projector features of each encoder. **Linear probe**: multinomial logistic regression on "
-          "standardised features, its L2 strength C chosen on the validation split (carved from train, "
-          "stratified), refitted on train + validation, scored once on test (± binomial SE; across seeds: "
-          f"mean ± std). **kNN**: cosine, exp(s/T)-weighted votes of the k nearest train+val features{knn}. "
-          "**MI bound**: log N - L_NCE on held-out "
-          "views (never above log N, shown in brackets). **After projector**: the same probe on SimCLR's projector "
-          "output (SimCLR probes before it). **Raw: bias / no bias**: the probe on raw, uncentred features with "
-          "and without an intercept (only the intercept differs). **Macro-F1 CE / soft-F1**: linear probes "
-          "trained with cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same "
-          "encoder untrained; `raw`: pixels.", "",
-          "| experiment | method | encoder | params | train s | linear acc | after projector | raw: bias / no bias "
-          "| kNN acc | MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |",
-          "|" + "|".join(["---"] * 12) + "|"]
+    knn = (
+        f" (k = {fmt(first['knn/k'])}, T = {fmt(first['knn/temperature'])})"
+        if "knn/k" in runs and pd.notna(first.get("knn/k"))
+        else ""
+    )
+    md = [
+        "## Representations",
+        "",
+        "Frozen pre-projector features of each encoder. **Linear probe**: multinomial logistic regression on "
+        "standardised features, its L2 strength C chosen on the validation split (carved from train, "
+        "stratified), refitted on train + validation, scored once on test (± binomial SE; across seeds: "
+        f"mean ± std). **kNN**: cosine, exp(s/T)-weighted votes of the k nearest train+val features{knn}. "
+        "**MI bound**: log N - L_NCE on held-out "
+        "views (never above log N, shown in brackets). **After projector**: the same probe on SimCLR's projector "
+        "output (SimCLR probes before it). **Raw: bias / no bias**: the probe on raw, uncentred features with "
+        "and without an intercept (only the intercept differs). **Macro-F1 CE / soft-F1**: linear probes "
+        "trained with cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same "
+        "encoder untrained; `raw`: pixels.",
+        "",
+        "| experiment | method | encoder | params | train s | linear acc | after projector | raw: bias / no bias "
+        "| kNN acc | MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |",
+        "|" + "|".join(["---"] * 12) + "|",
+    ]
     for exp, rows in runs.groupby("experiment", sort=False):
         r = rows.iloc[0]
         se = f" (± {fmt(float(r['test/linear_acc_se']), 2)})" if len(rows) == 1 else ""
@@ -46,32 +53,42 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
         if "test/mi_bound" in rows and rows["test/mi_bound"].notna().any():
             mi = f"{_cell(rows, 'test/mi_bound')} [{fmt(float(r['test/mi_log_n']), 3)}]"
         rf = f"{fmt(r.get('model/receptive_field', np.nan))} / {fmt(r.get('model/erf90_trained', np.nan))}"
-        md.append(f"| {exp} | {r.model} | {r.get('encoder', '—')} | {fmt(r.get('train/params', np.nan))} | "
-                  f"{fmt(float(rows['train/time_s'].mean()), 3)} | {_cell(rows, 'test/linear_acc')}{se} | "
-                  f"{_cell(rows, 'test/linear_acc_projector')} | "
-                  f"{_cell(rows, 'test/linear_acc_raw')} / {_cell(rows, 'test/linear_acc_nobias')} | "
-                  f"{_cell(rows, 'test/knn_acc')} | {mi} | "
-                  f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |")
+        md.append(
+            f"| {exp} | {r.model} | {r.get('encoder', '—')} | {fmt(r.get('train/params', np.nan))} | "
+            f"{fmt(float(rows['train/time_s'].mean()), 3)} | {_cell(rows, 'test/linear_acc')}{se} | "
+            f"{_cell(rows, 'test/linear_acc_projector')} | "
+            f"{_cell(rows, 'test/linear_acc_raw')} / {_cell(rows, 'test/linear_acc_nobias')} | "
+            f"{_cell(rows, 'test/knn_acc')} | {mi} | "
+            f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |"
+        )
     md.append("")
     if "probe/C_at_edge" in runs:
         edge = sorted(set(runs.loc[runs["probe/C_at_edge"] == 1, "experiment"]))
         if edge:
-            md += [f"The linear probe's C was chosen at an end of `repr.eval.probe_grid` for {', '.join(edge)}: "
-                   "a C beyond the grid may do better on validation; widen the grid to be sure.", ""]
+            md += [
+                f"The linear probe's C was chosen at an end of `repr.eval.probe_grid` for {', '.join(edge)}: "
+                "a C beyond the grid may do better on validation; widen the grid to be sure.",
+                "",
+            ]
     if "probe/unconverged" in runs:
         capped = runs.loc[runs["probe/unconverged"] > 0].drop_duplicates("experiment")
         if len(capped):
             which = ", ".join(f"{r.experiment} ({int(r['probe/unconverged'])})" for _, r in capped.iterrows())
-            md += ["Linear-probe refits that stopped at L-BFGS's iteration cap, short of their optimum (per "
-                   f"experiment, how many of its main, raw, no-bias and after-projector probes): {which}; the "
-                   "iterations are in each run's probe.json.", ""]
+            md += [
+                "Linear-probe refits that stopped at L-BFGS's iteration cap, short of their optimum (per "
+                f"experiment, how many of its main, raw, no-bias and after-projector probes): {which}; the "
+                "iterations are in each run's probe.json.",
+                "",
+            ]
     written = []
     curves = out / "repr_online_probe.png"
     if _plot_online(runs, histories, curves):
         md += [f"![online linear probe on the validation split during training]({curves.name})", ""]
         written.append(curves)
-    for kind, title in (("erf", "Effective receptive fields (untrained | trained)"),
-                        ("embedding", "Test features, first two principal components")):
+    for kind, title in (
+        ("erf", "Effective receptive fields (untrained | trained)"),
+        ("embedding", "Test features, first two principal components"),
+    ):
         copies = []
         for _, r in runs.drop_duplicates("experiment").iterrows():
             src = Path(r.run_dir) / f"{kind}.png"
@@ -94,8 +111,11 @@ def _plot_online(runs: pd.DataFrame, histories: dict, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     drawn = False
     for _, r in runs.iterrows():
-        pts = [(h["images"], h["val/online_acc"]) for h in histories.get(r.run_dir, [])
-               if "val/online_acc" in h and "images" in h]
+        pts = [
+            (h["images"], h["val/online_acc"])
+            for h in histories.get(r.run_dir, [])
+            if "val/online_acc" in h and "images" in h
+        ]
         if len(pts) >= 2:
             ax.plot(*zip(*pts), label=f"{r.experiment} s{r.seed}", marker=".")
             drawn = True

@@ -61,8 +61,11 @@ def encode(spec_path, data_dir: Path, run_dir: Path, rule: str | None, mi_batch:
     erf = {}
     for name, m in (("untrained", untrained), ("trained", model)):
         m.net.eval()
-        erf[name] = effective_receptive_field(lambda x, m=m: m.feature_map(x, m.net),
-                                              test[:erf_images].to(m.device)).cpu().numpy()
+        erf[name] = (
+            effective_receptive_field(lambda x, m=m: m.feature_map(x, m.net), test[:erf_images].to(m.device))
+            .cpu()
+            .numpy()
+        )
     out["effective_receptive_field"] = {name: _erf_summary(e) for name, e in erf.items()}
     _plot_erf(erf, out["receptive_field"], spec, run_dir / "erf.png")
     _plot_embedding(arrays["test_x"], arrays["test_y"], spec, run_dir / "embedding.png")
@@ -85,13 +88,17 @@ def _mi_bound(model, images, seed: int, batch: int) -> dict:
     per_set: dict[str, list] = {}
     for i, start in enumerate(range(0, n, batch)):
         g = step_generator(seed, i, MI_STREAM)
-        for name, scores in model.nce_scores(model.net, images[start:start + batch].to(model.device), g):
+        for name, scores in model.nce_scores(model.net, images[start : start + batch].to(model.device), g):
             per_set.setdefault(name, []).append(infonce_bound(scores.float().cpu()))
     out = {}
     for name, values in per_set.items():
         bounds, log_m, losses = zip(*values)
-        out[name] = {"bound": float(np.mean(bounds)), "log_m": float(log_m[0]), "nce_loss": float(np.mean(losses)),
-                     "batches": len(values)}
+        out[name] = {
+            "bound": float(np.mean(bounds)),
+            "log_m": float(log_m[0]),
+            "nce_loss": float(np.mean(losses)),
+            "batches": len(values),
+        }
     return out
 
 
@@ -109,11 +116,15 @@ def _erf_summary(erf: np.ndarray) -> dict:
     side = max(h, w)
     for s in range(1, max(h, w) + 1):
         top, left = max(0, round(cy - (s - 1) / 2)), max(0, round(cx - (s - 1) / 2))
-        if erf[top:top + s, left:left + s].sum() >= 0.9 * total:
+        if erf[top : top + s, left : left + s].sum() >= 0.9 * total:
             side = s
             break
-    return {"side_90": int(side), "support": int((erf > 1e-12).sum()), "image": [int(h), int(w)],
-            "centre": [round(cy, 2), round(cx, 2)]}
+    return {
+        "side_90": int(side),
+        "support": int((erf > 1e-12).sum()),
+        "image": [int(h), int(w)],
+        "centre": [round(cy, 2), round(cx, 2)],
+    }
 
 
 def _plot_erf(erf: dict, table: list[dict], spec: dict, path: Path) -> None:
@@ -165,19 +176,28 @@ def probe(features: Path, grid: list[float], out: Path) -> dict:
     acc_nb, se_nb = accuracy(ablation.pop("test_pred"), y_test)
     extra = {}
     if after_projector:
-        extra["test/linear_acc_projector"], extra["test/linear_acc_projector_se"] = \
-            accuracy(after_projector.pop("test_pred"), y_test)
-    result = {**extra, "test/linear_acc": acc, "test/linear_acc_se": se, "probe/C": main["C"],
-              "probe/val_acc": max(main["val_acc"].values()), "test/linear_acc_raw": acc_raw,
-              "test/linear_acc_raw_se": se_raw, "probe/C_raw": raw["C"], "test/linear_acc_nobias": acc_nb,
-              "test/linear_acc_nobias_se": se_nb, "probe/C_nobias": ablation["C"],
-              # a C at the grid's end may be short of the best one: the report says so
-              "probe/C_at_edge": float(len(grid) > 1 and main["C"] in (min(grid), max(grid))),
-              # refits stopped at the iteration cap: their accuracy may be short of the optimum
-              "probe/unconverged": float(sum(not p["converged"] for p in (main, raw, ablation, after_projector)
-                                             if p)),
-              "detail": {"bias": main, "bias_raw": raw, "no_bias_raw": ablation, "after_projector": after_projector},
-              "seconds": time.time() - t0}
+        extra["test/linear_acc_projector"], extra["test/linear_acc_projector_se"] = accuracy(
+            after_projector.pop("test_pred"), y_test
+        )
+    result = {
+        **extra,
+        "test/linear_acc": acc,
+        "test/linear_acc_se": se,
+        "probe/C": main["C"],
+        "probe/val_acc": max(main["val_acc"].values()),
+        "test/linear_acc_raw": acc_raw,
+        "test/linear_acc_raw_se": se_raw,
+        "probe/C_raw": raw["C"],
+        "test/linear_acc_nobias": acc_nb,
+        "test/linear_acc_nobias_se": se_nb,
+        "probe/C_nobias": ablation["C"],
+        # a C at the grid's end may be short of the best one: the report says so
+        "probe/C_at_edge": float(len(grid) > 1 and main["C"] in (min(grid), max(grid))),
+        # refits stopped at the iteration cap: their accuracy may be short of the optimum
+        "probe/unconverged": float(sum(not p["converged"] for p in (main, raw, ablation, after_projector) if p)),
+        "detail": {"bias": main, "bias_raw": raw, "no_bias_raw": ablation, "after_projector": after_projector},
+        "seconds": time.time() - t0,
+    }
     atomic_write_json(out, result)
     return result
 
@@ -195,8 +215,13 @@ def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
     classes = int(labels.max()) + 1
     pred = knn_predict(bank, labels, torch.from_numpy(ff.x("test")), classes, k, temperature).numpy()
     acc, se = accuracy(pred, ff.y("test"))
-    result = {"test/knn_acc": acc, "test/knn_acc_se": se, "knn/k": k, "knn/temperature": temperature,
-              "seconds": time.time() - t0}
+    result = {
+        "test/knn_acc": acc,
+        "test/knn_acc_se": se,
+        "knn/k": k,
+        "knn/temperature": temperature,
+        "seconds": time.time() - t0,
+    }
     atomic_write_json(out, result)
     return result
 
@@ -240,8 +265,9 @@ def evaluate(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str 
     enc = read_json(run_dir / "encode.json")
     metrics = {}
     for name in ("probe.json", "knn.json", "smoothed.json"):
-        metrics.update({k: v for k, v in read_json(run_dir / name).items()
-                        if isinstance(v, (int, float)) and k != "seconds"})
+        metrics.update(
+            {k: v for k, v in read_json(run_dir / name).items() if isinstance(v, (int, float)) and k != "seconds"}
+        )
     metrics["model/feature_dim"] = enc["feature_dim"]
     table = enc["receptive_field"]
     if table:

@@ -48,6 +48,7 @@ def val_metrics_fn(data: TokenData, spec: dict) -> Callable[[WindowNLL], dict]:
     def metrics(window_nll_fn: WindowNLL) -> dict:
         nll, var = window_nll_fn(val, window)
         return likelihood_metrics(nll, var, len(val), chars, "val")
+
     return metrics
 
 
@@ -85,8 +86,9 @@ class TextModel(Model):
         """Bound models: one NELBO draw per row of x0 (nats) at times t, (B,) or (B, W)."""
         raise NotImplementedError
 
-    def sample(self, n: int, length: int, generator: torch.Generator, temperature: float,
-               top_k: int | None) -> tuple[np.ndarray, int]:
+    def sample(
+        self, n: int, length: int, generator: torch.Generator, temperature: float, top_k: int | None
+    ) -> tuple[np.ndarray, int]:
         """(n, length) token ids, each sample starting at a window start, and the number of
         network evaluations (NFE) it took."""
         raise NotImplementedError
@@ -139,9 +141,14 @@ class TextModel(Model):
         self.net.eval()
         g = torch.Generator().manual_seed(seed ^ 0xE7A1)
         with torch.no_grad():
-            means, var = nelbo_windows(split_windows(stream, window), k, g,
-                                       lambda x0, t: self.nelbo_sample(self.net, x0.to(self.device), t, g),
-                                       eps=self.params.eps, batch_size=max(1, self.params.eval_batch_size // k))
+            means, var = nelbo_windows(
+                split_windows(stream, window),
+                k,
+                g,
+                lambda x0, t: self.nelbo_sample(self.net, x0.to(self.device), t, g),
+                eps=self.params.eps,
+                batch_size=max(1, self.params.eval_batch_size // k),
+            )
         self.net.train(was_training)
         return means, var
 
@@ -157,10 +164,18 @@ class TextModel(Model):
         from dagzoo.nn.transformer import TransformerConfig
 
         p, causal = self.params, self.exact_likelihood
-        return TransformerConfig(vocab_in=self.data.vocab_size + (1 if causal else 2), vocab_out=self.data.vocab_size,
-                                 block_size=window, n_layer=p.n_layer, n_head=p.n_head, d_model=p.d_model,
-                                 dropout=p.dropout, positional=p.positional, causal=causal,
-                                 time_conditioning=getattr(p, "time_conditioning", False))
+        return TransformerConfig(
+            vocab_in=self.data.vocab_size + (1 if causal else 2),
+            vocab_out=self.data.vocab_size,
+            block_size=window,
+            n_layer=p.n_layer,
+            n_head=p.n_head,
+            d_model=p.d_model,
+            dropout=p.dropout,
+            positional=p.positional,
+            causal=causal,
+            time_conditioning=getattr(p, "time_conditioning", False),
+        )
 
     def logits(self, net, x_t, t, **kw):
         """A bound model's network output, given t only when it is time-conditioned."""
@@ -208,8 +223,10 @@ class TextModel(Model):
         self.window = int(meta["window"])
 
     def summary_extras(self) -> dict:
-        return {"non_embedding_params": self.net.num_params(embeddings=False),
-                "flops_per_token": self._flops_per_token()}
+        return {
+            "non_embedding_params": self.net.num_params(embeddings=False),
+            "flops_per_token": self._flops_per_token(),
+        }
 
     def num_params(self) -> int:
         return self.net.num_params()

@@ -31,16 +31,25 @@ from dagzoo.io import atomic_save_npy, atomic_write_json, atomic_write_text, rea
 
 TINY_SHAKESPEARE = RemoteFile(
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed", size=1115394)
-TEXT8 = RemoteFile("http://mattmahoney.net/dc/text8.zip",
-                   sha256="a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232", size=31344016)
+    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    size=1115394,
+)
+TEXT8 = RemoteFile(
+    "http://mattmahoney.net/dc/text8.zip",
+    sha256="a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
+    size=31344016,
+)
 WIKITEXT = {
-    "wikitext2": RemoteFile("https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-raw-v1.zip",
-                            sha256="ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
-                            size=4721645),
-    "wikitext103": RemoteFile("https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip",
-                              sha256="91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
-                              size=191984949),
+    "wikitext2": RemoteFile(
+        "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-raw-v1.zip",
+        sha256="ef7edb566e3e2b2d31b29c1fdb0c89a4cc683597484c3dc2517919c615435a11",
+        size=4721645,
+    ),
+    "wikitext103": RemoteFile(
+        "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-raw-v1.zip",
+        sha256="91c00ae287f0d699e18605c84afc9e45c192bc6b7797ff8837e5474655a33794",
+        size=191984949,
+    ),
 }
 # text8.zip holds one 100 MB file; the WikiText zips a folder of three (WikiText-103: 517 MiB)
 TEXT_ARCHIVE_LIMITS = {"max_members": 100, "max_total_bytes": 2 << 30}
@@ -55,8 +64,9 @@ def kjv_text() -> str:
     with resources.as_file(db) as path:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            rows = con.execute("SELECT Passage1, Passage2 FROM Bible "
-                               "ORDER BY TestamentID, BookID, ChapterID, VerseID").fetchall()
+            rows = con.execute(
+                "SELECT Passage1, Passage2 FROM Bible ORDER BY TestamentID, BookID, ChapterID, VerseID"
+            ).fetchall()
         finally:
             con.close()
     lines = []
@@ -76,7 +86,7 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b"\n") + 1
+        line = data[: e.start].count(b"\n") + 1
         raise DataError(f"corpus file {path} is not valid UTF-8 (line {line}, byte {e.start}): {e.reason}") from None
 
 
@@ -96,8 +106,10 @@ def _wikitext(name: str) -> Callable[[Path], tuple[str, str, str]]:
         remote = WIKITEXT[name]
         members = fetch_extracted(remote, cache, **TEXT_ARCHIVE_LIMITS)  # verified, not just once extracted
         folder = remote.filename.replace("-v1.zip", "")
-        return tuple(_read_text(require_member(members, f"{folder}/wiki.{s}.raw", remote))
-                     for s in ("train", "valid", "test"))
+        return tuple(
+            _read_text(require_member(members, f"{folder}/wiki.{s}.raw", remote)) for s in ("train", "valid", "test")
+        )
+
     return load
 
 
@@ -144,8 +156,9 @@ def split_positional(text: str, val: float, test: float) -> tuple[str, str, str]
     return text[:a], text[a:b], text[b:]
 
 
-def prepare_corpus(name: str, out_dir: Path, val: float = 0.05, test: float = 0.05,
-                   cache_dir: Path | None = None) -> dict:
+def prepare_corpus(
+    name: str, out_dir: Path, val: float = 0.05, test: float = 0.05, cache_dir: Path | None = None
+) -> dict:
     out_dir = Path(out_dir)
     check_corpus_name(name)
     cache = Path(cache_dir) if cache_dir else out_dir / "download"
@@ -163,16 +176,22 @@ def prepare_corpus(name: str, out_dir: Path, val: float = 0.05, test: float = 0.
         rule = {"kind": "published"}
     for split, text in zip(("train", "val", "test"), splits):
         if not text.strip():
-            raise DataError(f"corpus {name!r}: the {split} split is empty (corpus of {sum(map(len, splits))} "
-                            f"characters, split {rule}); use a larger corpus or other split fractions")
+            raise DataError(
+                f"corpus {name!r}: the {split} split is empty (corpus of {sum(map(len, splits))} "
+                f"characters, split {rule}); use a larger corpus or other split fractions"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     # a manifest from an earlier preparation must not vouch for splits half replaced by this one
     (out_dir / "manifest.json").unlink(missing_ok=True)
     manifest = {"corpus": name, "split": rule, "files": {}}
     for split, text in zip(("train", "val", "test"), splits):
         atomic_write_text(out_dir / f"{split}.txt", text)
-        manifest["files"][split] = {"file": f"{split}.txt", "chars": len(text),
-                                    "bytes": len(text.encode("utf-8")), "sha256": sha256_text(text)}
+        manifest["files"][split] = {
+            "file": f"{split}.txt",
+            "chars": len(text),
+            "bytes": len(text.encode("utf-8")),
+            "sha256": sha256_text(text),
+        }
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -232,8 +251,12 @@ class BPETokenizer:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                      special_tokens=[], show_progress=False)
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            special_tokens=[],
+            show_progress=False,
+        )
         tok.train_from_iterator(text.splitlines(keepends=True), trainer=trainer)
         return cls(tok)
 
@@ -291,8 +314,13 @@ def prepare_tokens(corpus_dir: Path, out_dir: Path, spec: dict) -> dict:
     # a manifest from an earlier run must not vouch for streams half replaced by this one
     (out_dir / "manifest.json").unlink(missing_ok=True)
     atomic_write_text(out_dir / "tokenizer.json", tok.to_json())
-    manifest = {"tokenizer": spec, "vocab_size": tok.vocab_size, "bos_id": tok.vocab_size, "splits": {},
-                "files": {"tokenizer.json": file_record(out_dir / "tokenizer.json")}}
+    manifest = {
+        "tokenizer": spec,
+        "vocab_size": tok.vocab_size,
+        "bos_id": tok.vocab_size,
+        "splits": {},
+        "files": {"tokenizer.json": file_record(out_dir / "tokenizer.json")},
+    }
     for split, text in texts.items():
         ids = tok.encode(text)
         if ids.size == 0:
@@ -323,12 +351,22 @@ def read_corpus_splits(corpus_dir: Path) -> dict[str, str]:
 
 #: what TokenData reads of a tokenized directory's manifest
 MANIFEST_SCHEMA = {
-    "type": "object", "required": ["vocab_size", "bos_id", "splits"],
+    "type": "object",
+    "required": ["vocab_size", "bos_id", "splits"],
     "properties": {
-        "vocab_size": {"type": "integer", "minimum": 1}, "bos_id": {"type": "integer", "minimum": 0},
-        "splits": {"type": "object", "additionalProperties": {
-            "type": "object", "required": ["chars"], "properties": {"chars": {"type": "integer", "minimum": 0}}}},
-        "files": FILE_RECORDS}}
+        "vocab_size": {"type": "integer", "minimum": 1},
+        "bos_id": {"type": "integer", "minimum": 0},
+        "splits": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["chars"],
+                "properties": {"chars": {"type": "integer", "minimum": 0}},
+            },
+        },
+        "files": FILE_RECORDS,
+    },
+}
 
 
 class TokenData:
@@ -336,8 +374,11 @@ class TokenData:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        self.manifest = read_manifest(self.dir / "manifest.json", "--data is the tokenized directory (e.g. "
-                                      "results/data/<corpus>/char), made by the tokenize stage", MANIFEST_SCHEMA)
+        self.manifest = read_manifest(
+            self.dir / "manifest.json",
+            "--data is the tokenized directory (e.g. results/data/<corpus>/char), made by the tokenize stage",
+            MANIFEST_SCHEMA,
+        )
         self.vocab_size = int(self.manifest["vocab_size"])
         self.bos_id = int(self.manifest["bos_id"])
         self.redo = f"delete {self.dir} and rerun `dagzoo tokenize` (the tokenize stage)"

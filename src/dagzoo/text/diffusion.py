@@ -74,8 +74,9 @@ def bd3_attention_mask(length: int, block: int, device=None) -> torch.Tensor:
     return xt_xt | xt_x0 | x0_x0
 
 
-def block_times(batch: int, length: int, block: int, generator: torch.Generator, low: float,
-                high: float) -> torch.Tensor:
+def block_times(
+    batch: int, length: int, block: int, generator: torch.Generator, low: float, high: float
+) -> torch.Tensor:
     """One t per block (stratified over all blocks of the batch), expanded to tokens: (batch, length)."""
     n_blocks = math.ceil(length / block)
     t = stratified_times(batch * n_blocks, generator, low, high)
@@ -84,9 +85,14 @@ def block_times(batch: int, length: int, block: int, generator: torch.Generator,
 
 
 # ---------------------------------------------------------------------------------- bound estimate
-def nelbo_windows(windows: list[torch.Tensor], k: int, generator: torch.Generator,
-                  nelbo_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], eps: float = 1e-4,
-                  batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def nelbo_windows(
+    windows: list[torch.Tensor],
+    k: int,
+    generator: torch.Generator,
+    nelbo_sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    eps: float = 1e-4,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """K stratified t-samples per window -> (NELBO estimate per window, variance of that estimate).
 
     `nelbo_sample(x0 (B, W), t (B,)) -> (B,)` draws one NELBO sample per row at the given t.
@@ -94,26 +100,33 @@ def nelbo_windows(windows: list[torch.Tensor], k: int, generator: torch.Generato
     """
     means, variances = [], []
     for i in range(0, len(windows), batch_size):
-        group = windows[i:i + batch_size]
+        group = windows[i : i + batch_size]
         for length in sorted({w.numel() for w in group}):
             rows = torch.stack([w for w in group if w.numel() == length])
             t = torch.stack([stratified_times(k, generator, eps, 1.0) for _ in range(rows.shape[0])])  # (n, K)
             draws = nelbo_sample(rows.repeat_interleave(k, dim=0), t.reshape(-1)).view(-1, k).double()
             means.append(draws.mean(dim=1).cpu().numpy())
-            variances.append((draws.var(dim=1, unbiased=True) / k if k > 1 else torch.zeros(len(rows)))
-                             .cpu().numpy())
+            variances.append((draws.var(dim=1, unbiased=True) / k if k > 1 else torch.zeros(len(rows))).cpu().numpy())
     return np.concatenate(means), np.concatenate(variances)
 
 
 def split_windows(stream: np.ndarray, window: int) -> list[torch.Tensor]:
     s = torch.from_numpy(np.asarray(stream, dtype=np.int64))
-    return [s[i:i + window] for i in range(0, s.numel(), window)]
+    return [s[i : i + window] for i in range(0, s.numel(), window)]
 
 
 # ---------------------------------------------------------------------------------- samplers
-def ancestral_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, steps: int,
-                     generator: torch.Generator, temperature: float = 1.0, device="cpu",
-                     x: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+def ancestral_sample(
+    logits_fn: LogitsFn,
+    n: int,
+    length: int,
+    mask_id: int,
+    steps: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    device="cpu",
+    x: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int]:
     """MDLM ancestral sampling on the grid t_i = 1 - i/steps: from t to s each still-masked token
     is revealed with probability (alpha_s - alpha_t)/(1 - alpha_t) = (t - s)/t, its value drawn
     from p_theta(x_0 | x_t); revealed tokens are never changed (carry-over). -> (tokens, NFE)."""
@@ -132,9 +145,18 @@ def ancestral_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, ste
     return x, nfe
 
 
-def llada_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, steps: int, block_length: int,
-                 generator: torch.Generator, temperature: float = 1.0, remasking: str = "low_confidence",
-                 device="cpu") -> tuple[torch.Tensor, int]:
+def llada_sample(
+    logits_fn: LogitsFn,
+    n: int,
+    length: int,
+    mask_id: int,
+    steps: int,
+    block_length: int,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    remasking: str = "low_confidence",
+    device="cpu",
+) -> tuple[torch.Tensor, int]:
     """LLaDA's sampler: semi-autoregressive blocks left to right; each step predicts every masked
     token, then keeps the k most confident predictions of the current block (k spreads the block's
     masks evenly over its steps) and leaves the rest masked ("low_confidence" remasking), or
@@ -151,8 +173,9 @@ def llada_sample(logits_fn: LogitsFn, n: int, length: int, mask_id: int, steps: 
         in_block[lo:hi] = True
         n_masked = hi - lo
         # LLaDA: the block's masks are spread evenly over its steps (remainder first)
-        per_step = [n_masked // steps_per_block + (1 if j < n_masked % steps_per_block else 0)
-                    for j in range(steps_per_block)]
+        per_step = [
+            n_masked // steps_per_block + (1 if j < n_masked % steps_per_block else 0) for j in range(steps_per_block)
+        ]
         for k in per_step:
             if k == 0:
                 continue

@@ -20,8 +20,15 @@ class TextFamily(Family):
     defaults = {
         "split": {"val": 0.05, "test": 0.05},
         "tokenizer": {"kind": "char"},
-        "eval": {"window": 256, "val_tokens": 32768, "samples": 4, "sample_length": 256,
-                 "temperature": 1.0, "top_k": None, "genppl_evaluator": None},
+        "eval": {
+            "window": 256,
+            "val_tokens": 32768,
+            "samples": 4,
+            "sample_length": 256,
+            "temperature": 1.0,
+            "top_k": None,
+            "genppl_evaluator": None,
+        },
     }
 
     # ------------------------------------------------------------------ config
@@ -35,33 +42,42 @@ class TextFamily(Family):
             raise ConfigError(f"text.corpus: {e}") from None
         split = section["split"]
         if split["val"] + split["test"] >= 1:  # each is at most 0.5: both at 0.5 would leave no training text
-            raise ConfigError(f"text.split: val + test = {split['val'] + split['test']:g} leaves nothing to train on; "
-                              "allowed: val + test < 1")
+            raise ConfigError(
+                f"text.split: val + test = {split['val'] + split['test']:g} leaves nothing to train on; "
+                "allowed: val + test < 1"
+            )
         tok = section["tokenizer"]
         if tok["kind"] == "char" and "vocab_size" in tok:
             raise ConfigError("text.tokenizer.vocab_size: only the bpe tokenizer takes a vocab_size")
         ev = section["eval"]
         if ev["sample_length"] > ev["window"]:
-            raise ConfigError(f"text.eval.sample_length: must be <= text.eval.window ({ev['window']}): samples are "
-                              "generated inside one window, as the models are trained and evaluated")
+            raise ConfigError(
+                f"text.eval.sample_length: must be <= text.eval.window ({ev['window']}): samples are "
+                "generated inside one window, as the models are trained and evaluated"
+            )
         evaluator = ev.get("genppl_evaluator")
         if evaluator is not None:
             if evaluator not in section["experiments"]:
-                raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} is not an experiment; allowed: "
-                                  + ", ".join(sorted(section["experiments"])))
+                raise ConfigError(
+                    f"text.eval.genppl_evaluator: {evaluator!r} is not an experiment; allowed: "
+                    + ", ".join(sorted(section["experiments"]))
+                )
             if not registry.get_model("text", section["experiments"][evaluator]["model"]).exact_likelihood:
-                raise ConfigError(f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive "
-                                  "(exact-likelihood) model")
+                raise ConfigError(
+                    f"text.eval.genppl_evaluator: {evaluator!r} must be an autoregressive (exact-likelihood) model"
+                )
 
     def check_files(self, section: dict) -> None:
         if section["corpus"].startswith("file:") and not Path(section["corpus"][5:]).is_file():
             raise ConfigError(f"text.corpus: corpus file not found: {section['corpus'][5:]}")
 
     def spec_fields(self, section: dict) -> dict:
-        return {"data": {"corpus": section["corpus"], "split": section["split"], "tokenizer": section["tokenizer"]},
-                # only what the trained model depends on: sampling settings go to the sample rule
-                # as params, so changing them reruns sampling, not training
-                "eval": {k: section["eval"][k] for k in ("window", "val_tokens")}}
+        return {
+            "data": {"corpus": section["corpus"], "split": section["split"], "tokenizer": section["tokenizer"]},
+            # only what the trained model depends on: sampling settings go to the sample rule
+            # as params, so changing them reruns sampling, not training
+            "eval": {k: section["eval"][k] for k in ("window", "val_tokens")},
+        }
 
     def dataset(self, section: dict) -> str:
         return section["corpus"]
@@ -74,8 +90,9 @@ class TextFamily(Family):
     # ------------------------------------------------------------------ stages
     def add_commands(self, sub, common) -> None:
         s = sub.add_parser("prepare-text", help="fetch/read a corpus and write its train/val/test split + manifest")
-        s.add_argument("--corpus", required=True,
-                       help="kjv | tinyshakespeare | text8 | wikitext2 | wikitext103 | file:<path>")
+        s.add_argument(
+            "--corpus", required=True, help="kjv | tinyshakespeare | text8 | wikitext2 | wikitext103 | file:<path>"
+        )
         s.add_argument("--out", required=True)
         s.add_argument("--val", type=float, default=0.05)
         s.add_argument("--test", type=float, default=0.05)
@@ -85,8 +102,9 @@ class TextFamily(Family):
         s = sub.add_parser("tokenize", help="train a tokenizer on the train split and encode every split")
         s.add_argument("--corpus-dir", required=True)
         s.add_argument("--out", required=True)
-        s.add_argument("--tokenizer", required=True,
-                       help='JSON, e.g. {"kind": "char"} or {"kind": "bpe", "vocab_size": 2048}')
+        s.add_argument(
+            "--tokenizer", required=True, help='JSON, e.g. {"kind": "char"} or {"kind": "bpe", "vocab_size": 2048}'
+        )
         s.set_defaults(fn=_tokenize)
 
         s = sub.add_parser("text-evaluate", help="test-set likelihood (or its bound) of a trained run -> metrics.json")
@@ -135,9 +153,8 @@ def _prepare_text(a) -> int:
 
 
 def _tokenize(a) -> int:
-    from dagzoo.text.data import prepare_tokens
-
     from dagzoo.config import check_section_part, json_arg
+    from dagzoo.text.data import prepare_tokens
 
     tokenizer = check_section_part("text", "tokenizer", json_arg(a.tokenizer, "--tokenizer"), "--tokenizer")
     m = prepare_tokens(Path(a.corpus_dir), Path(a.out), tokenizer)
@@ -155,16 +172,31 @@ def _evaluate(a) -> int:
 def _sample(a) -> int:
     from dagzoo.text.stages import sample
 
-    print(sample(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule, samples=a.samples,
-                 length=a.length, temperature=a.temperature, top_k=a.top_k))
+    print(
+        sample(
+            a.spec,
+            Path(a.data),
+            Path(a.run_dir),
+            Path(a.results),
+            rule=a.rule,
+            samples=a.samples,
+            length=a.length,
+            temperature=a.temperature,
+            top_k=a.top_k,
+        )
+    )
     return 0
 
 
 def _genppl(a) -> int:
     from dagzoo.text.stages import genppl
 
-    print(json.dumps(genppl(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule,
-                            evaluator=Path(a.evaluator)), indent=1))
+    print(
+        json.dumps(
+            genppl(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule, evaluator=Path(a.evaluator)),
+            indent=1,
+        )
+    )
     return 0
 
 

@@ -87,8 +87,7 @@ class KNLevel:
 class KneserNeyLM:
     """An order-n interpolated modified Kneser-Ney model over a vocabulary of V token ids."""
 
-    def __init__(self, order: int, vocab_size: int, keys: list[np.ndarray], raw: list[KNLevel],
-                 cont: list[KNLevel]):
+    def __init__(self, order: int, vocab_size: int, keys: list[np.ndarray], raw: list[KNLevel], cont: list[KNLevel]):
         self.order = order
         self.vocab_size = vocab_size
         self.keys = keys  # keys[k-1]: sorted unique keys of the k-grams
@@ -117,9 +116,10 @@ class KneserNeyLM:
             if k == 1:
                 gram_keys = tokens
             else:
-                gram_keys = ids_prev[:starts] * V + tokens[k - 1:]
-            uniq, first, inverse, counts = np.unique(gram_keys, return_index=True, return_inverse=True,
-                                                     return_counts=True)
+                gram_keys = ids_prev[:starts] * V + tokens[k - 1 :]
+            uniq, first, inverse, counts = np.unique(
+                gram_keys, return_index=True, return_inverse=True, return_counts=True
+            )
             keys.append(uniq)
             raw_counts.append(counts)
             if k == 1:
@@ -146,7 +146,7 @@ class KneserNeyLM:
         key = last if k == 1 else prefix_ids * self.vocab_size + last
         pos = np.searchsorted(table, key)
         pos_c = np.minimum(pos, table.size - 1)
-        found = (table[pos_c] == key)
+        found = table[pos_c] == key
         if k > 1:
             found &= prefix_ids >= 0
         return np.where(found, pos_c, -1)
@@ -159,7 +159,7 @@ class KneserNeyLM:
             ids = np.full(n, -1, dtype=np.int64)
             m = n - L + 1
             if m > 0:
-                ids[:m] = self._lookup(L, G[L - 1][:m], stream[L - 1:])
+                ids[:m] = self._lookup(L, G[L - 1][:m], stream[L - 1 :])
             G.append(ids)
         return G
 
@@ -202,13 +202,13 @@ class KneserNeyLM:
         ctx = np.atleast_2d(np.asarray(contexts, dtype=np.int64))
         B, m = ctx.shape
         m_eff = min(m, self.order - 1)
-        ctx = ctx[:, m - m_eff:]
+        ctx = ctx[:, m - m_eff :]
         V = self.vocab_size
         words = np.arange(V)
         p = np.full((B, V), 1.0 / V)
         for k in range(1, m_eff + 2):
             # context of level k: the last k-1 tokens
-            h = ctx[:, m_eff - (k - 1):]
+            h = ctx[:, m_eff - (k - 1) :]
             ctx_id = np.zeros(B, dtype=np.int64)
             for L in range(1, k):
                 ctx_id = self._lookup(L, ctx_id, h[:, L - 1])
@@ -240,8 +240,11 @@ class KneserNeyLM:
             order, V = int(meta["order"]), int(meta["vocab_size"])
         except (ValueError, TypeError, KeyError):
             raise DataError(f"{path}: its 'meta' array is not the model's description; {redo}") from None
-        names = [f"keys{k}" for k in range(1, order + 1)] + [f"raw{k}" for k in range(1, order + 1)] \
+        names = (
+            [f"keys{k}" for k in range(1, order + 1)]
+            + [f"raw{k}" for k in range(1, order + 1)]
             + [f"cont{k}" for k in range(1, order)]
+        )
         if any(name not in z for name in names):
             raise DataError(f"{path} lacks the counts of an order-{order} model; {redo}")
         keys = [z[f"keys{k}"] for k in range(1, order + 1)]
@@ -300,7 +303,7 @@ class KneserNeyLM:
             f.write(f"ngram 1={V + 2}\n")
             for k in range(2, self.order + 1):
                 f.write(f"ngram {k}={self.keys[k - 1].size}\n")
-            for k, (gram_ids, lasts, probs, backoff) in enumerate(per_order, start=1):
+            for k, (_gram_ids, lasts, probs, backoff) in enumerate(per_order, start=1):
                 f.write(f"\n\\{k}-grams:\n")
                 if k == 1:
                     f.write("-99\t<s>" + ("\t0" if self.order > 1 else "") + "\n")
@@ -327,7 +330,7 @@ class KneserNeyLM:
         R, L = grams.shape
         p = np.full(R, 1.0 / self.vocab_size)
         for k in range(1, L + 1):
-            part = grams[:, L - k:]
+            part = grams[:, L - k :]
             ctx_id = np.zeros(R, dtype=np.int64)
             for j in range(k - 1):
                 ctx_id = self._lookup(j + 1, ctx_id, part[:, j])
@@ -350,4 +353,3 @@ class KneserNeyLM:
 
 def escape_token(token: str) -> str:
     return "".join(f"<U+{ord(c):04X}>" if c.isspace() else c for c in token) or "<empty>"
-

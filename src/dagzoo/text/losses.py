@@ -18,8 +18,9 @@ def ar_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
-def masked_nelbo_terms(logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor,
-                       t_tok: torch.Tensor) -> torch.Tensor:
+def masked_nelbo_terms(
+    logits: torch.Tensor, x0: torch.Tensor, masked: torch.Tensor, t_tok: torch.Tensor
+) -> torch.Tensor:
     """Per-sequence NELBO sample sum_i [x_t^i = MASK] * w(t_i) * CE_i (nats), w = 1/t."""
     ce = F.cross_entropy(logits.float().transpose(1, 2), x0, reduction="none")
     return (ce * masked / t_tok).sum(dim=1)

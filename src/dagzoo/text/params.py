@@ -19,8 +19,11 @@ class BackboneParams(TrainParams):
     n_head: int = param(4, "attention heads", min=1)
     d_model: int = param(128, "width", min=8)
     dropout: float = param(0.0, "dropout", min=0.0, max=0.99)
-    positional: str = param("rotary", "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) "
-                            "or learned absolute embeddings (GPT-2)", choices=("rotary", "learned"))
+    positional: str = param(
+        "rotary",
+        "position encoding: rotary (RoPE, as the diffusion LMs' DiT backbones) or learned absolute embeddings (GPT-2)",
+        choices=("rotary", "learned"),
+    )
     eval_batch_size: int = param(32, "windows per forward pass when scoring", min=1)
 
     def check(self, where: str) -> None:
@@ -34,7 +37,6 @@ class MaskedDiffusionParams(BackboneParams):
 
     time_conditioning: bool = param(False, "condition the network on t (adaLN); MDLM shows it is not needed")
     eps: float = param(1e-3, "smallest t of training and of the bound estimate", min=0.0, max=0.5)
-    nelbo_samples: int = param(8, "K: stratified t-samples per test window for the NELBO", min=1,
-                               stage="evaluate")
+    nelbo_samples: int = param(8, "K: stratified t-samples per test window for the NELBO", min=1, stage="evaluate")
     val_nelbo_samples: int = param(2, "K for the validation curve", min=1)
     sample_steps: int = param(128, "denoising steps of the sampler", min=1, stage="sample")

@@ -29,13 +29,15 @@ def text_findings(text: pd.DataFrame) -> list[str]:
             cost.append(f"{si(group['train/flops'].mean())}FLOP")
         cost.append(f"{group['train/time_s'].mean():.1f} s of training")
         kind = "≤ " if group.likelihood.iloc[0] == "bound" else ""
-        lines.append(f"**{exp}** ({group.model.iloc[0]}): test BPC {kind}{group['test/bpc'].mean():.4f} "
-                     f"after {', '.join(cost)}.")
+        lines.append(
+            f"**{exp}** ({group.model.iloc[0]}): test BPC {kind}{group['test/bpc'].mean():.4f} after {', '.join(cost)}."
+        )
     return lines
 
 
 def plot_text_curves(text: pd.DataFrame, histories: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -66,40 +68,58 @@ def plot_text_curves(text: pd.DataFrame, histories: dict, path: Path) -> None:
 
 def _text_table(text: pd.DataFrame) -> list[str]:
     genppl = "samples/gen_ppl" in text
-    head = ("| experiment | model | likelihood | test BPC | ± SE (bound) | nats/token | ppl | train tokens | "
-            "train FLOPs | train time (s) | params | seeds |" + (" gen PPL | sample entropy (nats) |" if genppl else ""))
+    head = (
+        "| experiment | model | likelihood | test BPC | ± SE (bound) | nats/token | ppl | train tokens | "
+        "train FLOPs | train time (s) | params | seeds |" + (" gen PPL | sample entropy (nats) |" if genppl else "")
+    )
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     order = text.groupby("experiment")["test/bpc"].mean().sort_values().index
     for exp in order:
         g = text[text.experiment == exp]
         bound = g.likelihood.iloc[0] == "bound"
-        cells = [exp, g.model.iloc[0], "≤ (NELBO)" if bound else "exact", mean_std(g, "test/bpc"),
-                 # NaN (unestimable, e.g. one NELBO sample per window) in any seed -> "—", never a
-                 # mean of the other seeds' SEs nor 0
-                 fmt(float(g["test/bpc_se"].mean(skipna=False))) if bound and "test/bpc_se" in g else "—",
-                 mean_std(g, "test/nll"), mean_std(g, "test/ppl"), fmt(g["train/tokens"].mean()),
-                 fmt(g["train/flops"].mean()) if "train/flops" in g else "—",
-                 f"{g['train/time_s'].mean():.1f}", fmt(g["train/params"].mean()) if "train/params" in g else "—",
-                 str(len(g))]
+        cells = [
+            exp,
+            g.model.iloc[0],
+            "≤ (NELBO)" if bound else "exact",
+            mean_std(g, "test/bpc"),
+            # NaN (unestimable, e.g. one NELBO sample per window) in any seed -> "—", never a
+            # mean of the other seeds' SEs nor 0
+            fmt(float(g["test/bpc_se"].mean(skipna=False))) if bound and "test/bpc_se" in g else "—",
+            mean_std(g, "test/nll"),
+            mean_std(g, "test/ppl"),
+            fmt(g["train/tokens"].mean()),
+            fmt(g["train/flops"].mean()) if "train/flops" in g else "—",
+            f"{g['train/time_s'].mean():.1f}",
+            fmt(g["train/params"].mean()) if "train/params" in g else "—",
+            str(len(g)),
+        ]
         if genppl:
             cells += [mean_std(g, "samples/gen_ppl"), mean_std(g, "samples/unigram_entropy")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("FLOPs: 6N + 12LdT per training token (PaLM convention) for neural models; n-grams count, "
-                 "they do no floating-point training (—). Times are training wall times on the machine that ran "
-                 "them. Diffusion models report an upper bound on the NLL (NELBO) with the standard error of its "
-                 "estimate.")
+    lines.append(
+        "FLOPs: 6N + 12LdT per training token (PaLM convention) for neural models; n-grams count, "
+        "they do no floating-point training (—). Times are training wall times on the machine that ran "
+        "them. Diffusion models report an upper bound on the NLL (NELBO) with the standard error of its "
+        "estimate."
+    )
     neural = text[text["train/flops"].notna()] if "train/flops" in text else text.iloc[0:0]
     if len(neural.experiment.unique()) > 1:
-        ranked = (neural.groupby("experiment").agg(bpc=("test/bpc", "mean"), lik=("likelihood", "first"))
-                  .sort_values("bpc"))
-        lines.append("Neural models from best to worst test BPC (≤: an upper bound): " + ", ".join(
-            f"{exp} {'≤ ' if r.lik == 'bound' else ''}{r.bpc:.3f}" for exp, r in ranked.iterrows()) + ".")
+        ranked = (
+            neural.groupby("experiment").agg(bpc=("test/bpc", "mean"), lik=("likelihood", "first")).sort_values("bpc")
+        )
+        lines.append(
+            "Neural models from best to worst test BPC (≤: an upper bound): "
+            + ", ".join(f"{exp} {'≤ ' if r.lik == 'bound' else ''}{r.bpc:.3f}" for exp, r in ranked.iterrows())
+            + "."
+        )
     if genppl:
         names = sorted(set(text["genppl_evaluator"].dropna())) if "genppl_evaluator" in text else []
-        lines.append("Generative perplexity: the samples scored by "
-                     f"{', '.join(names) or 'the evaluator named in the config'}; always read it next to the "
-                     "samples' unigram entropy (repetitive samples score well).")
+        lines.append(
+            "Generative perplexity: the samples scored by "
+            f"{', '.join(names) or 'the evaluator named in the config'}; always read it next to the "
+            "samples' unigram entropy (repetitive samples score well)."
+        )
     return lines
 
 
@@ -110,9 +130,14 @@ def text_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
     if text.empty:
         return [], [curves]
     window = read_json(Path(text.run_dir.iloc[0]) / "metrics.json").get("window")
-    md = ["## Text", "", f"Test split: {int(text['test/tokens'].iloc[0])} tokens, "
-          f"{int(text['test/chars'].iloc[0])} characters, scored in windows of {window} tokens after a BOS "
-          "(every token scored; the same windows for every model).", ""]
+    md = [
+        "## Text",
+        "",
+        f"Test split: {int(text['test/tokens'].iloc[0])} tokens, "
+        f"{int(text['test/chars'].iloc[0])} characters, scored in windows of {window} tokens after a BOS "
+        "(every token scored; the same windows for every model).",
+        "",
+    ]
     md += _text_table(text) + [""]
     md += ["### Findings", ""] + [f"- {line}" for line in text_findings(text)] + [""]
     md += [f"![validation BPC vs training tokens]({curves.name})", ""]

@@ -7,15 +7,19 @@ TEXT = CFG["text"]
 TEXT_DATA = f"{R}/data/{corpus_slug(TEXT['corpus'])}"
 TEXT_TOKENS = f"{TEXT_DATA}/{tokenizer_slug(TEXT['tokenizer'])}"
 TEXT_RUN = family_run("text")
-TEXT_CORPUS_FILE = TEXT["corpus"][len("file:"):] if TEXT["corpus"].startswith("file:") else None
+TEXT_CORPUS_FILE = TEXT["corpus"][len("file:") :] if TEXT["corpus"].startswith("file:") else None
 DATA_OF["text"] = TEXT_TOKENS
 GENPPL_EVALUATOR = TEXT["eval"]["genppl_evaluator"]
-REPORT_INPUTS += [f"{d}/{name}" for d in run_dirs("text")
-                  for name in ("samples.txt", *(["genppl.json"] if GENPPL_EVALUATOR else []))]
-REPORT_FIGURES["text_curves"] = report(f"{R}/report/text_val_bpc.png", caption="../report/text_val_bpc.rst",
-                                       category="Text")
+REPORT_INPUTS += [
+    f"{d}/{name}" for d in run_dirs("text") for name in ("samples.txt", *(["genppl.json"] if GENPPL_EVALUATOR else []))
+]
+REPORT_FIGURES["text_curves"] = report(
+    f"{R}/report/text_val_bpc.png", caption="../report/text_val_bpc.rst", category="Text"
+)
 
-localrules: text_prepare  # small, or needs the internet (a login node has it)
+
+localrules:
+    text_prepare,  # small, or needs the internet (a login node has it)
 
 
 rule text_prepare:
@@ -25,11 +29,6 @@ rule text_prepare:
         corpus=[TEXT_CORPUS_FILE] if TEXT_CORPUS_FILE and not set("{}") & set(TEXT_CORPUS_FILE) else [],
     output:
         f"{TEXT_DATA}/manifest.json",
-    params:
-        corpus=literal(TEXT["corpus"]),
-        val=TEXT["split"]["val"],
-        test=TEXT["split"]["test"],
-        out=output_dir(),
     log:
         f"{R}/logs/text_prepare.log",
     benchmark:
@@ -37,6 +36,11 @@ rule text_prepare:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        corpus=literal(TEXT["corpus"]),
+        val=TEXT["split"]["val"],
+        test=TEXT["split"]["test"],
+        out=output_dir(),
     shell:
         "dagzoo prepare-text --corpus {params.corpus:q} --out {params.out:q} "
         "--val {params.val} --test {params.test} > {log:q} 2>&1"
@@ -47,10 +51,6 @@ rule text_tokenize:
         corpus=f"{TEXT_DATA}/manifest.json",
     output:
         f"{TEXT_TOKENS}/manifest.json",
-    params:
-        tokenizer=json.dumps(TEXT["tokenizer"], sort_keys=True),
-        corpus_dir=input_dir("corpus"),
-        out=output_dir(),
     log:
         f"{R}/logs/text_tokenize.log",
     benchmark:
@@ -58,6 +58,10 @@ rule text_tokenize:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        tokenizer=json.dumps(TEXT["tokenizer"], sort_keys=True),
+        corpus_dir=input_dir("corpus"),
+        out=output_dir(),
     shell:
         "dagzoo tokenize --corpus-dir {params.corpus_dir:q} --out {params.out:q} "
         "--tokenizer {params.tokenizer:q} > {log:q} 2>&1"
@@ -69,11 +73,6 @@ rule text_evaluate:
         data=f"{TEXT_TOKENS}/manifest.json",
     output:
         f"{TEXT_RUN}/metrics.json",
-    params:
-        spec=spec_param("text", "evaluate"),
-        data=input_dir("data"),
-        run_dir=input_dir("train"),
-        results=results_root,
     log:
         f"{R}/logs/text_evaluate/{{exp}}-{{seed}}.log",
     benchmark:
@@ -82,6 +81,11 @@ rule text_evaluate:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        spec=spec_param("text", "evaluate"),
+        data=input_dir("data"),
+        run_dir=input_dir("train"),
+        results=results_root,
     shell:
         stage_shell("text-evaluate")
 
@@ -93,6 +97,12 @@ rule text_sample:
     output:
         f"{TEXT_RUN}/samples.txt",
         f"{TEXT_RUN}/samples.json",
+    log:
+        f"{R}/logs/text_sample/{{exp}}-{{seed}}.log",
+    threads: CFG["eval_threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         spec=spec_param("text", "sample"),
         data=input_dir("data"),
@@ -102,15 +112,11 @@ rule text_sample:
         length=TEXT["eval"]["sample_length"],
         temperature=TEXT["eval"]["temperature"],
         top_k=f"--top-k {TEXT['eval']['top_k']}" if TEXT["eval"]["top_k"] else "",
-    log:
-        f"{R}/logs/text_sample/{{exp}}-{{seed}}.log",
-    threads: CFG["eval_threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
     shell:
-        stage_shell("text-sample", "--samples {params.samples} --length {params.length} "
-                    "--temperature {params.temperature} {params.top_k}")
+        stage_shell(
+            "text-sample",
+            "--samples {params.samples} --length {params.length} " "--temperature {params.temperature} {params.top_k}",
+        )
 
 
 if GENPPL_EVALUATOR:
@@ -123,17 +129,17 @@ if GENPPL_EVALUATOR:
             data=f"{TEXT_TOKENS}/manifest.json",
         output:
             f"{TEXT_RUN}/genppl.json",
-        params:
-            spec=spec_param("text", "sample"),
-            data=input_dir("data"),
-            run_dir=input_dir("samples"),
-            results=results_root,
-            evaluator=input_dir("evaluator"),
         log:
             f"{R}/logs/text_genppl/{{exp}}-{{seed}}.log",
         threads: CFG["eval_threads"]
         resources:
             mem_mb=4000,
             runtime=30,
+        params:
+            spec=spec_param("text", "sample"),
+            data=input_dir("data"),
+            run_dir=input_dir("samples"),
+            results=results_root,
+            evaluator=input_dir("evaluator"),
         shell:
             stage_shell("text-genppl", "--evaluator {params.evaluator:q}")

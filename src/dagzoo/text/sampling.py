@@ -8,8 +8,9 @@ if TYPE_CHECKING:  # the n-gram model's stages run without torch (see Model.uses
     import torch
 
 
-def sample_from_logits(logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
-                       top_k: int | None = None) -> torch.Tensor:
+def sample_from_logits(
+    logits: torch.Tensor, generator: torch.Generator, temperature: float = 1.0, top_k: int | None = None
+) -> torch.Tensor:
     """One categorical draw per row (last axis) of logits, by Gumbel-max in float64; the argmax
     (no noise drawn) at temperature <= 0."""
     import torch

@@ -51,7 +51,7 @@ class GeometricNoise:
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
 
     def total(self, t):
-        return self.sigma_min ** (1 - t) * self.sigma_max ** t
+        return self.sigma_min ** (1 - t) * self.sigma_max**t
 
     def rate(self, t):
         return self.total(t) * math.log(self.sigma_max / self.sigma_min)

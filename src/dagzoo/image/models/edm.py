@@ -11,9 +11,18 @@ from dagzoo.image.preconditioning import EDM, PRECONDITIONINGS
 from dagzoo.registry import Paper, param, register
 
 
-@register("image", "edm", papers=(
-    Paper("Elucidating the Design Space of Diffusion-Based Generative Models", "Karras et al.", 2022, "https://arxiv.org/abs/2206.00364"),
-))
+@register(
+    "image",
+    "edm",
+    papers=(
+        Paper(
+            "Elucidating the Design Space of Diffusion-Based Generative Models",
+            "Karras et al.",
+            2022,
+            "https://arxiv.org/abs/2206.00364",
+        ),
+    ),
+)
 class EDMModel(DenoisingModel):
     """EDM framework: VP / VE / iDDPM / EDM pre-conditioning (Table 1)."""
 

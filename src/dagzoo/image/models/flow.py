@@ -11,10 +11,19 @@ from dagzoo.image.preconditioning import Flow
 from dagzoo.registry import Paper, param, register
 
 
-@register("image", "flow", papers=(
-    Paper("Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow", "Liu, Gong & Liu", 2023, "https://arxiv.org/abs/2209.03003"),
-    Paper("Flow Matching for Generative Modeling", "Lipman et al.", 2023, "https://arxiv.org/abs/2210.02747"),
-))
+@register(
+    "image",
+    "flow",
+    papers=(
+        Paper(
+            "Flow Straight and Fast: Learning to Generate and Transfer Data with Rectified Flow",
+            "Liu, Gong & Liu",
+            2023,
+            "https://arxiv.org/abs/2209.03003",
+        ),
+        Paper("Flow Matching for Generative Modeling", "Lipman et al.", 2023, "https://arxiv.org/abs/2210.02747"),
+    ),
+)
 class FlowModel(DenoisingModel):
     """Rectified flow (velocity prediction, linear path)."""
 

@@ -28,9 +28,18 @@ def relaxed_one_hot(logits: torch.Tensor, g: torch.Tensor, tau: float, hard: boo
     return one_hot + y - y.detach()
 
 
-@register("image", "gumbel_vae", papers=(
-    Paper("Categorical Reparameterization with Gumbel-Softmax", "Jang, Gu & Poole", 2017, "https://arxiv.org/abs/1611.01144"),
-))
+@register(
+    "image",
+    "gumbel_vae",
+    papers=(
+        Paper(
+            "Categorical Reparameterization with Gumbel-Softmax",
+            "Jang, Gu & Poole",
+            2017,
+            "https://arxiv.org/abs/1611.01144",
+        ),
+    ),
+)
 class GumbelVAE(VAEBase):
     """Categorical-latent VAE, Gumbel-softmax relaxation."""
 
@@ -40,8 +49,9 @@ class GumbelVAE(VAEBase):
         n_classes: int = param(10, "classes per latent variable", min=2)
         tau0: float = param(1.0, "initial temperature", min=0.0)
         tau_min: float = param(0.5, "final temperature", min=0.0)
-        anneal_rate: float | None = param(None, "r in tau = max(tau_min, tau0 exp(-r step)); null: reach "
-                                          "tau_min at the last step", min=0.0)
+        anneal_rate: float | None = param(
+            None, "r in tau = max(tau_min, tau0 exp(-r step)); null: reach tau_min at the last step", min=0.0
+        )
         hard: bool = param(False, "straight-through: one-hot forward, soft gradient")
 
     def encoder_outputs(self):

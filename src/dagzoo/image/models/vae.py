@@ -18,9 +18,11 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
     return mu + torch.exp(0.5 * logvar) * eps
 
 
-@register("image", "vae", papers=(
-    Paper("Auto-Encoding Variational Bayes", "Kingma & Welling", 2014, "https://arxiv.org/abs/1312.6114"),
-))
+@register(
+    "image",
+    "vae",
+    papers=(Paper("Auto-Encoding Variational Bayes", "Kingma & Welling", 2014, "https://arxiv.org/abs/1312.6114"),),
+)
 class VAE(VAEBase):
     """Gaussian VAE (reparameterisation trick)."""
 

@@ -64,8 +64,18 @@ class TNet(nn.Module):
 
 
 class PointNetNet(nn.Module):
-    def __init__(self, k: int, mlp1: list[int], mlp2: list[int], head: list[int], tnet_mlp: list[int],
-                 tnet_fc: list[int], dropout: float, tnets: bool, reg_weight: float):
+    def __init__(
+        self,
+        k: int,
+        mlp1: list[int],
+        mlp2: list[int],
+        head: list[int],
+        tnet_mlp: list[int],
+        tnet_fc: list[int],
+        dropout: float,
+        tnets: bool,
+        reg_weight: float,
+    ):
         super().__init__()
         self.tnets, self.reg_weight = tnets, reg_weight
         if tnets:
@@ -90,26 +100,41 @@ class PointNetNet(nn.Module):
         return self.head(g), reg
 
 
-@register("points", "pointnet", papers=(
-    Paper("PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation", "Qi et al.", 2017, "https://arxiv.org/abs/1612.00593"),
-))
+@register(
+    "points",
+    "pointnet",
+    papers=(
+        Paper(
+            "PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation",
+            "Qi et al.",
+            2017,
+            "https://arxiv.org/abs/1612.00593",
+        ),
+    ),
+)
 class PointNet(PointModel):
     """PointNet classification; Adam lr 1e-3 halved every 20 epochs in the paper."""
 
     @dataclass
     class Params(PointTrainParams):
         mlp1: list[int] = param([64, 64], "shared MLP before the feature transform", min_len=1, min=1)
-        mlp2: list[int] = param([64, 128, 1024], "shared MLP after it (the last width: the global feature)",
-                                 min_len=1, min=1)
+        mlp2: list[int] = param(
+            [64, 128, 1024], "shared MLP after it (the last width: the global feature)", min_len=1, min=1
+        )
         head: list[int] = param([512, 256], "classifier hidden widths", min=1)
         tnet_mlp: list[int] = param([64, 128, 1024], "T-Net shared MLP", min_len=1, min=1)
         tnet_fc: list[int] = param([512, 256], "T-Net fully connected widths", min=1)
         dropout: float = param(0.3, "dropout in the head (the paper's keep ratio 0.7)", min=0.0, max=0.99)
         tnets: bool = param(True, "the input (3x3) and feature T-Nets (false: the ablation)")
-        tnet_reg_weight: float = param(0.0005, "weight of the batch mean of ||I - A A^T||_F^2 of the feature "
-                                       "transform (the paper's 0.001 x tf.nn.l2_loss, per cloud)", min=0.0)
+        tnet_reg_weight: float = param(
+            0.0005,
+            "weight of the batch mean of ||I - A A^T||_F^2 of the feature "
+            "transform (the paper's 0.001 x tf.nn.l2_loss, per cloud)",
+            min=0.0,
+        )
 
     def build(self) -> nn.Module:
         p = self.params
-        return PointNetNet(self.num_classes, p.mlp1, p.mlp2, p.head, p.tnet_mlp, p.tnet_fc, p.dropout, p.tnets,
-                           p.tnet_reg_weight)
+        return PointNetNet(
+            self.num_classes, p.mlp1, p.mlp2, p.head, p.tnet_mlp, p.tnet_fc, p.dropout, p.tnets, p.tnet_reg_weight
+        )

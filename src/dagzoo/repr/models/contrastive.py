@@ -34,9 +34,18 @@ def _partners(y: torch.Tensor, same: bool, g: torch.Generator) -> torch.Tensor:
     return torch.where(match.any(1), j, torch.arange(n, device=y.device))
 
 
-@register("repr", "contrastive", papers=(
-    Paper("Dimensionality Reduction by Learning an Invariant Mapping", "Hadsell, Chopra & LeCun", 2006, "https://doi.org/10.1109/CVPR.2006.100"),
-))
+@register(
+    "repr",
+    "contrastive",
+    papers=(
+        Paper(
+            "Dimensionality Reduction by Learning an Invariant Mapping",
+            "Hadsell, Chopra & LeCun",
+            2006,
+            "https://doi.org/10.1109/CVPR.2006.100",
+        ),
+    ),
+)
 class MarginContrastive(ReprModel):
     """Pairwise margin contrastive loss (DrLIM) on two views or same-class pairs."""
 
@@ -44,8 +53,11 @@ class MarginContrastive(ReprModel):
     class Params(ReprParams):
         margin: float = param(1.0, "margin of the non-matching pairs' hinge", gt=0.0)
         embed_dim: int = param(32, "embedding width (a linear map of the features)", min=1)
-        pairs: str = param("views", "matching pairs: views (two views of one image) | class (same-class images)",
-                           choices=("views", "class"))
+        pairs: str = param(
+            "views",
+            "matching pairs: views (two views of one image) | class (same-class images)",
+            choices=("views", "class"),
+        )
 
     def build_head(self, dim: int) -> nn.Module:
         return nn.Linear(dim, self.params.embed_dim)

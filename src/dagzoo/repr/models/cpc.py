@@ -103,14 +103,37 @@ class PatchEncoder(nn.Module):
         its patch (the convolutions' zero padding ends at the patch border), and neighbouring
         grid cells are `stride` pixels apart."""
         table = receptive_field_table(self.net.rf_layers())
-        return [*table, {"layer": "patch (pooled)", "kernel": self.patch, "stride": self.stride, "dilation": 1,
-                         "receptive_field": self.patch, "jump": self.stride}]
+        return [
+            *table,
+            {
+                "layer": "patch (pooled)",
+                "kernel": self.patch,
+                "stride": self.stride,
+                "dilation": 1,
+                "receptive_field": self.patch,
+                "jump": self.stride,
+            },
+        ]
 
 
-@register("repr", "cpc", papers=(
-    Paper("Representation Learning with Contrastive Predictive Coding", "van den Oord, Li & Vinyals", 2018, "https://arxiv.org/abs/1807.03748"),
-    Paper("Data-Efficient Image Recognition with Contrastive Predictive Coding", "Hénaff et al.", 2020, "https://arxiv.org/abs/1905.09272"),
-))
+@register(
+    "repr",
+    "cpc",
+    papers=(
+        Paper(
+            "Representation Learning with Contrastive Predictive Coding",
+            "van den Oord, Li & Vinyals",
+            2018,
+            "https://arxiv.org/abs/1807.03748",
+        ),
+        Paper(
+            "Data-Efficient Image Recognition with Contrastive Predictive Coding",
+            "Hénaff et al.",
+            2020,
+            "https://arxiv.org/abs/1905.09272",
+        ),
+    ),
+)
 class CPC(ReprModel):
     """Contrastive predictive coding on a patch grid (InfoNCE k rows ahead)."""
 
@@ -120,19 +143,31 @@ class CPC(ReprModel):
     class Params(ReprParams):
         patch: int = param(8, "patch side in pixels", min=2)
         patch_stride: int = param(4, "pixels between patches (< patch: overlapping, as CPC's 50%)", min=1)
-        predict: list[int] = param([2], "rows ahead the context predicts (k); k * patch_stride >= patch, so a "
-                                   "target shares no pixel with the context", min_len=1, min=1)
+        predict: list[int] = param(
+            [2],
+            "rows ahead the context predicts (k); k * patch_stride >= patch, so a "
+            "target shares no pixel with the context",
+            min_len=1,
+            min=1,
+        )
         context_layers: int = param(2, "masked convolution layers of the context network", min=1)
         context_kernel: int = param(3, "kernel of the context convolutions", min=1)
-        norm: str = param("layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)",
-                          choices=("layer",))
+        norm: str = param(
+            "layer", "the patch encoder's norm: layer only (BatchNorm lets CPC cheat)", choices=("layer",)
+        )
         crop_scale: list[float] | None = param(None, "random resized crop of the whole image (null: none)")
-        augment_per: str = param("patch", "patch: every augmentation after the crop drawn independently for each "
-                                 "patch (CPC v2) | image: once per image, shared by its patches",
-                                 choices=("patch", "image"))
-        features: str = param("grid", "evaluation features: grid (embeddings pooled to <= 3x3 cells, flattened) | "
-                              "mean (one mean over the grid); the online probe reads the same",
-                              choices=("grid", "mean"))
+        augment_per: str = param(
+            "patch",
+            "patch: every augmentation after the crop drawn independently for each "
+            "patch (CPC v2) | image: once per image, shared by its patches",
+            choices=("patch", "image"),
+        )
+        features: str = param(
+            "grid",
+            "evaluation features: grid (embeddings pooled to <= 3x3 cells, flattened) | "
+            "mean (one mean over the grid); the online probe reads the same",
+            choices=("grid", "mean"),
+        )
 
     @classmethod
     def check_experiment(cls, params, section, where) -> None:
@@ -149,18 +184,25 @@ class CPC(ReprModel):
     def check_grid(params, side: int, where: str) -> None:
         rows = patch_grid(side, params.patch, params.patch_stride)
         if rows == 0:
-            raise ConfigError(f"{where}.patch: patches of {params.patch} px every {params.patch_stride} px do not "
-                              f"tile a {side}x{side} image; allowed: patch <= {side} with (side - patch) divisible "
-                              "by patch_stride")
+            raise ConfigError(
+                f"{where}.patch: patches of {params.patch} px every {params.patch_stride} px do not "
+                f"tile a {side}x{side} image; allowed: patch <= {side} with (side - patch) divisible "
+                "by patch_stride"
+            )
         nearest = -(-params.patch // params.patch_stride)  # ceil(patch / stride): the first clean offset
         if nearest > rows - 1:
-            raise ConfigError(f"{where}.patch: {params.patch}-px patches every {params.patch_stride} px make {rows} "
-                              f"rows, too few to predict a row that shares no pixel with the context ({nearest} "
-                              "ahead); allowed: a smaller patch or a larger patch_stride")
+            raise ConfigError(
+                f"{where}.patch: {params.patch}-px patches every {params.patch_stride} px make {rows} "
+                f"rows, too few to predict a row that shares no pixel with the context ({nearest} "
+                "ahead); allowed: a smaller patch or a larger patch_stride"
+            )
         if max(params.predict) >= rows or min(params.predict) < nearest:
             k = max(params.predict) if max(params.predict) >= rows else min(params.predict)
-            why = (f"the patch grid has {rows} rows" if k >= rows else
-                   f"{params.patch}-px patches every {params.patch_stride} px overlap the context's last row")
+            why = (
+                f"the patch grid has {rows} rows"
+                if k >= rows
+                else f"{params.patch}-px patches every {params.patch_stride} px overlap the context's last row"
+            )
             raise ConfigError(f"{where}.predict: k = {k} rows ahead, but {why}; allowed: {nearest} <= k <= {rows - 1}")
 
     def build_encoder(self):
@@ -170,8 +212,12 @@ class CPC(ReprModel):
 
     def build_head(self, dim):
         p = self.params
-        return nn.ModuleDict({"context": ContextNet(dim, p.context_layers, p.context_kernel),
-                              "predict": nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in p.predict)})
+        return nn.ModuleDict(
+            {
+                "context": ContextNet(dim, p.context_layers, p.context_kernel),
+                "predict": nn.ModuleList(nn.Conv2d(dim, dim, 1) for _ in p.predict),
+            }
+        )
 
     def _scores(self, net, z) -> list[tuple[str, torch.Tensor]]:
         """Per k: the scores (P, M) of every prediction W_k c_ij (P of them) against every patch
@@ -183,8 +229,9 @@ class CPC(ReprModel):
         out = []
         for k, w in zip(self.params.predict, net.head["predict"]):
             pred = w(c[:, :, : rows - k]).permute(0, 2, 3, 1).reshape(-1, d)
-            targets = torch.cat([z[:, :, k:].permute(0, 2, 3, 1).reshape(-1, d),
-                                 z[:, :, :k].permute(0, 2, 3, 1).reshape(-1, d)])
+            targets = torch.cat(
+                [z[:, :, k:].permute(0, 2, 3, 1).reshape(-1, d), z[:, :, :k].permute(0, 2, 3, 1).reshape(-1, d)]
+            )
             out.append((f"k{k}", pred @ targets.T))
         return out
 

@@ -21,5 +21,12 @@ class RandomInit(ReprModel):
         net.eval()  # BatchNorm then uses its initial running statistics (mean 0, var 1)
         if distributed.state().is_main:
             save_torch_file({"state_dict": net.state_dict(), "meta": self.save_meta()}, ctx.run_dir / "model.pt")
-        return {"steps": 0, "unit": ctx.unit, ctx.unit: 0, "flops": None, "train_time_s": 0.0,
-                "resumed_from": None, "params": self.num_params()}
+        return {
+            "steps": 0,
+            "unit": ctx.unit,
+            ctx.unit: 0,
+            "flops": None,
+            "train_time_s": 0.0,
+            "resumed_from": None,
+            "params": self.num_params(),
+        }

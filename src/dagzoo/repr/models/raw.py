@@ -48,8 +48,15 @@ class RawPixels(ReprModel):
 
     def fit(self, ctx) -> dict:
         self.init_network(ctx.seed)
-        return {"steps": 0, "unit": ctx.unit, ctx.unit: 0, "flops": None, "train_time_s": 0.0,
-                "resumed_from": None, "params": 0}
+        return {
+            "steps": 0,
+            "unit": ctx.unit,
+            ctx.unit: 0,
+            "flops": None,
+            "train_time_s": 0.0,
+            "resumed_from": None,
+            "params": 0,
+        }
 
     @classmethod
     def load(cls, params, data, run_dir: Path | None, device: torch.device, seed: int = 0) -> "RawPixels":

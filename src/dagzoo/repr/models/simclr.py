@@ -20,9 +20,18 @@ def projector(dim: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
 
-@register("repr", "simclr", papers=(
-    Paper("A Simple Framework for Contrastive Learning of Visual Representations", "Chen et al.", 2020, "https://arxiv.org/abs/2002.05709"),
-))
+@register(
+    "repr",
+    "simclr",
+    papers=(
+        Paper(
+            "A Simple Framework for Contrastive Learning of Visual Representations",
+            "Chen et al.",
+            2020,
+            "https://arxiv.org/abs/2002.05709",
+        ),
+    ),
+)
 class SimCLR(ReprModel):
     """SimCLR: two views, projector MLP, NT-Xent over the 2N views."""
 

@@ -18,9 +18,9 @@ import torch
 from dagzoo.errors import ConfigError
 from dagzoo.nn.transformer import KVCache
 from dagzoo.registry import Paper, param, register
+from dagzoo.text.base import TextModel
 from dagzoo.text.diffusion import ancestral_sample, bd3_attention_mask, block_times, mask_tokens
 from dagzoo.text.losses import masked_nelbo_terms
-from dagzoo.text.base import TextModel
 from dagzoo.text.params import MaskedDiffusionParams
 
 
@@ -35,9 +35,18 @@ def prefix_block_mask(prefix: int, block: int, length: int, device=None) -> torc
     return (q_p & k_p & (blk[None, :] <= blk[:, None])) | (~q_p & k_p) | (~q_p & ~k_p)
 
 
-@register("text", "bd3lm", papers=(
-    Paper("Block Diffusion: Interpolating Between Autoregressive and Diffusion Language Models", "Arriola et al.", 2025, "https://arxiv.org/abs/2503.09573"),
-))
+@register(
+    "text",
+    "bd3lm",
+    papers=(
+        Paper(
+            "Block Diffusion: Interpolating Between Autoregressive and Diffusion Language Models",
+            "Arriola et al.",
+            2025,
+            "https://arxiv.org/abs/2503.09573",
+        ),
+    ),
+)
 class BD3LM(TextModel):
     """Block discrete diffusion LM (BD3-LM; NELBO upper bound; semi-AR sampling with KV cache)."""
 
@@ -70,8 +79,9 @@ class BD3LM(TextModel):
         inputs = torch.cat([x_t, x0], dim=1)
         positions = torch.arange(W, device=x0.device).repeat(2)
         t_in = torch.cat([t_tok, torch.zeros_like(t_tok)], dim=1)
-        logits = self.logits(net, inputs, t_in, attn_mask=bd3_attention_mask(W, self.params.block_length,
-                                                                              x0.device), positions=positions)
+        logits = self.logits(
+            net, inputs, t_in, attn_mask=bd3_attention_mask(W, self.params.block_length, x0.device), positions=positions
+        )
         return masked_nelbo_terms(logits[:, :W], x0, masked, t_tok)
 
     @torch.no_grad()
@@ -87,6 +97,7 @@ class BD3LM(TextModel):
             lo, hi = b * L, min(length, (b + 1) * L)
             pos = torch.arange(lo, hi, device=dev)
             if use_cache:
+
                 def logits_fn(x, t):
                     return self.logits(self.net, x, t, positions=pos, cache=cache)
             else:
@@ -95,11 +106,18 @@ class BD3LM(TextModel):
 
                 def logits_fn(x, t):
                     t_in = torch.cat([torch.zeros(n, lo, device=dev), t[:, None].expand(n, hi - lo)], dim=1)
-                    out = self.logits(self.net, torch.cat([prefix, x], dim=1), t_in, attn_mask=mask,
-                                      positions=torch.arange(hi, device=dev))
+                    out = self.logits(
+                        self.net,
+                        torch.cat([prefix, x], dim=1),
+                        t_in,
+                        attn_mask=mask,
+                        positions=torch.arange(hi, device=dev),
+                    )
                     return out[:, lo:]
-            block, k = ancestral_sample(logits_fn, n, hi - lo, self.mask_id, p.sample_steps, generator,
-                                        temperature, dev)
+
+            block, k = ancestral_sample(
+                logits_fn, n, hi - lo, self.mask_id, p.sample_steps, generator, temperature, dev
+            )
             nfe += k
             if use_cache:
                 self.logits(self.net, block, torch.zeros(n, device=dev), positions=pos, cache=cache, store=True)

@@ -12,16 +12,25 @@ from dataclasses import dataclass
 import torch
 
 from dagzoo.registry import Paper, param, register
+from dagzoo.text.base import TextModel
 from dagzoo.text.diffusion import ancestral_sample, llada_sample, mask_tokens
 from dagzoo.text.losses import masked_nelbo_terms
-from dagzoo.text.base import TextModel
 from dagzoo.text.params import MaskedDiffusionParams
 
 
-@register("text", "mdlm", papers=(
-    Paper("Simple and Effective Masked Diffusion Language Models", "Sahoo et al.", 2024, "https://arxiv.org/abs/2406.07524"),
-    Paper("Large Language Diffusion Models", "Nie et al.", 2025, "https://arxiv.org/abs/2502.09992"),
-))
+@register(
+    "text",
+    "mdlm",
+    papers=(
+        Paper(
+            "Simple and Effective Masked Diffusion Language Models",
+            "Sahoo et al.",
+            2024,
+            "https://arxiv.org/abs/2406.07524",
+        ),
+        Paper("Large Language Diffusion Models", "Nie et al.", 2025, "https://arxiv.org/abs/2502.09992"),
+    ),
+)
 class MDLM(TextModel):
     """Masked diffusion LM (MDLM / LLaDA objective; NELBO upper bound)."""
 
@@ -29,11 +38,19 @@ class MDLM(TextModel):
 
     @dataclass
     class Params(MaskedDiffusionParams):
-        sampler: str = param("ancestral", "ancestral (MDLM) or llada (semi-AR low-confidence remasking)",
-                             choices=("ancestral", "llada"), stage="sample")
+        sampler: str = param(
+            "ancestral",
+            "ancestral (MDLM) or llada (semi-AR low-confidence remasking)",
+            choices=("ancestral", "llada"),
+            stage="sample",
+        )
         llada_block_length: int = param(32, "LLaDA: tokens per semi-autoregressive block", min=1, stage="sample")
-        remasking: str = param("low_confidence", "LLaDA: which predictions to keep each step",
-                               choices=("low_confidence", "random"), stage="sample")
+        remasking: str = param(
+            "low_confidence",
+            "LLaDA: which predictions to keep each step",
+            choices=("low_confidence", "random"),
+            stage="sample",
+        )
 
     def nelbo_sample(self, net, x0, t, generator):
         t_tok = (t if t.dim() == 2 else t[:, None]).to(x0.device).expand_as(x0).float()
@@ -49,9 +66,20 @@ class MDLM(TextModel):
             return self.logits(self.net, x, t)
 
         if p.sampler == "llada":
-            x, nfe = llada_sample(logits_fn, n, length, self.mask_id, p.sample_steps, p.llada_block_length,
-                                  generator, temperature, p.remasking, self.device)
+            x, nfe = llada_sample(
+                logits_fn,
+                n,
+                length,
+                self.mask_id,
+                p.sample_steps,
+                p.llada_block_length,
+                generator,
+                temperature,
+                p.remasking,
+                self.device,
+            )
         else:
-            x, nfe = ancestral_sample(logits_fn, n, length, self.mask_id, p.sample_steps, generator, temperature,
-                                      self.device)
+            x, nfe = ancestral_sample(
+                logits_fn, n, length, self.mask_id, p.sample_steps, generator, temperature, self.device
+            )
         return x.cpu().numpy(), nfe

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,16 +13,25 @@ from dagzoo.eval.perplexity import window_history
 from dagzoo.io import append_jsonl
 from dagzoo.registry import Paper, param, register
 from dagzoo.text.base import TextModel, val_metrics_fn
-from dagzoo.text.sampling import sample_from_logits
 from dagzoo.text.kneser_ney import KneserNeyLM
+from dagzoo.text.sampling import sample_from_logits
 
 if TYPE_CHECKING:
     from dagzoo.lifecycle import RunContext
 
 
-@register("text", "ngram", papers=(
-    Paper("An Empirical Study of Smoothing Techniques for Language Modeling", "Chen & Goodman", 1998, "https://dash.harvard.edu/handle/1/25104739"),
-))
+@register(
+    "text",
+    "ngram",
+    papers=(
+        Paper(
+            "An Empirical Study of Smoothing Techniques for Language Modeling",
+            "Chen & Goodman",
+            1998,
+            "https://dash.harvard.edu/handle/1/25104739",
+        ),
+    ),
+)
 class NGram(TextModel):
     """Interpolated modified Kneser-Ney n-gram LM (exact likelihood; counting, no gradient steps)."""
 
@@ -51,12 +59,22 @@ class NGram(TextModel):
         if self.params.arpa:
             self.lm.write_arpa(ctx.run_dir / "model.arpa", self.data.tokenizer().token_names())
         # one point on the validation curve: the finished model after all its training tokens
-        rec = {"step": 1, "tokens": int(train.size), "train_time_s": train_time,
-               "timestamp_ms": int(time.time() * 1000), **val_metrics_fn(self.data, ctx.spec)(self.window_nll)}
+        rec = {
+            "step": 1,
+            "tokens": int(train.size),
+            "train_time_s": train_time,
+            "timestamp_ms": int(time.time() * 1000),
+            **val_metrics_fn(self.data, ctx.spec)(self.window_nll),
+        }
         append_jsonl(ctx.run_dir / "history.jsonl", rec)
-        return {"steps": 1, "tokens": int(train.size), "flops": None, "train_time_s": train_time,
-                "ngrams": self.lm.num_ngrams(),
-                "discounts": [list(level.discounts) for level in self.lm.raw]}
+        return {
+            "steps": 1,
+            "tokens": int(train.size),
+            "flops": None,
+            "train_time_s": train_time,
+            "ngrams": self.lm.num_ngrams(),
+            "discounts": [list(level.discounts) for level in self.lm.raw],
+        }
 
     @classmethod
     def load(cls, params, data, run_dir: Path, device, seed: int = 0):
@@ -73,7 +91,7 @@ class NGram(TextModel):
         out = np.zeros((n, length), dtype=np.int64)
         for t in range(length):
             m = min(t, self.lm.order - 1)
-            probs = self.lm.distributions(out[:, t - m:t])
+            probs = self.lm.distributions(out[:, t - m : t])
             logits = torch.from_numpy(np.log(np.maximum(probs, 1e-300)))
             out[:, t] = sample_from_logits(logits, generator, temperature, top_k).numpy()
         return out, length

@@ -14,14 +14,23 @@ import torch
 
 from dagzoo.registry import Paper, param, register
 from dagzoo.text.base import TextModel
-from dagzoo.text.params import MaskedDiffusionParams
 from dagzoo.text.losses import score_entropy
+from dagzoo.text.params import MaskedDiffusionParams
 from dagzoo.text.sedd import GRAPHS, NOISES, euler_step, tweedie_step
 
 
-@register("text", "sedd", papers=(
-    Paper("Discrete Diffusion Modeling by Estimating the Ratios of the Data Distribution", "Lou, Meng & Ermon", 2024, "https://arxiv.org/abs/2310.16834"),
-))
+@register(
+    "text",
+    "sedd",
+    papers=(
+        Paper(
+            "Discrete Diffusion Modeling by Estimating the Ratios of the Data Distribution",
+            "Lou, Meng & Ermon",
+            2024,
+            "https://arxiv.org/abs/2310.16834",
+        ),
+    ),
+)
 class SEDD(TextModel):
     """Score-entropy discrete diffusion (absorbing or uniform graph; NELBO upper bound)."""
 
@@ -32,8 +41,12 @@ class SEDD(TextModel):
         time_conditioning: bool = param(True, "condition the network on sigmabar(t) (adaLN)")
         graph: str = param("absorbing", "forward graph", choices=tuple(GRAPHS))
         noise: str = param("loglinear", "noise schedule", choices=tuple(NOISES))
-        sampler: str = param("tweedie", "euler or tweedie (tau-leaping); both end with a denoising step",
-                             choices=("euler", "tweedie"), stage="sample")
+        sampler: str = param(
+            "tweedie",
+            "euler or tweedie (tau-leaping); both end with a denoising step",
+            choices=("euler", "tweedie"),
+            stage="sample",
+        )
 
     def __init__(self, params, data, device):
         super().__init__(params, data, device)
@@ -42,8 +55,9 @@ class SEDD(TextModel):
 
     def _inputs(self, x):
         """Graph states -> network input ids (the absorbing MASK state is the input id V+1)."""
-        return torch.where(x == self.data.vocab_size, torch.full_like(x, self.mask_id), x) \
-            if self.graph.absorbing else x
+        return (
+            torch.where(x == self.data.vocab_size, torch.full_like(x, self.mask_id), x) if self.graph.absorbing else x
+        )
 
     def log_score(self, net, x, sigmabar):
         out = self.logits(net, self._inputs(x), sigmabar[:, 0]).float()
@@ -77,6 +91,12 @@ class SEDD(TextModel):
                 x = tweedie_step(log_s, x, dsigma, self.graph, generator)
         t = torch.full((n,), eps, device=dev)
         sigmabar = self.noise.total(t)[:, None]
-        x = tweedie_step(self.log_score(self.net, x, sigmabar), x, sigmabar[:, 0], self.graph, generator,
-                         drop_mask=self.graph.absorbing)
+        x = tweedie_step(
+            self.log_score(self.net, x, sigmabar),
+            x,
+            sigmabar[:, 0],
+            self.graph,
+            generator,
+            drop_mask=self.graph.absorbing,
+        )
         return x.cpu().numpy(), p.sample_steps + 1

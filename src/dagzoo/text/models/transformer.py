@@ -18,10 +18,24 @@ from dagzoo.text.params import BackboneParams
 from dagzoo.text.sampling import sample_from_logits
 
 
-@register("text", "transformer", papers=(
-    Paper("Language Models are Unsupervised Multitask Learners", "Radford et al.", 2019, "https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf"),
-    Paper("RoFormer: Enhanced Transformer with Rotary Position Embedding", "Su et al.", 2021, "https://arxiv.org/abs/2104.09864"),
-))
+@register(
+    "text",
+    "transformer",
+    papers=(
+        Paper(
+            "Language Models are Unsupervised Multitask Learners",
+            "Radford et al.",
+            2019,
+            "https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf",
+        ),
+        Paper(
+            "RoFormer: Enhanced Transformer with Rotary Position Embedding",
+            "Su et al.",
+            2021,
+            "https://arxiv.org/abs/2104.09864",
+        ),
+    ),
+)
 class TransformerLM(TextModel):
     """GPT-style autoregressive transformer LM (pre-LN, causal SDPA, tied embeddings; exact likelihood)."""
 
@@ -47,9 +61,9 @@ class TransformerLM(TextModel):
         n_full = s.numel() // window
         out = []
         full = s[: n_full * window].view(n_full, window)
-        pieces = [full[i:i + self.params.eval_batch_size] for i in range(0, n_full, self.params.eval_batch_size)]
+        pieces = [full[i : i + self.params.eval_batch_size] for i in range(0, n_full, self.params.eval_batch_size)]
         if s.numel() % window:
-            pieces.append(s[n_full * window:].view(1, -1))
+            pieces.append(s[n_full * window :].view(1, -1))
         for targets in pieces:
             targets = targets.to(self.device)
             logits = self.net(self._inputs(targets)).float()
