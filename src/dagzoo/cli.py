@@ -87,7 +87,7 @@ def cmd_docs(a) -> int:
 
         name = a.name or Path(a.results).resolve().name
         page = docs / "results" / f"{name}.md"
-        written.append(write_results_page(Path(a.results), page))
+        written.append(write_results_page(Path(a.results), page, figures=a.figures))
         readme = Path(a.readme)
         if readme.is_file() and update_readme(readme, headline_markdown(Path(a.results), page.as_posix())):
             written.append(readme)
@@ -233,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the results page's name: docs/results/<name>.md (default: the results folder's name)",
     )
     s.add_argument("--bench", default=None, help="the bench scripts' output folder (bench/out) for docs/benchmarks.md")
+    s.add_argument(
+        "--figures",
+        action="store_true",
+        help="with --results: copy the report's figures beside the page and link them (docs/results/<name>/*.png)",
+    )
     s.add_argument(
         "--readme",
         default="README.md",

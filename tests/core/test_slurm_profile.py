@@ -19,8 +19,10 @@ def _local_rules() -> set[str]:
     ]
     names = set()
     for path in files:
-        for match in re.finditer(r"^\s*localrules:\s*([^#\n]+)", path.read_text(), re.M):
-            names |= {n.strip() for n in match.group(1).split(",") if n.strip()}
+        # `localrules: a, b` on one line, or snakefmt's form: one indented name a line after it
+        for match in re.finditer(r"^\s*localrules:(.*\n(?:[ \t]+\S.*\n)*)", path.read_text(), re.M):
+            text = re.sub(r"#[^\n]*", "", match.group(1))
+            names |= {n.strip() for n in re.split(r"[,\s]+", text) if n.strip()}
     return names
 
 
