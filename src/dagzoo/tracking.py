@@ -304,6 +304,26 @@ def _timestamp_ms(path: Path) -> int | None:
     return int(ts) if _is_number(ts) else None
 
 
+def training_start_ms(run_dir: Path) -> int | None:
+    """When the run's training started (ms since the epoch), for its MLflow run's start time: the
+    end of training (train.json) minus its training time, so that the UI's Duration is the training
+    time the report prints; while it trains, its first history point (step 0, before any step);
+    None when neither is on disk yet."""
+    try:
+        train = read_json(run_dir / "train.json")
+    except (DataError, FileNotFoundError):
+        train = None
+    if isinstance(train, dict):
+        end, seconds = train.get("timestamp_ms"), (train.get("summary") or {}).get("train_time_s")
+        if _is_number(end) and _is_number(seconds):
+            return int(end - 1000 * seconds)
+    for rec in read_jsonl(run_dir / "history.jsonl"):
+        ts, seconds = rec.get("timestamp_ms"), rec.get("train_time_s", 0.0)
+        if _is_number(ts) and _is_number(seconds):
+            return int(ts - 1000 * seconds)
+    return None
+
+
 def _file_points(run_dir: Path) -> list:
     """The metrics of the run's metric files, each at its file's own "step" and "timestamp_ms"."""
     from mlflow.entities import Metric
@@ -426,8 +446,13 @@ def sync_run_dir(
             if found:
                 run_id = found[0].info.run_id
             else:
+                # created when the run is first mirrored (during or after training), it starts when
+                # its training started: MLflow's Duration and "Created" column are the training's
                 run = client.create_run(
-                    exp_id, run_name=f"{spec['experiment']}/{spec['seed']}", tags={RUN_KEY_TAG: run_key(spec)}
+                    exp_id,
+                    run_name=f"{spec['experiment']}/{spec['seed']}",
+                    tags={RUN_KEY_TAG: run_key(spec)},
+                    start_time=training_start_ms(run_dir),
                 )
                 run_id = run.info.run_id
             params = {k: v[:6000] for k, v in _flatten("", _run_params(run_dir, spec), {}).items()}

@@ -82,6 +82,15 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
     pts = df[df.family == "points"].set_index("experiment")
     assert (pts["test/oa"] > 0.4).all() and pts["test/oa_so3"].notna().all()
     assert "## Representations" in report and "## Point clouds" in report
+    # MLflow: one run per (experiment, seed), each lasting as long as its training
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    assert len(runs) == len(df) and all(r.info.end_time >= r.info.start_time for r in runs)
+    # the DAG's record of itself, the header of a results page
+    dag = json.loads((tmp_path / "results" / "dag.json").read_text())
+    assert dag["jobs"] > 100 and dag["wall_s"] > 0 and dag["cores"] == 2
 
 
 @pytest.mark.slow

@@ -418,3 +418,39 @@ def test_a_failed_short_training_is_marked_failed(tmp_path, uri):
     sync = LiveSync(run_dir, uri, first_sync_after=60.0)
     assert sync(force=True, status="FAILED")
     assert [r.info.status for r in _runs(uri)] == ["FAILED"]
+
+
+# --------------------------------------------------------------------------- run times
+
+
+def test_a_run_starts_when_its_training_started_and_ends_when_it_ended(tmp_path, uri):
+    """The UI's Duration is the training time: created after training (a short run mirrored by its
+    evaluation), the run starts at train.json's end minus the training time."""
+    run_dir = _run_dir(tmp_path / "results")
+    _write_history(run_dir, [{"step": 0, "timestamp_ms": T0, "train_time_s": 0.0, "val/x": 1.0}])
+    end = T0 + 90_000
+    summary = {"train_time_s": 75.5, "steps": 10}
+    atomic_write_json(
+        run_dir / "train.json", {"metrics": {"train/x": 1}, "step": 10, "timestamp_ms": end, "summary": summary}
+    )
+    run = _client(uri).get_run(sync_run_dir(run_dir, uri))
+    assert (run.info.start_time, run.info.end_time, run.info.status) == (end - 75_500, end, "FINISHED")
+
+
+def test_a_run_mirrored_while_training_starts_at_its_first_history_point(tmp_path, uri):
+    run_dir = _run_dir(tmp_path / "results")
+    _write_history(
+        run_dir,
+        [
+            {"step": 0, "timestamp_ms": T0, "train_time_s": 0.0, "val/x": 1.0},
+            {"step": 5, "timestamp_ms": T0 + 4000, "train_time_s": 3.5, "train/loss": 2.0},
+        ],
+    )
+    run_id = sync_run_dir(run_dir, uri, status="RUNNING")
+    assert _client(uri).get_run(run_id).info.start_time == T0
+    atomic_write_json(
+        run_dir / "train.json", {"metrics": {}, "step": 10, "timestamp_ms": T0 + 9000, "summary": {"train_time_s": 8.0}}
+    )
+    assert sync_run_dir(run_dir, uri) == run_id  # the same run, closed at training's end
+    info = _client(uri).get_run(run_id).info
+    assert (info.start_time, info.end_time, info.status) == (T0, T0 + 9000, "FINISHED")
