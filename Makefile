@@ -64,7 +64,7 @@ format: install
 
 # The pages made from the code (docs/config-reference.md); with RESULTS=<a finished results tree>
 # also its results page (docs/results/<name>.md, NAME defaults to the tree's folder name) and the
-# README's headline tables; with BENCH=bench/out also docs/benchmarks.md
+# README's headline tables when NAME=default; with BENCH=bench/out also docs/benchmarks.md
 RESULTS ?=
 NAME ?=
 BENCH ?=

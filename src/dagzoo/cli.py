@@ -89,7 +89,12 @@ def cmd_docs(a) -> int:
         page = docs / "results" / f"{name}.md"
         written.append(write_results_page(Path(a.results), page, figures=a.figures))
         readme = Path(a.readme)
-        if readme.is_file() and update_readme(readme, headline_markdown(Path(a.results), page.as_posix())):
+        # the README's headline is the default config's: a study's page leaves it alone
+        if (
+            name == "default"
+            and readme.is_file()
+            and update_readme(readme, headline_markdown(Path(a.results), page.as_posix()))
+        ):
             written.append(readme)
     if a.bench is not None:
         from dagzoo.docgen.bench import write_bench_page
@@ -241,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--readme",
         default="README.md",
-        help="with --results: the README whose headline tables to fill (default: README.md, if there is one)",
+        help="with --results and --name default: the README whose headline tables to fill (default: README.md, "
+        "if there is one)",
     )
     s.set_defaults(fn=cmd_docs)
 
