@@ -50,7 +50,8 @@ def fake_tree(tmp_path):
 
 def test_headline_tables_show_each_familys_metrics_and_their_origin(tmp_path):
     md = headline_markdown(fake_tree(tmp_path), "docs/results/default.md")
-    assert "Test CPU 9000, 2 of 4 cores; commit 0123456789ab; 2026-12-07" in md
+    assert md.startswith("*Test CPU 9000, 2 of 4 cores; commit 0123456789ab; 2026-12-07;")
+    assert "**text** (seeds per experiment: 1)" in md and "**image** (seeds per experiment: 2)" in md
     assert "| kn5 | ngram | 1.888 |" in md  # one seed: no spread
     assert "| edm | edm | 58.4 ± 1.2 | 0.0149 ± 0.0011 |" in md  # the main sampler's fid_80, not heun's
     assert "99.0" not in md and "[docs/results/default.md](docs/results/default.md)" in md

@@ -53,7 +53,7 @@ def headline_markdown(results: Path, page: str) -> str:
         raise DataError(f"{path}: missing; run the DAG (its report writes it) before `dagzoo docs --results`")
     df = pd.read_parquet(path)
     origin = _origin(Path(results))
-    out = []
+    out = [f"*{origin}; mean ± std over seeds; the full tables, claims and findings: [{page}]({page})*", ""]
     for name, fam in families().items():
         rows = df[df["family"] == name]
         if rows.empty or not fam.headline_metrics:
@@ -68,8 +68,7 @@ def headline_markdown(results: Path, page: str) -> str:
             continue
         seeds = sorted(set(rows["n_seeds"].astype(int)))
         out += [
-            f"**{name}** ({origin}; seeds per experiment: {', '.join(map(str, seeds))}; "
-            f"± std over seeds; full tables: [{page}]({page}))",
+            f"**{name}** (seeds per experiment: {', '.join(map(str, seeds))})",
             "",
             "| experiment | model | " + " | ".join(c[0] for c in columns) + " |",
             "|---|---|" + "---|" * len(columns),
@@ -78,7 +77,7 @@ def headline_markdown(results: Path, page: str) -> str:
             cells = [_number(r.get(f"{k}_mean"), r.get(f"{k}_std"), d) for _, k, d in columns]
             out.append(f"| {r['experiment']} | {r['model']} | " + " | ".join(cells) + " |")
         out.append("")
-    if not out:
+    if len(out) == 2:
         raise DataError(f"{path}: no experiment of a known family with a headline metric")
     return "\n".join(out).rstrip() + "\n"
 
