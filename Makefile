@@ -63,8 +63,9 @@ format: install
 	$(BIN)/snakefmt --line-length 120 $(SMK_FILES)
 
 # The pages made from the code (docs/config-reference.md); with RESULTS=<a finished results tree>
-# also its results page (docs/results/<name>.md, NAME defaults to the tree's folder name) and the
-# README's headline tables when NAME=default; with BENCH=bench/out also docs/benchmarks.md
+# also its results page (docs/results/<name>.md; NAME defaults to the tree's folder name, and to
+# `default` for the default config's `results`) and, from the page named default, the README's
+# headline tables; with BENCH=bench/out also docs/benchmarks.md
 RESULTS ?=
 NAME ?=
 BENCH ?=

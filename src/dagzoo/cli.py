@@ -85,7 +85,10 @@ def cmd_docs(a) -> int:
         from dagzoo.docgen.headline import headline_markdown, update_readme
         from dagzoo.docgen.results import write_results_page
 
-        name = a.name or Path(a.results).resolve().name
+        # the default config's results root (`results`) makes the page `default`; a study's
+        # (results/<study>) the page named after it
+        folder = Path(a.results).resolve().name
+        name = a.name or ("default" if folder == "results" else folder)
         page = docs / "results" / f"{name}.md"
         written.append(write_results_page(Path(a.results), page, figures=a.figures))
         readme = Path(a.readme)
@@ -235,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--name",
         default=None,
-        help="the results page's name: docs/results/<name>.md (default: the results folder's name)",
+        help="the results page's name: docs/results/<name>.md (default: the results folder's name; `default` for "
+        "the default config's folder, results)",
     )
     s.add_argument("--bench", default=None, help="the bench scripts' output folder (bench/out) for docs/benchmarks.md")
     s.add_argument(
