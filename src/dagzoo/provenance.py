@@ -23,7 +23,11 @@ def write_dag_record(results: Path, started: float, cores: int | None, configfil
         "wall_s": round(finished - started, 1),
         "cores": cores,
         "jobs": jobs,
-        "configfiles": [str(f) for f in configfiles],
+        # as the user named them: relative to the folder snakemake ran in, where they are inside it
+        "configfiles": [
+            os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd().resolve()) else str(f)
+            for f in configfiles
+        ],
         **machine_facts(Path.cwd()),
     }
     atomic_write_json(Path(results) / "dag.json", record)
