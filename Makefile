@@ -8,7 +8,7 @@ CORES ?= 2
 CONFIG ?=
 TORCH ?= torch==2.13.0
 # PyPI's Linux torch wheel is the multi-GB CUDA build; the CPU one is on PyTorch's own index:
-# make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (where pip finds a local torch wheel, leave it empty)
+# make install TORCH_INDEX=https://download.pytorch.org/whl/cpu (leave it empty where pip finds that wheel locally)
 TORCH_INDEX ?=
 export PATH := $(BIN):$(PATH)
 export TORCH_INDEX
