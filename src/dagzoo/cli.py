@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,10 @@ def cmd_docs(a) -> int:
         # (results/<study>) the page named after it
         folder = Path(a.results).resolve().name
         name = a.name or ("default" if folder == "results" else folder)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name:
+            raise DagzooError(
+                f"--name {name!r}: a page name is letters, digits, '_', '.' and '-' (docs/results/<name>.md)"
+            )
         page = docs / "results" / f"{name}.md"
         written.append(write_results_page(Path(a.results), page, figures=a.figures))
         readme = Path(a.readme)

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 import dagzoo
 from dagzoo import registry
 from dagzoo.family import families
@@ -34,3 +36,10 @@ def test_models_lists_the_papers():
     assert out.returncode == 0
     assert 'Karras et al. (2022), "Elucidating the Design Space of Diffusion-Based Generative Models"' in out.stdout
     assert "paper: none (a reference model)" in out.stdout
+
+
+@pytest.mark.probe
+def test_docs_refuses_a_page_name_that_leaves_the_docs_folder(tmp_path):
+    out = run_dagzoo("docs", "--docs", tmp_path / "docs", "--results", tmp_path, "--name", "../../evil", check=False)
+    assert out.returncode == 1 and "--name '../../evil': a page name is" in out.stderr
+    assert "Traceback" not in out.stderr and not list(tmp_path.rglob("evil*"))
