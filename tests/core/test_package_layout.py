@@ -112,6 +112,12 @@ def test_every_family_has_the_same_file_plan(family):
     assert not missing, f"src/dagzoo/{family}/ lacks {missing}"
 
 
+def test_the_example_family_has_the_same_file_plan():
+    """tests/fixtures/toy_family, the family docs/extending.md points newcomers to."""
+    package = ROOT / "tests" / "fixtures" / "toy_family" / "dagzoo" / "toy"
+    assert not [name for name in FAMILY_PLAN if not (package / name).exists()]
+
+
 @pytest.mark.parametrize("family", sorted(families()))
 def test_every_objective_of_a_family_has_a_direct_test(family):
     losses = importlib.import_module(f"dagzoo.{family}.losses")
