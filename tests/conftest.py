@@ -84,6 +84,7 @@ def dagzoo(*args, check=True, **kw):
 
 # ---------------------------------------------------------------------------------- the DAG
 def snakemake(workdir, cfg_path, *extra):
+    """`snakemake` on the project's Snakefile in `workdir` with one config; a later option (`--cores 16`) wins."""
     cmd = [
         str(BIN / "snakemake"),
         "-s",
@@ -94,7 +95,7 @@ def snakemake(workdir, cfg_path, *extra):
         "2",
         "--configfile",
         str(cfg_path),
-        *extra,
+        *map(str, extra),
     ]
     return subprocess.run(cmd, capture_output=True, text=True)
 

@@ -2,12 +2,11 @@
 command, rendered with them, splits back into the intended words."""
 
 import shlex
-import subprocess
 
 import pytest
 import yaml
 
-from conftest import BIN, ROOT
+from conftest import ROOT, snakemake
 
 pytestmark = pytest.mark.probe
 
@@ -21,23 +20,7 @@ def test_every_shell_command_quotes_user_strings(tmp_path):
     cfg["mlflow"]["experiment_prefix"] = HOSTILE
     path = tmp_path / "hostile.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(path),
-            "--cores",
-            "1",
-            "-n",
-            "-p",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = snakemake(tmp_path, path, "-n", "-p")
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [line.removeprefix("Shell command: ").strip() for line in (r.stdout + r.stderr).splitlines()]
     commands = [line for line in lines if line.startswith(("dagzoo ", "(dagzoo ", "torchrun "))]
@@ -66,23 +49,7 @@ def test_braces_in_user_paths_reach_the_command_as_written(tmp_path):
     }
     path = tmp_path / "braces.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(path),
-            "--cores",
-            "1",
-            "-n",
-            "-p",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = snakemake(tmp_path, path, "-n", "-p")
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     lines = [line.removeprefix("Shell command: ").strip() for line in (r.stdout + r.stderr).splitlines()]
     words = {line.split()[1]: shlex.split(line) for line in lines if line.startswith("dagzoo prepare-")}

@@ -2,28 +2,14 @@
 the project's venv: it installs with pip; conda channels and container registries are not assumed reachable)."""
 
 import re
-import subprocess
 
-from conftest import BIN, ROOT
+from conftest import ROOT, snakemake
 
 ACCEPTED = {"Specify a conda environment or container for each rule."}
 
 
 def test_snakemake_lint_is_clean(tmp_path):
-    r = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(ROOT / "config" / "config.yaml"),
-            "--lint",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = snakemake(tmp_path, ROOT / "config" / "config.yaml", "--lint")
     out = r.stdout + r.stderr
     titles = re.findall(r"^    \* (.+?):?$", out, re.M)
     assert titles, out[-2000:]  # the conda advice is always there: the linter ran

@@ -2,11 +2,10 @@
 be forgotten), and nothing else."""
 
 import re
-import subprocess
 
 import yaml
 
-from conftest import BIN, ROOT
+from conftest import ROOT, snakemake
 
 
 def _local_rules() -> set[str]:
@@ -27,20 +26,7 @@ def _local_rules() -> set[str]:
 
 
 def test_every_cluster_rule_has_resources_in_the_slurm_profile(tmp_path):
-    r = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--configfile",
-            str(ROOT / "config" / "config.yaml"),
-            "--list-rules",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    r = snakemake(tmp_path, ROOT / "config" / "config.yaml", "--list-rules")
     assert r.returncode == 0, r.stderr[-2000:]
     rules = {line.strip() for line in r.stdout.splitlines() if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", line)}
     local = _local_rules()
@@ -74,24 +60,8 @@ def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run(
-        [
-            str(BIN / "snakemake"),
-            "-s",
-            str(ROOT / "Snakefile"),
-            "--directory",
-            str(tmp_path),
-            "--profile",
-            str(ROOT / "workflow" / "profiles" / "slurm"),
-            "--configfile",
-            str(path),
-            "-n",
-            "--cores",
-            "16",
-        ],  # a dry run caps every job at 1 core unless told (a cluster run does not)
-        capture_output=True,
-        text=True,
-    )
+    # a dry run caps every job at 1 core unless told (a cluster run does not): --cores 16 overrides 2
+    r = snakemake(tmp_path, path, "--profile", ROOT / "workflow" / "profiles" / "slurm", "-n", "--cores", "16")
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     threads = {}  # "<rule> <experiment>" -> the job's --threads, from its shell command
     for line in (r.stdout + r.stderr).splitlines():
