@@ -75,7 +75,8 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
         if len(capped):
             which = ", ".join(f"{r.experiment} ({int(r['probe/unconverged'])})" for _, r in capped.iterrows())
             md += [
-                "Linear-probe refits that stopped at L-BFGS's iteration cap, short of their optimum (per "
+                "Linear-probe refits that L-BFGS stopped before its tolerance was met (the iteration cap or a "
+                "failed line search), short of their optimum (per "
                 f"experiment, how many of its main, raw, no-bias and after-projector probes): {which}; the "
                 "iterations are in each run's probe.json.",
                 "",
