@@ -107,6 +107,11 @@ class Model:
     def summary_extras(self) -> dict:
         return {}
 
+    def train_size(self) -> int | None:
+        """Training examples (rows of the unit counted per step) when training iterates over
+        epochs of them: the train stage then reports train/epochs, the passes made."""
+        return None
+
     # ------------------------------------------------------------------ shared
     def init_network(self, seed: int) -> torch.nn.Module:
         import torch

@@ -281,6 +281,8 @@ def train_metrics(unit: str, summary: dict, model, run_dir: Path, t0: float) -> 
         metrics["train/flop_per_s"] = summary["flops"] / max(seconds, 1e-9)
     if summary.get("params") is not None:
         metrics["train/params"] = summary["params"]
+    if model.train_size():
+        metrics["train/epochs"] = summary[unit] / model.train_size()
     for key, value in model.extra_summary().items():  # e.g. a receptive field
         metrics[f"model/{key}"] = float(value)
     losses = [r["train/loss"] for r in read_jsonl(run_dir / "history.jsonl") if "train/loss" in r]

@@ -140,7 +140,7 @@ def test_the_dag_runs_unchanged_on_real_meshes_from_a_debian_package(tmp_path):
     cfg = _config(tmp_path, f"folder:{root}")
     doc = yaml.safe_load(cfg.read_text())
     doc["points"]["data"].update(points=32, val_fraction=0.25)
-    doc["points"]["experiments"]["pointnet"].update(steps=20, eval_every=10, checkpoint_every=20)
+    doc["points"]["experiments"]["pointnet"].update(steps=20, batch_size=4, eval_every=10, checkpoint_every=20)
     doc["claims"] = []
     cfg.write_text(yaml.safe_dump(doc))
     r = snakemake(tmp_path, cfg)

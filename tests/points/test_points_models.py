@@ -313,10 +313,12 @@ def test_the_points_table_keeps_its_cells_when_a_column_is_missing(tmp_path):
     )
     md, _ = points_section(df, {}, tmp_path, tmp_path)
     rows = [line for line in md if line.startswith("| a |") or line.startswith("| b |")]
-    assert len(rows) == 2 and all(r.count("|") == 10 and r.endswith("| 1,234 | — |") for r in rows), rows
+    assert len(rows) == 2 and all(r.count("|") == 11 and r.endswith("| — | 1,234 | — |") for r in rows), rows
     df["train/clouds_per_s"] = [2407.4, float("nan")]
+    df["train/epochs"] = [16.43, float("nan")]
     md, _ = points_section(df, {}, tmp_path, tmp_path)
-    assert any(line.endswith("| 1,234 | 2,407 |") for line in md) and any(line.endswith("| 1,234 | — |") for line in md)
+    assert any(line.endswith("| 16.4 | 1,234 | 2,407 |") for line in md)
+    assert any(line.endswith("| — | 1,234 | — |") for line in md)
 
 
 def test_the_se_of_repeated_views_is_over_clouds():
@@ -331,3 +333,44 @@ def test_the_se_of_repeated_views_is_over_clouds():
     assert repeated_views_se(correct) > math.sqrt(0.25 / 12)
     one = np.array([[1, 0, 1, 1, 0]], bool)  # one view: the binomial SE
     assert repeated_views_se(one) == pytest.approx(math.sqrt(0.6 * 0.4 / 5))
+
+
+def test_training_iterates_over_epochs_each_cloud_once_per_epoch(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from dagzoo.errors import ConfigError
+    from dagzoo.points import base
+    from dagzoo.points.data import PointData, prepare_points
+    from dagzoo.points.models.pointnet import PointNet
+    from dagzoo.registry import validate_params
+
+    prepare_points(
+        {"source": "shapes", "points": 16, "val_fraction": 0.2, "shapes": {"train_per_class": 3, "test_per_class": 1}},
+        tmp_path / "data",
+        cache=tmp_path / "cache",
+    )
+    data = PointData(tmp_path / "data")
+    n = len(data.labels("train"))
+    params = validate_params(PointNet.Params, {"epochs": 3, "batch_size": 4}, "p")
+    model = PointNet(params, data, torch.device("cpu"))
+    model.prepare(SimpleNamespace(spec={"experiment": "e"}))
+    per_epoch = n // 4
+    assert model.params.steps == 3 * per_epoch and model.train_size() == n
+    monkeypatch.setattr(base, "augment", lambda x, p, g: x)  # the clouds as stored, to tell them apart
+    seen = []
+
+    def net(x):
+        seen.append([int(torch.nonzero((model._x == c).flatten(1).all(1))[0]) for c in x])
+        return torch.zeros(len(x), data.num_classes, requires_grad=True), torch.zeros(())
+
+    for step in range(model.params.steps):
+        model.step_loss(net, step, seed=5)
+    epochs = [sum(seen[e * per_epoch : (e + 1) * per_epoch], []) for e in range(3)]
+    for drawn in epochs:
+        assert len(drawn) == len(set(drawn)) == per_epoch * 4  # each cloud at most once; n % 4 left out
+    assert epochs[0] != epochs[1]  # a fresh permutation per epoch
+    with pytest.raises(ConfigError, match=r"points.experiments.e.epochs: give epochs \(3\) or steps \(9\), not both"):
+        PointNet.check_written({"epochs": 3, "steps": 9}, "points.experiments.e")
+    big = PointNet(validate_params(PointNet.Params, {"batch_size": n + 1}, "p"), data, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=rf"points.experiments.e.batch_size: {n + 1} is more than the {n} training"):
+        big.prepare(SimpleNamespace(spec={"experiment": "e"}))

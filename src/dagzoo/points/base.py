@@ -1,5 +1,7 @@
-"""What every point-cloud classifier shares: the train split in memory, a batch per step drawn
-and augmented from (seed, step) alone, cross-entropy (optionally label-smoothed) plus the
+"""What every point-cloud classifier shares: the train split in memory, epochs of shuffled
+batches (each epoch a fresh seeded permutation of the training clouds cut into
+n // batch_size batches, the last partial batch dropped; a batch and its augmentation are a
+function of (seed, step) alone), cross-entropy (optionally label-smoothed) plus the
 network's own regulariser, validation accuracy as the training curve, batched prediction.
 
 A network maps clouds (B, N, 3) to (logits (B, k), a scalar regulariser already weighted).
@@ -7,6 +9,7 @@ A network maps clouds (B, N, 3) to (logits (B, k), a scalar regulariser already 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 
 from dagzoo import distributed
-from dagzoo.augment import step_generator
+from dagzoo.augment import epoch_batch, step_generator
 from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import Model
 from dagzoo.points import transforms as T
@@ -33,6 +36,12 @@ class PointTrainParams(TrainParams):
     one axis turns a cube into a box and a sphere into an ellipsoid, other classes there)."""
 
     lr: float = param(1e-3, "peak learning rate", gt=0.0)
+    epochs: int | None = param(
+        None,
+        "passes over the training clouds; sets steps to epochs x (train clouds // batch_size) once the data "
+        "are prepared (write epochs or steps, not both)",
+        min=1,
+    )
     warmup_steps: int = param(0, "linear warm-up steps", min=0)
     weight_decay: float = param(0.0, "weight decay on matrices", min=0.0)
     beta2: float = param(0.999, "Adam beta2", min=0.0, max=1.0)
@@ -118,6 +127,15 @@ def accuracy_counts(pred: np.ndarray, labels: np.ndarray, k: int) -> dict:
     }
 
 
+def steps_per_epoch(train_clouds: int, batch_size: int, where: str = "batch_size") -> int:
+    """Batches in one epoch (the last partial batch dropped)."""
+    if batch_size > train_clouds:
+        raise ConfigError(
+            f"{where}: {batch_size} is more than the {train_clouds} training clouds; allowed: 1..{train_clouds}"
+        )
+    return train_clouds // batch_size
+
+
 class PointModel(Model):
     Params: type
 
@@ -125,6 +143,17 @@ class PointModel(Model):
         super().__init__(params, data, device)
         self.num_classes = data.num_classes
         self.num_points = data.points
+
+    @classmethod
+    def check_written(cls, exp: dict, where: str) -> None:
+        if "epochs" in exp and "steps" in exp:
+            raise ConfigError(
+                f"{where}.epochs: give epochs ({exp['epochs']}) or steps ({exp['steps']}), not both "
+                "(a YAML anchor merged into this experiment may bring one of them)"
+            )
+
+    def train_size(self) -> int:
+        return len(self.data.labels("train"))
 
     def build(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -140,11 +169,14 @@ class PointModel(Model):
         # test clouds and labels are never read during training (selection is on val)
         self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
         self._y = torch.from_numpy(self.data.labels("train")).to(self.device)
+        where = f"points.experiments.{ctx.spec.get('experiment', '<experiment>')}.batch_size"
+        per_epoch = steps_per_epoch(len(self._x), self.params.batch_size, where)
+        if self.params.epochs is not None:  # the train split's size is known only now
+            self.params = dataclasses.replace(self.params, steps=self.params.epochs * per_epoch)
         self._val = (torch.from_numpy(self.data.clouds("val")).to(self.device), self.data.labels("val"))
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
-        g = step_generator(seed, step, _BATCH_STREAM)
-        idx = torch.randint(0, len(self._x), (self.params.batch_size,), generator=g).to(self.device)
+        idx = epoch_batch(len(self._x), self.params.batch_size, seed, step, _BATCH_STREAM).to(self.device)
         x = augment(self._x[idx], self.params, step_generator(seed, step, _AUG_STREAM))
         x, y = distributed.shard(x), distributed.shard(self._y[idx])
         logits, reg = net(x)

@@ -53,6 +53,13 @@ def _per_class_table(rows: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
+def _passes(g: pd.DataFrame) -> str:
+    """Passes over the training clouds (train/epochs), e.g. 16.4; runs made before it was logged: —."""
+    if "train/epochs" not in g or g["train/epochs"].isna().all():
+        return "—"
+    return f"{g['train/epochs'].mean():.1f}"
+
+
 def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) -> tuple[list[str], list[Path]]:
     rows = df[df.family == "points"]
     if rows.empty:
@@ -63,15 +70,16 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
         "Test overall accuracy (OA) and mean per-class accuracy (mAcc) in % on the whole test split, single "
         "view, no voting, of the last checkpoint (the test split is read only by the evaluation). SO(3): the "
         "same model on test clouds under uniformly random 3D rotations (training rotates about the up axis "
-        "only). ± is the std over seeds (ddof 1; one seed: the binomial SE).",
+        "only). ± is the std over seeds (ddof 1; one seed: the binomial SE). Epochs: passes over the training "
+        "clouds (each epoch a fresh shuffle, the last partial batch dropped).",
         "",
-        "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | params | clouds/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| experiment | model | seeds | test OA | test mAcc | OA under SO(3) | val OA | epochs | params | clouds/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for exp, g in rows.groupby("experiment", sort=False):
         md.append(
             f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
-            f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | "
+            f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | {_passes(g)} | "
             f"{_count(g, 'train/params')} | {_count(g, 'train/clouds_per_s')} |"
         )
     md.append("")

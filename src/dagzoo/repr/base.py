@@ -216,6 +216,9 @@ class ReprModel(Model):
         probe = nn.Linear(self.feature_dim(encoder), self.classes) if self.params.online_probe else None
         return ReprNet(encoder, self.build_head(encoder.dim), probe, self.batch_loss)
 
+    def train_size(self) -> int:
+        return len(self.data.labels("train"))
+
     def prepare(self, ctx) -> None:
         self._train = torch.from_numpy(self.data.images("train")).to(self.device)
         self._labels = torch.from_numpy(self.data.labels("train")).to(self.device)
