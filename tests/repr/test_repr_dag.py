@@ -62,6 +62,7 @@ def test_the_repr_dag_runs_end_to_end_and_an_evaluation_setting_reruns_only_its_
     assert 0 < run["test/linear_acc_projector"] and run["train/images"] == 30 * 64
     assert 0 < run["test/macro_f1_softf1"] and 0 < run["test/linear_acc_nobias"] and 0 < run["test/linear_acc_raw"]
     assert 0 < run["test/soft_acc_ce_imbalanced"] <= 1 and 0 < run["test/soft_acc_softf1_imbalanced"] <= 1
+    assert 0 < run["test/macro_f1_reinforce"] and 0 < run["test/acc_reinforce_imbalanced"] <= 1
     manifest = json.loads(next((results / "data" / "repr").glob("*/manifest.json")).read_text())
     assert manifest["validation"]["rule"].startswith("stratified") and manifest["validation"]["n"] > 100
     history = [json.loads(x) for x in (results / "repr" / "simclr" / "0" / "history.jsonl").read_text().splitlines()]

@@ -86,7 +86,9 @@ class ReprFamily(Family):
         s.add_argument("--out", required=True)
         s.set_defaults(fn=_knn)
 
-        s = sub.add_parser("repr-smoothed", help="soft-F1 vs cross-entropy probes on an imbalanced train split")
+        s = sub.add_parser(
+            "repr-smoothed", help="cross-entropy, soft-F1 and REINFORCE probes on an imbalanced train split"
+        )
         s.add_argument("--features", required=True)
         s.add_argument("--ratio", type=float_above(1.0, inclusive=True), required=True)
         s.add_argument("--epochs", type=positive_int, required=True)

@@ -6,6 +6,9 @@
 - `infonce`: CPC's InfoNCE (van den Oord et al. 2018, eq. 4) over a critic's score matrix.
 - `soft_f1_loss`: 1 - macro F1 with softmax probabilities in place of the one-hot argmax
   (`soft_macro_f1`), so it has a gradient; a probe trained with it is compared with cross-entropy.
+- `reinforce_accuracy_loss`: the other answer to a metric without a gradient: the classifier is a
+  policy, each example's accuracy (1 for the right class) its reward, and the score-function
+  estimator (Williams 1992) with a baseline gives the gradient of the expected accuracy.
 """
 
 from __future__ import annotations
@@ -55,3 +58,17 @@ def soft_macro_f1(probs: torch.Tensor, y: torch.Tensor, classes: int) -> torch.T
 def soft_f1_loss(logits: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
     """1 - the soft macro F1 of the softmax probabilities (differentiable)."""
     return 1 - soft_macro_f1(logits.softmax(1), y, classes)
+
+
+def reinforce_accuracy_loss(
+    logits: torch.Tensor, y: torch.Tensor, baseline: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(surrogate loss, rewards): a class a_i ~ softmax(logits_i) per example, reward
+    r_i = 1[a_i = y_i], surrogate -mean_i (r_i - b) log pi(a_i | x_i), whose gradient is an unbiased
+    estimate of -grad mean_i pi(y_i | x_i), the expected accuracy's (the baseline b, fixed before the
+    draws, changes the variance only)."""
+    log_pi = logits.log_softmax(1)
+    action = torch.multinomial(log_pi.detach().exp(), 1, generator=generator).squeeze(1)
+    reward = (action == y).to(logits.dtype)
+    chosen = log_pi.gather(1, action[:, None]).squeeze(1)
+    return -((reward - baseline) * chosen).mean(), reward

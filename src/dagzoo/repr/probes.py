@@ -5,7 +5,8 @@
   train), the probe refitted with that C on train + val then scores the test split once.
 - `knn_predict`: weighted kNN (Wu et al. 2018, InstDisc): cosine similarities to the train bank,
   the k nearest vote with weight exp(s / T).
-- `train_linear`: a linear probe fitted with cross-entropy or with `dagzoo.repr.losses.soft_f1_loss`.
+- `train_linear`: a linear probe fitted with cross-entropy, with `dagzoo.repr.losses.soft_f1_loss`,
+  or by REINFORCE on per-example accuracy (`reinforce_accuracy_loss`).
 - `infonce_bound`: I(X; Y) >= log M - L_NCE (Poole et al. 2019, eq. 12) from a critic's scores.
 
 Test labels are never an argument of a function that fits or chooses anything: the callers
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from dagzoo.data.integrity import load_npz
 from dagzoo.errors import DataError
-from dagzoo.repr.losses import soft_f1_loss
+from dagzoo.repr.losses import reinforce_accuracy_loss, soft_f1_loss
 
 
 @dataclass
@@ -207,15 +208,25 @@ def imbalanced_subset(y: np.ndarray, ratio: float, seed: int) -> np.ndarray:
 def train_linear(
     x: np.ndarray, y: np.ndarray, classes: int, loss: str, epochs: int, lr: float, weight_decay: float, seed: int
 ) -> torch.nn.Linear:
-    """A linear classifier fitted full-batch with Adam on `loss` (cross_entropy | soft_f1)."""
+    """A linear classifier fitted full-batch with Adam on `loss`: cross_entropy, soft_f1, or
+    reinforce (a fresh class drawn per example per step, reward its accuracy, the baseline an
+    exponential moving average (0.9) of the mean reward of the steps before)."""
     torch.manual_seed(seed)
     xt, yt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
     lin = torch.nn.Linear(x.shape[1], classes)
     opt = torch.optim.Adam(lin.parameters(), lr=lr, weight_decay=weight_decay)
+    draws = torch.Generator().manual_seed(seed)
+    baseline = 1.0 / classes  # the expected accuracy of a uniform policy, the untrained probe's
     for _ in range(epochs):
         opt.zero_grad()
         logits = lin(xt)
-        value = F.cross_entropy(logits, yt) if loss == "cross_entropy" else soft_f1_loss(logits, yt, classes)
+        if loss == "reinforce":
+            value, reward = reinforce_accuracy_loss(logits, yt, baseline, draws)
+            baseline = 0.9 * baseline + 0.1 * float(reward.mean())
+        elif loss == "soft_f1":
+            value = soft_f1_loss(logits, yt, classes)
+        else:
+            value = F.cross_entropy(logits, yt)
         value.backward()
         opt.step()
     return lin

@@ -18,6 +18,28 @@ def _cell(rows: pd.DataFrame, col: str) -> str:
     return mean_std(rows, col)
 
 
+def _long_tailed_table(runs: pd.DataFrame) -> list[str]:
+    """Accuracy and macro-F1 of the long-tailed probes, one column pair per training loss."""
+    losses = (("ce", "cross-entropy"), ("softf1", "soft-F1"), ("reinforce", "REINFORCE"))
+    if not any(f"test/macro_f1_{short}" in runs for short, _ in losses):
+        return []
+    head = " | ".join(f"{name} acc | {name} macro-F1" for _, name in losses)
+    md = [
+        "Probes on the long-tailed train subset, scored on the balanced test split (REINFORCE: the probe "
+        "is a policy, its sampled class earns reward 1 when right, with a moving-average baseline):",
+        "",
+        f"| experiment | {head} |",
+        "|" + "|".join(["---"] * (1 + 2 * len(losses))) + "|",
+    ]
+    for exp, rows in runs.groupby("experiment", sort=False):
+        cells = " | ".join(
+            f"{_cell(rows, f'test/acc_{short}_imbalanced')} | {_cell(rows, f'test/macro_f1_{short}')}"
+            for short, _ in losses
+        )
+        md.append(f"| {exp} | {cells} |")
+    return md + [""]
+
+
 def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str], list[Path]]:
     runs = df[df.family == "repr"]
     if runs.empty:
@@ -38,12 +60,13 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
         "**MI bound**: log N - L_NCE on held-out "
         "views (never above log N, shown in brackets). **After projector**: the same probe on SimCLR's projector "
         "output (SimCLR probes before it). **Raw: bias / no bias**: the probe on raw, uncentred features with "
-        "and without an intercept (only the intercept differs). **Macro-F1 CE / soft-F1**: linear probes "
-        "trained with cross-entropy or the soft-F1 loss on a long-tailed train subset. `random`: the same "
+        "and without an intercept (only the intercept differs). **Macro-F1 CE / soft-F1 / REINFORCE**: linear "
+        "probes trained with cross-entropy, the soft-F1 loss, or by REINFORCE with each example's accuracy as "
+        "its reward, on a long-tailed train subset (their accuracies in the table below). `random`: the same "
         "encoder untrained; `raw`: pixels.",
         "",
         "| experiment | method | encoder | params | train s | linear acc | after projector | raw: bias / no bias "
-        "| kNN acc | MI bound [log N] | macro-F1 CE / soft-F1 | RF (theor. / ERF90) |",
+        "| kNN acc | MI bound [log N] | macro-F1 CE / soft-F1 / REINFORCE | RF (theor. / ERF90) |",
         "|" + "|".join(["---"] * 12) + "|",
     ]
     for exp, rows in runs.groupby("experiment", sort=False):
@@ -59,9 +82,11 @@ def repr_section(df: pd.DataFrame, histories: dict, out: Path) -> tuple[list[str
             f"{_cell(rows, 'test/linear_acc_projector')} | "
             f"{_cell(rows, 'test/linear_acc_raw')} / {_cell(rows, 'test/linear_acc_nobias')} | "
             f"{_cell(rows, 'test/knn_acc')} | {mi} | "
-            f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} | {rf} |"
+            f"{_cell(rows, 'test/macro_f1_ce')} / {_cell(rows, 'test/macro_f1_softf1')} / "
+            f"{_cell(rows, 'test/macro_f1_reinforce')} | {rf} |"
         )
     md.append("")
+    md += _long_tailed_table(runs)
     if "probe/C_at_edge" in runs:
         edge = sorted(set(runs.loc[runs["probe/C_at_edge"] == 1, "experiment"]))
         if edge:

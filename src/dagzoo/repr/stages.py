@@ -226,10 +226,15 @@ def knn(features: Path, k: int, temperature: float, out: Path) -> dict:
     return result
 
 
+#: the long-tailed probes' training losses -> their metrics' suffix
+SMOOTHED_LOSSES = {"cross_entropy": "ce", "soft_f1": "softf1", "reinforce": "reinforce"}
+
+
 def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) -> dict:
-    """Cross-entropy and soft-F1 linear probes on a long-tailed subset of the train split
-    (standardised features, the same steps and lr); macro-F1, accuracy and soft accuracy (the mean
-    probability of the true class, <1_y, p>: the seed's smoothed accuracy) of both on test."""
+    """Linear probes trained with cross-entropy, soft-F1 and REINFORCE on per-example accuracy on
+    a long-tailed subset of the train split (standardised features, the same steps and lr);
+    macro-F1, accuracy and soft accuracy (the mean probability of the true class, <1_y, p>: the
+    seed's smoothed accuracy) of each on test."""
     import torch
 
     from dagzoo.repr.probes import imbalanced_subset, soft_accuracy, train_linear
@@ -242,13 +247,13 @@ def smoothed(features: Path, ratio: float, epochs: int, lr: float, out: Path) ->
     mean, std = xtr.mean(0), np.where(xtr.std(0) > 1e-8, xtr.std(0), 1.0)
     classes = int(ytr.max()) + 1
     probs = {}
-    for loss in ("cross_entropy", "soft_f1"):
+    for loss in SMOOTHED_LOSSES:
         lin = train_linear((xtr - mean) / std, ytr[keep], classes, loss, epochs, lr, 0.0, seed=0)
         with torch.no_grad():
             probs[loss] = lin(torch.from_numpy(((ff.x("test") - mean) / std).astype(np.float32))).softmax(1).numpy()
     y_test = ff.y("test")
     result = {"smooth/train_size": int(len(keep)), "smooth/imbalance_ratio": ratio, "seconds": time.time() - t0}
-    for loss, short in (("cross_entropy", "ce"), ("soft_f1", "softf1")):
+    for loss, short in SMOOTHED_LOSSES.items():
         pred = probs[loss].argmax(1)
         result[f"test/macro_f1_{short}"] = macro_f1(pred, y_test, classes)
         result[f"test/acc_{short}_imbalanced"] = accuracy(pred, y_test)[0]
