@@ -117,7 +117,7 @@ def cmd_docs(a) -> int:
 
 def cmd_report(a) -> int:
     from dagzoo.report import write_report
-    from dagzoo.tracking import find_run_dirs, live_sync
+    from dagzoo.tracking import find_run_dirs, live_sync, resolve_uri
 
     if a.runs is not None and a.runs_file is not None:
         raise DagzooError("--runs and --runs-file: give the runs one way")
@@ -140,11 +140,16 @@ def cmd_report(a) -> int:
     paths = write_report(
         Path(a.results), Path(a.out) if a.out else None, runs, claims, Path(tables), listed=listed is not None
     )
-    # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves);
-    # best effort: an unreachable store costs one warning, the data wait on disk
+    # MLflow mirrors every reported run here (the short sampling jobs do not sync themselves),
+    # then each experiment as a parent of its seeds; best effort: an unreachable store costs one
+    # warning, the data wait on disk
+    reachable = True
     for run in runs:
         if (run / "metrics.json").exists() and not live_sync(run, Path(a.results))(force=True):
+            reachable = False
             break
+    if reachable:
+        _sync_parents(Path(a.results), Path(tables), resolve_uri(Path(a.results)))
     for p in paths:
         print(p)
     return 0
@@ -157,8 +162,26 @@ def cmd_mlflow_sync(a) -> int:
         raise DagzooError(f"--results: {a.results} is not a directory (the results root of a DAG run)")
     uri = resolve_uri(a.results, a.uri)
     ids = sync_results(Path(a.results), uri, prefix=a.prefix)
-    print(f"synced {len(ids)} runs to {redact_uri(uri)}")
+    parents = _sync_parents(Path(a.results), Path(a.results), uri, prefix=a.prefix, warn=False)
+    print(f"synced {len(ids)} runs and {len(parents)} experiments to {redact_uri(uri)}")
     return 0
+
+
+def _sync_parents(results: Path, tables: Path, uri: str, prefix: str | None = None, warn: bool = True) -> list[str]:
+    """The report's experiments as MLflow parent runs (from its summary.parquet and claims.json,
+    when a report was made); `warn`: an MLflow failure is a warning, not an error."""
+    from dagzoo.errors import TrackingError
+    from dagzoo.tracking import sync_experiments
+
+    if not (tables / "summary.parquet").is_file():
+        return []
+    try:
+        return sync_experiments(results, tables / "summary.parquet", tables / "claims.json", uri, prefix=prefix)
+    except TrackingError as e:
+        if not warn:
+            raise
+        print(f"[dagzoo] warning: {e}. Run `dagzoo mlflow-sync` once MLflow is reachable.", file=sys.stderr)
+        return []
 
 
 def _read_lines(path: str) -> list[str]:

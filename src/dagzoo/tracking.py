@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -36,10 +37,16 @@ from typing import Iterator
 from urllib.parse import unquote, urlsplit
 
 from dagzoo import timing
-from dagzoo.errors import DataError, TrackingError
-from dagzoo.io import RUN_SPEC_KEYS, read_json, read_json_object, read_jsonl
+from dagzoo.errors import DagzooError, DataError, TrackingError
+from dagzoo.io import RUN_SPEC_KEYS, read_json, read_json_object, read_jsonl, stable_hash
 
 RUN_KEY_TAG = "dagzoo.run_key"
+#: a parent run (one per experiment: its seeds are its children) is found again by this tag
+PARENT_KEY_TAG = "dagzoo.parent_key"
+#: MLflow's own tag that nests a run under its parent in the UI
+PARENT_RUN_TAG = "mlflow.parentRunId"
+#: a claim's verdict on the parent runs of the experiments it names: dagzoo.claim.<name>
+CLAIM_TAG = "dagzoo.claim."
 # MLflow 3.x's UI picks an experiment's layout from this tag; without it a dagzoo experiment is
 # shown with the GenAI/tracing layout instead of the model-training one (runs, metrics, charts).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -174,6 +181,22 @@ def _exclusive(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _mirror_errors(uri: str) -> Iterator[None]:
+    """Every failure of MLflow as one TrackingError, its message scrubbed of the URI's credentials."""
+    try:
+        yield
+    except DagzooError:  # dagzoo's own, already one clear line (a missing file, a lock)
+        raise
+    except Exception as e:  # noqa: BLE001 - every MLflow failure is reported the same way
+        # redact before cutting the message short, or a cut could leave half a password behind
+        detail = _redact_text(str(e), uri).splitlines()
+        msg = f"MLflow at {redact_uri(uri)} failed: {type(e).__name__}: {detail[0][:300] if detail else ''}"
+        # MLflow's exception still holds the raw text: drop it from the chain when the URI has
+        # credentials, so that no traceback can print them
+        raise TrackingError(msg) from (None if _userinfo(uri) else e)
+
+
 def default_prefix() -> str:
     """MLflow experiment names are <prefix><family>; the Snakefile exports the config's prefix."""
     return os.environ.get("DAGZOO_MLFLOW_PREFIX", "dagzoo-")
@@ -234,6 +257,24 @@ def run_key(spec: dict) -> str:
     return f"{key}/{spec['data_digest'][:16]}" if spec.get("data_digest") else key
 
 
+#: spec keys that differ between the seeds of one experiment, or that are added after hashing
+_PER_SEED = ("seed", "config_hash", "data_digest", "stage", "stage_params", "rule")
+
+
+def parent_key(spec: dict) -> str:
+    """The parent run of a run directory: its family, experiment, and a hash of everything its
+    training depends on except the seed, so the seeds of one experiment share it and an
+    experiment trained with other settings gets a parent of its own."""
+    same = stable_hash({k: v for k, v in spec.items() if k not in _PER_SEED})
+    key = f"{spec['family']}/{spec['experiment']}/{same}"
+    return f"{key}/{spec['data_digest'][:16]}" if spec.get("data_digest") else key
+
+
+def _find_run(client, exp_id: str, tag: str, value: str):
+    found = client.search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
+    return found[0] if found else None
+
+
 def _tags(spec: dict, run_dir: Path) -> dict:
     tags = {
         RUN_KEY_TAG: run_key(spec),
@@ -241,6 +282,7 @@ def _tags(spec: dict, run_dir: Path) -> dict:
         "dagzoo.model": spec["model"],
         "dagzoo.experiment": spec["experiment"],
         "dagzoo.seed": str(spec["seed"]),
+        "dagzoo.level": "seed",
         "dagzoo.config_hash": spec["config_hash"],
         "dagzoo.run_dir": str(run_dir.resolve()),
         # each family names its data set in the spec; where its data section keeps it is its business
@@ -436,63 +478,164 @@ def sync_run_dir(
     run_dir = Path(run_dir)
 
     spec = read_json_object(run_dir / "spec.json", RUN_SPEC_KEYS)
-    with _exclusive(uri):
-        try:
-            client = _client(uri)
-            exp_id = _experiment_id(client, f"{prefix}{spec['family']}", uri)
-            found = client.search_runs(
-                [exp_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{run_key(spec)}'", max_results=1
+    with _exclusive(uri), _mirror_errors(uri):
+        client = _client(uri)
+        exp_id = _experiment_id(client, f"{prefix}{spec['family']}", uri)
+        found = _find_run(client, exp_id, RUN_KEY_TAG, run_key(spec))
+        if found:
+            run_id = found.info.run_id
+        else:
+            # created when the run is first mirrored (during or after training), it starts when
+            # its training started: MLflow's Duration and "Created" column are the training's
+            run = client.create_run(
+                exp_id,
+                run_name=f"{spec['experiment']}/{spec['seed']}",
+                tags={RUN_KEY_TAG: run_key(spec)},
+                start_time=training_start_ms(run_dir),
             )
-            if found:
-                run_id = found[0].info.run_id
-            else:
-                # created when the run is first mirrored (during or after training), it starts when
-                # its training started: MLflow's Duration and "Created" column are the training's
-                run = client.create_run(
-                    exp_id,
-                    run_name=f"{spec['experiment']}/{spec['seed']}",
-                    tags={RUN_KEY_TAG: run_key(spec)},
-                    start_time=training_start_ms(run_dir),
+            run_id = run.info.run_id
+        params = {k: v[:6000] for k, v in _flatten("", _run_params(run_dir, spec), {}).items()}
+        run = client.get_run(run_id)
+        existing = run.data.params
+        new_params = [Param(k, v) for k, v in params.items() if k not in existing]
+        # MLflow keeps a param's first value; a later stage's setting changed since (which
+        # reran that stage only, into the same run) shows as a tag, dropped once it is back
+        changed = {k: v for k, v in params.items() if k in existing and existing[k] != v}
+        tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
+        tags += [RunTag(f"{PARAM_NOW}{k}", v[:5000]) for k, v in changed.items()]
+        if PARENT_RUN_TAG not in run.data.tags:  # its experiment's parent, once a report made one
+            parent = _find_run(client, exp_id, PARENT_KEY_TAG, parent_key(spec))
+            if parent is not None:
+                tags.append(RunTag(PARENT_RUN_TAG, parent.info.run_id))
+        for key in run.data.tags:
+            if key.startswith(PARAM_NOW) and key[len(PARAM_NOW) :] not in changed:
+                client.delete_tag(run_id, key)
+        metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir), synced)
+        _log_in_batches(client, run_id, metric_list, new_params, tags)
+        for path, artifact_path in _artifacts(run_dir):
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+        end_time = None
+        if status is None and run.info.status != "FINISHED" and (run_dir / "train.json").is_file():
+            # training finished (a train job shorter than LiveSync.first_sync_after leaves its
+            # run to the next stage that mirrors it): close the run at training's end
+            status, end_time = "FINISHED", _timestamp_ms(run_dir / "train.json")
+        if status == "RUNNING":
+            client.update_run(run_id, status="RUNNING")
+        elif status:
+            client.set_terminated(run_id, status=status, end_time=end_time)
+        return run_id
+
+
+def _log_in_batches(client, run_id: str, metrics: list, params: list, tags: list) -> None:
+    """log_batch within MLflow's limits per call (1,000 metrics, 100 params, 100 tags)."""
+    for i in range(0, max(len(params), len(tags), 1), 100):
+        if params[i : i + 100] or tags[i : i + 100]:
+            client.log_batch(run_id, params=params[i : i + 100], tags=tags[i : i + 100])
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def _claim_tags(claims: list[dict], family: str, experiment: str) -> dict[str, str]:
+    """The verdicts of the claims that name a metric of this experiment, as tags."""
+    address = f"{family}/{experiment}/"
+    tags = {}
+    for c in claims:
+        if any(str(c.get(side, "")).startswith(address) for side in ("lhs", "rhs")):
+            key = CLAIM_TAG + re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(c.get("name", "")))[:200]
+            detail = f" ({c['detail']})" if c.get("detail") else ""
+            tags[key] = f"{c.get('verdict')}: {c.get('lhs')} {c.get('op')} {c.get('rhs')}{detail}"[:5000]
+    return tags
+
+
+def seed_aggregates(rows) -> dict[str, float]:
+    """<metric>_mean, <metric>_std (ddof 1, two seeds or more) and <metric>_n over the seeds of one
+    experiment (rows: its rows of summary.parquet), as the report's summary_by_experiment."""
+    out = {}
+    for col in rows.columns:
+        if col == "seed" or not _is_numeric_column(rows[col]):
+            continue
+        values = rows[col].dropna()
+        if values.empty:
+            continue
+        out[f"{col}_mean"], out[f"{col}_n"] = float(values.mean()), float(len(values))
+        if len(values) > 1:
+            out[f"{col}_std"] = float(values.std(ddof=1))
+    return out
+
+
+def _is_numeric_column(column) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+
+
+def sync_experiments(
+    results: Path, summary: Path, claims: Path | None, uri: str, prefix: str | None = None
+) -> list[str]:
+    """Idempotently mirror the report's experiments into MLflow as parent runs, one per experiment
+    of summary.parquet (its runs found under `results` by family, experiment and seed), each
+    with its seeds' runs as children (``mlflow.parentRunId``). A parent carries the experiment's
+    parameters (the seed aside), `seed_aggregates` as metrics, and the verdicts of the claims
+    naming it as tags; it spans its children's training, from the first start to the last end.
+    A child not yet in MLflow is linked when it is first mirrored. Returns the parents' run ids."""
+    import pandas as pd
+    from mlflow.entities import Metric, Param, RunTag
+
+    prefix = default_prefix() if prefix is None else prefix
+    df = pd.read_parquet(summary)
+    claim_list = (read_json(claims).get("claims") or []) if claims is not None and Path(claims).is_file() else []
+    ids = []
+    if df.empty:
+        return ids
+    with _exclusive(uri), _mirror_errors(uri):
+        client = _client(uri)
+        for (family, experiment), rows in df.groupby(["family", "experiment"], sort=True):
+            # summary.parquet's run_dir is relative to where the DAG ran; the layout is not
+            run_dirs = [Path(results) / str(family) / str(experiment) / str(int(seed)) for seed in rows["seed"]]
+            specs = [read_json_object(d / "spec.json", RUN_SPEC_KEYS) for d in run_dirs]
+            exp_id = _experiment_id(client, f"{prefix}{family}", uri)
+            key = parent_key(specs[0])
+            starts = [t for t in map(training_start_ms, run_dirs) if t is not None]
+            ends = [t for t in (_timestamp_ms(d / "train.json") for d in run_dirs) if t is not None]
+            parent = _find_run(client, exp_id, PARENT_KEY_TAG, key)
+            if parent is None:
+                parent = client.create_run(
+                    exp_id, run_name=str(experiment), tags={PARENT_KEY_TAG: key}, start_time=min(starts, default=None)
                 )
-                run_id = run.info.run_id
-            params = {k: v[:6000] for k, v in _flatten("", _run_params(run_dir, spec), {}).items()}
-            run = client.get_run(run_id)
-            existing = run.data.params
-            new_params = [Param(k, v) for k, v in params.items() if k not in existing]
-            # MLflow keeps a param's first value; a later stage's setting changed since (which
-            # reran that stage only, into the same run) shows as a tag, dropped once it is back
-            changed = {k: v for k, v in params.items() if k in existing and existing[k] != v}
-            tags = [RunTag(k, v) for k, v in _tags(spec, run_dir).items()]
-            tags += [RunTag(f"{PARAM_NOW}{k}", v[:5000]) for k, v in changed.items()]
-            for key in run.data.tags:
-                if key.startswith(PARAM_NOW) and key[len(PARAM_NOW) :] not in changed:
-                    client.delete_tag(run_id, key)
-            for i in range(0, max(len(new_params), 1), 100):
-                client.log_batch(run_id, params=new_params[i : i + 100], tags=tags if i == 0 else [])
-            metric_list = _points_to_log(client, run, _history_points(run_dir), _file_points(run_dir), synced)
-            for i in range(0, len(metric_list), 1000):
-                client.log_batch(run_id, metrics=metric_list[i : i + 1000])
-            for path, artifact_path in _artifacts(run_dir):
-                client.log_artifact(run_id, str(path), artifact_path=artifact_path)
-            end_time = None
-            if status is None and run.info.status != "FINISHED" and (run_dir / "train.json").is_file():
-                # training finished (a train job shorter than LiveSync.first_sync_after leaves its
-                # run to the next stage that mirrors it): close the run at training's end
-                status, end_time = "FINISHED", _timestamp_ms(run_dir / "train.json")
-            if status == "RUNNING":
-                client.update_run(run_id, status="RUNNING")
-            elif status:
-                client.set_terminated(run_id, status=status, end_time=end_time)
-            return run_id
-        except TrackingError:
-            raise
-        except Exception as e:  # noqa: BLE001 - every MLflow failure is reported the same way
-            # redact before cutting the message short, or a cut could leave half a password behind
-            detail = _redact_text(str(e), uri).splitlines()
-            msg = f"MLflow at {redact_uri(uri)} failed: {type(e).__name__}: {detail[0][:300] if detail else ''}"
-            # MLflow's exception still holds the raw text: drop it from the chain when the URI has
-            # credentials, so that no traceback can print them
-            raise TrackingError(msg) from (None if _userinfo(uri) else e)
+            run_id = parent.info.run_id
+            ids.append(run_id)
+            params = _run_params(run_dirs[0], specs[0])
+            params.pop("seed", None)
+            flat = {k: v[:6000] for k, v in _flatten("", params, {}).items()}
+            tags = {
+                PARENT_KEY_TAG: key,
+                "dagzoo.family": str(family),
+                "dagzoo.experiment": str(experiment),
+                "dagzoo.model": str(specs[0]["model"]),
+                "dagzoo.level": "experiment",
+                "dagzoo.seeds": ",".join(str(s["seed"]) for s in sorted(specs, key=lambda s: s["seed"])),
+                **_claim_tags(claim_list, str(family), str(experiment)),
+            }
+            held = client.get_run(run_id).data
+            for old in held.tags:  # a claim no longer declared (or no longer naming it)
+                if old.startswith(CLAIM_TAG) and old not in tags:
+                    client.delete_tag(run_id, old)
+            metrics = seed_aggregates(rows.drop(columns=["family", "experiment", "model", "config_hash", "run_dir"]))
+            now = int(time.time() * 1000)
+            # only what changed: a repeated sync logs nothing, and a metric's history holds its values
+            _log_in_batches(
+                client,
+                run_id,
+                metrics=[Metric(k, v, now, 0) for k, v in metrics.items() if held.metrics.get(k) != v],
+                params=[Param(k, v) for k, v in flat.items() if k not in held.params],
+                tags=[RunTag(k, v) for k, v in tags.items() if held.tags.get(k) != v],
+            )
+            client.set_terminated(run_id, status="FINISHED", end_time=max(ends, default=None))
+            for spec in specs:
+                child = _find_run(client, exp_id, RUN_KEY_TAG, run_key(spec))
+                if child is not None and child.data.tags.get(PARENT_RUN_TAG) != run_id:
+                    client.set_tag(child.info.run_id, PARENT_RUN_TAG, run_id)
+    return ids
 
 
 class LiveSync:

@@ -223,3 +223,111 @@ def test_a_later_stage_setting_changed_after_the_first_sync_shows_as_a_tag(tmp_p
     atomic_write_json(run / "spec-sample.json", stage)
     sync_run_dir(run, uri)
     assert "dagzoo.param_now.params.temperature" not in client.get_run(run_id).data.tags
+
+
+def _seed_run(results, experiment, seed, bpc, lr):
+    from dagzoo.io import atomic_write_json
+
+    run_dir = results / "text" / experiment / str(seed)
+    spec = {
+        "family": "text",
+        "experiment": experiment,
+        "model": "transformer",
+        "seed": seed,
+        "config_hash": f"{experiment}{seed}",  # config hashes include the seed
+        "params": {"lr": lr, "width": 64},
+        "data": {"corpus": "kjv"},
+    }
+    atomic_write_json(run_dir / "spec.json", spec)
+    end = 1_700_000_100_000 + 1000 * seed
+    atomic_write_json(
+        run_dir / "train.json",
+        {"metrics": {"train/time_s": 30.0 + seed}, "summary": {"train_time_s": 30.0 + seed}, "timestamp_ms": end},
+    )
+    atomic_write_json(run_dir / "metrics.json", {"metrics": {"test/bpc": bpc, "test/n": 100}, "timestamp_ms": end + 5})
+    return run_dir
+
+
+def test_experiments_are_parent_runs_of_their_seeds_with_the_reports_aggregates(tmp_path):
+    """One parent per experiment: the seeds' runs nest under it, its _mean/_std/_n metrics are the
+    report's summary_by_experiment, the claims naming it are its tags, every run ends after it
+    starts, and a second sync adds no run, no metric point, no tag."""
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from dagzoo.claims import write_claims
+    from dagzoo.report import aggregate, collect
+    from dagzoo.tracking import PARENT_RUN_TAG, sync_experiments
+
+    results = tmp_path / "results"
+    runs = [_seed_run(results, "small", s, 2.0 + 0.1 * s, 3e-4) for s in range(3)]
+    runs += [_seed_run(results, "large", 0, 1.8, 1e-3)]
+    df, _ = collect(runs, listed=True)
+    df.to_parquet(results / "summary.parquet", index=False)
+    write_claims(
+        results / "claims.json",
+        [
+            {
+                "name": "large <= small (Table 1)",
+                "lhs": "text/large/test/bpc",
+                "op": "<=",
+                "rhs": "text/small/test/bpc",
+                "verdict": "held",
+                "detail": "|difference| 0.3",
+            }
+        ],
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def snapshot():
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name("dagzoo-text")
+        found = client.search_runs([exp.experiment_id], max_results=100)
+        history = {
+            (r.info.run_id, k): len(client.get_metric_history(r.info.run_id, k)) for r in found for k in r.data.metrics
+        }
+        return found, history
+
+    sync_results(results, uri)
+    parents = sync_experiments(results, results / "summary.parquet", results / "claims.json", uri)
+    first, history = snapshot()
+    assert len(parents) == 2 and len(first) == 6
+    by_id = {r.info.run_id: r for r in first}
+    expected = aggregate(df).set_index("experiment")
+    for pid in parents:
+        parent = by_id[pid]
+        exp = parent.data.tags["dagzoo.experiment"]
+        children = [r for r in first if r.data.tags.get(PARENT_RUN_TAG) == pid]
+        assert sorted(c.data.tags["dagzoo.seed"] for c in children) == (["0", "1", "2"] if exp == "small" else ["0"])
+        m = parent.data.metrics
+        assert m["test/bpc_mean"] == expected.loc[exp, "test/bpc_mean"] and m["test/bpc_n"] == len(children)
+        if exp == "small":
+            assert m["test/bpc_std"] == pytest.approx(expected.loc[exp, "test/bpc_std"], rel=1e-12)
+            assert parent.data.params["params.lr"] == "0.0003" and "seed" not in parent.data.params
+        else:
+            assert "test/bpc_std" not in m  # one seed: no spread, as the report's empty cell
+        assert parent.data.tags["dagzoo.claim.large __ small _Table 1_"].startswith("held: text/large/test/bpc <=")
+        assert parent.info.start_time == min(c.info.start_time for c in children)
+        assert parent.info.end_time == max(c.info.end_time for c in children)
+    for r in first:
+        assert r.info.end_time >= r.info.start_time, r.info.run_name
+        if r.data.tags.get("dagzoo.level") == "seed":
+            # the UI's Duration is the training time the report prints
+            assert r.info.end_time - r.info.start_time == 1000 * (30 + int(r.data.tags["dagzoo.seed"]))
+    sync_results(results, uri)
+    assert sync_experiments(results, results / "summary.parquet", results / "claims.json", uri) == parents
+    again, history_again = snapshot()
+    assert len(again) == 6 and history_again == history
+    assert {r.info.run_id: r.data.tags for r in again} == {r.info.run_id: r.data.tags for r in first}
+    # a claim dropped from the config drops its tag; a changed seed value updates the mean
+    write_claims(results / "claims.json", [])
+    df.loc[df.experiment == "large", "test/bpc"] = 1.7
+    df.to_parquet(results / "summary.parquet", index=False)
+    sync_experiments(results, results / "summary.parquet", results / "claims.json", uri)
+    large = next(
+        r for r in snapshot()[0] if r.data.tags.get("dagzoo.experiment") == "large" and r.info.run_id in parents
+    )
+    assert large.data.metrics["test/bpc_mean"] == 1.7 and not any(
+        k.startswith("dagzoo.claim.") for k in large.data.tags
+    )
+    assert isinstance(pd.read_parquet(results / "summary.parquet"), pd.DataFrame)
