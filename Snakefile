@@ -23,6 +23,7 @@ if not workflow.config_settings.configfiles:
 from dagzoo.config_cache import validated_config
 from dagzoo.errors import DagzooError
 from dagzoo.family import families
+from dagzoo.sweep import NAME_PATTERN
 from dagzoo.tracking import resolve_uri
 
 try:
@@ -48,7 +49,7 @@ os.environ.setdefault("DAGZOO_MLFLOW_PREFIX", CFG["mlflow"]["experiment_prefix"]
 
 wildcard_constraints:
     family="|".join(FAMILIES) or "-",
-    exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    exp=NAME_PATTERN.strip("^$"),
     seed=r"\d+",
 
 

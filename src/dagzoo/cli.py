@@ -45,6 +45,31 @@ def cmd_validate_config(a) -> int:
     return 0
 
 
+def cmd_sweep_show(a) -> int:
+    """Each sweep of a config and the experiments it expands into (after validating them all)."""
+    from dagzoo.config import load_config, validate_config
+    from dagzoo.family import families
+    from dagzoo.sweep import expand_config, parse_name
+
+    raw = load_config(a.config)
+    cfg = validate_config(raw)  # every expanded experiment valid, or one line naming its sweep key
+    _, origins = expand_config(raw, families())
+    if not origins:
+        print(f"{a.config}: no sweeps")
+        return 0
+    by_sweep: dict[tuple[str, str], list[str]] = {}
+    for (family, name), point in origins.items():
+        by_sweep.setdefault((family, point.base), []).append(name)
+    for (family, base), names in by_sweep.items():
+        point = origins[(family, names[0])]
+        swept = ", ".join(f"{kind} {key}" for kind, key, _ in point.values)
+        print(f"{family}.experiments.{base}: {len(names)} experiments x {len(cfg['seeds'])} seeds ({swept})")
+        for name in names:
+            values = ", ".join(f"{k} = {v!r}" for k, v in parse_name(name)[1].items())
+            print(f"  {name}    {values}")
+    return 0
+
+
 def cmd_train(a) -> int:
     from dagzoo.stages import train
 
@@ -243,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(.snakemake/dagzoo of the directory snakemake runs in; the Makefile passes it)",
     )
     s.set_defaults(fn=cmd_validate_config)
+
+    s = sub.add_parser("sweep", help="sweeps: `dagzoo sweep show CONFIG` prints what each expands into")
+    sweep_sub = s.add_subparsers(dest="sweep_command", required=True)
+    s = sweep_sub.add_parser("show", help="validate CONFIG and print each sweep's experiments")
+    s.add_argument("config")
+    s.set_defaults(fn=cmd_sweep_show)
 
     s = sub.add_parser("models", help="list the registered models and their hyper-parameters")
     s.set_defaults(fn=cmd_models)

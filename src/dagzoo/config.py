@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jsonschema
 import yaml
 
-from dagzoo import registry
+from dagzoo import registry, sweep
 from dagzoo.claims import ADDRESS_PATTERN, check_claims
 from dagzoo.errors import ConfigError
 from dagzoo.family import families
@@ -161,6 +161,7 @@ def _merge(defaults: dict, values: dict) -> dict:
 #: log names after a '-'), and what they allow in words
 NAME_PATTERNS = {
     "^[A-Za-z0-9][A-Za-z0-9_.-]*$": "ASCII letters, digits, '_', '.' and '-'",
+    sweep.NAME_PATTERN: "ASCII letters, digits, '_', '.' and '-' (a sweep adds @<key>=<value>,...)",
     "^[A-Za-z0-9][A-Za-z0-9_.]*$": "ASCII letters, digits, '_' and '.'",
 }
 
@@ -231,6 +232,18 @@ def validate_config(raw: dict, check_files: bool = True) -> dict:
     fams = families()
     _reject_cycles(raw, (), set())
     _reject_non_string_keys(raw, ())
+    raw, origins = sweep.expand_config(raw, fams)
+    try:
+        return _validate_expanded(raw, fams, check_files)
+    except ConfigError as e:  # said of the sweep key and value that made the experiment
+        for (family, name), point in origins.items():
+            prefix = f"{family}.experiments.{name}"
+            if str(e).startswith((f"{prefix}.", f"{prefix}:")):
+                raise ConfigError(sweep.origin_message(str(e), family, name, point)) from None
+        raise
+
+
+def _validate_expanded(raw: dict, fams: dict, check_files: bool) -> dict:
     _reject_non_finite(raw, (), experiment_sections=set(fams))
     validator = Validator(schema())
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(map(str, e.absolute_path)))

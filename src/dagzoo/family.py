@@ -21,6 +21,7 @@ import argparse
 import importlib
 import importlib.util
 import pkgutil
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -50,6 +51,16 @@ class Family:
     #: the metrics of the README's headline table (dagzoo docs), each (label, regular expression
     #: of the metric key, digits): the first key of a results tree that matches is shown
     headline_metrics: tuple[tuple[str, str, int], ...] = ()
+
+    def headline_keys(self, metrics: list[str], has_value) -> list[tuple[str, str, int]]:
+        """(label, metric key, digits) per headline metric: the first of `metrics` its pattern
+        matches for which `has_value(key)`; a headline metric none matches is left out."""
+        found = []
+        for label, pattern, digits in self.headline_metrics:
+            key = next((m for m in metrics if re.fullmatch(pattern, m) and has_value(m)), None)
+            if key is not None:
+                found.append((label, key, digits))
+        return found
 
     # ------------------------------------------------------------------ config
     def schema(self) -> dict:

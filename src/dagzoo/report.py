@@ -138,6 +138,7 @@ def write_report(
     `run_dirs` is given), see `collect`."""
     from dagzoo.claims import claims_table, evaluate_claims, write_claims
     from dagzoo.family import families
+    from dagzoo.sweep_report import sweep_section
     from dagzoo.tracking import find_run_dirs
 
     results = Path(results)
@@ -159,6 +160,9 @@ def write_report(
         section, family_plots = fam.report_section(df, histories, results, out)
         md += section
         plots += family_plots
+    section, sweep_plots = sweep_section(df, out)
+    md += section
+    plots += sweep_plots
     # the tables last, once every section is made: a report that fails replaces none of them
     tables.mkdir(parents=True, exist_ok=True)
     summary, by_exp, claims_path = (

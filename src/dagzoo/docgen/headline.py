@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -59,11 +58,10 @@ def headline_markdown(results: Path, page: str) -> str:
         if rows.empty or not fam.headline_metrics:
             continue
         metrics = [c.removesuffix("_mean") for c in rows.columns if c.endswith("_mean")]
-        columns = []
-        for label, pattern, digits in fam.headline_metrics:
-            key = next((m for m in metrics if re.fullmatch(pattern, m) and rows[f"{m}_mean"].notna().any()), None)
-            if key is not None:
-                columns.append((f"{label} (`{key}`)", key, digits))
+        columns = [
+            (f"{label} (`{key}`)", key, digits)
+            for label, key, digits in fam.headline_keys(metrics, lambda m: rows[f"{m}_mean"].notna().any())
+        ]
         if not columns:
             continue
         seeds = sorted(set(rows["n_seeds"].astype(int)))
