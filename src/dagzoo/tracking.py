@@ -270,6 +270,11 @@ def parent_key(spec: dict) -> str:
     return f"{key}/{spec['data_digest'][:16]}" if spec.get("data_digest") else key
 
 
+def _sweep_tag(experiment: str) -> dict[str, str]:
+    """`dagzoo.sweep`: the swept experiment a sweep's point came from (filter or group by it)."""
+    return {"dagzoo.sweep": experiment.partition("@")[0]} if "@" in experiment else {}
+
+
 def _find_run(client, exp_id: str, tag: str, value: str):
     found = client.search_runs([exp_id], filter_string=f"tags.`{tag}` = '{value}'", max_results=1)
     return found[0] if found else None
@@ -283,6 +288,7 @@ def _tags(spec: dict, run_dir: Path) -> dict:
         "dagzoo.experiment": spec["experiment"],
         "dagzoo.seed": str(spec["seed"]),
         "dagzoo.level": "seed",
+        **_sweep_tag(spec["experiment"]),
         "dagzoo.config_hash": spec["config_hash"],
         "dagzoo.run_dir": str(run_dir.resolve()),
         # each family names its data set in the spec; where its data section keeps it is its business
@@ -614,6 +620,7 @@ def sync_experiments(
                 "dagzoo.model": str(specs[0]["model"]),
                 "dagzoo.level": "experiment",
                 "dagzoo.seeds": ",".join(str(s["seed"]) for s in sorted(specs, key=lambda s: s["seed"])),
+                **_sweep_tag(str(experiment)),
                 **_claim_tags(claim_list, str(family), str(experiment)),
             }
             held = client.get_run(run_id).data
