@@ -82,12 +82,23 @@ def test_default_dag_reports_every_model_and_says_who_wins(tmp_path):
     pts = df[df.family == "points"].set_index("experiment")
     assert (pts["test/oa"] > 0.4).all() and pts["test/oa_so3"].notna().all()
     assert "## Representations" in report and "## Point clouds" in report
-    # MLflow: one run per (experiment, seed), each lasting as long as its training
+    # MLflow: one child run per (experiment, seed), each lasting as long as its training, under
+    # one parent per experiment whose means are the report's
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
-    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
-    assert len(runs) == len(df) and all(r.info.end_time >= r.info.start_time for r in runs)
+    runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id], max_results=1000)]
+    assert all(r.info.end_time >= r.info.start_time for r in runs)
+    children = [r for r in runs if r.data.tags.get("dagzoo.level") == "seed"]
+    parents = {r.info.run_id: r for r in runs if r.data.tags.get("dagzoo.level") == "experiment"}
+    assert len(children) == len(df) and len(parents) == df.groupby(["family", "experiment"]).ngroups
+    assert all(r.data.tags["mlflow.parentRunId"] in parents for r in children)
+    by_exp = pd.read_parquet(tmp_path / "results" / "summary_by_experiment.parquet").set_index("experiment")
+    for p in parents.values():
+        exp = p.data.tags["dagzoo.experiment"]
+        for key, value in p.data.metrics.items():
+            if key.endswith("_mean"):
+                assert value == pytest.approx(by_exp.loc[exp, key], rel=1e-12), (exp, key)
     # the DAG's record of itself, the header of a results page
     dag = json.loads((tmp_path / "results" / "dag.json").read_text())
     assert dag["jobs"] > 100 and dag["wall_s"] > 0 and dag["cores"] == 2
