@@ -20,6 +20,7 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
+from dagzoo.cluster import coerce_profile_values
 from dagzoo.config_cache import validated_config
 from dagzoo.errors import DagzooError
 from dagzoo.family import families
@@ -32,6 +33,8 @@ try:
     # under .snakemake/dagzoo, see dagzoo.config_cache). Snakemake's own YAML loader keeps the
     # last of two equal keys: every config file it loaded (--configfile, or the default above) is
     # read again, only to refuse those.
+    if "cluster" in config:  # a profile's `config:` values arrive as text ("1", "null")
+        config["cluster"] = coerce_profile_values(config["cluster"])
     CFG, SPECS, FACTS = validated_config(config, workflow.configfiles, Path(".snakemake") / "dagzoo")
 except DagzooError as e:
     raise WorkflowError(f"dagzoo: invalid config: {e}") from None

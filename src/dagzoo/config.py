@@ -35,6 +35,13 @@ CORE_DEFAULTS: dict[str, Any] = {
     "eval_threads": 1,
     "processes": 1,
     "mlflow": {"tracking_uri": None, "experiment_prefix": "dagzoo-"},
+    "cluster": {
+        "cpu_partition": None,
+        "gpu_partition": None,
+        "gpus_per_training": 0,
+        "train_runtime": 480,
+        "train_mem_mb": 16000,
+    },
     "claims": [],
 }
 
@@ -276,6 +283,11 @@ def _validate_expanded(raw: dict, fams: dict, check_files: bool) -> dict:
                     f"({cfg['processes']}): every data-parallel process takes an equal shard"
                 )
     check_claims(cfg["claims"], {name: set(cfg[name]["experiments"]) for name in declared})
+    if cfg["cluster"]["gpu_partition"] and not cfg["cluster"]["cpu_partition"]:
+        raise ConfigError(
+            "cluster.gpu_partition: set cpu_partition too (the jobs without a GPU, n-gram fits among "
+            "the trainings, go there)"
+        )
     return cfg
 
 

@@ -63,6 +63,7 @@ def experiment_facts(cfg: dict) -> dict[str, dict]:
             cls = get_model(name, exp["model"])
             facts[f"{name}/{exp_name}"] = {
                 "threaded_training": bool(cls.threaded_training),
+                "uses_torch": bool(cls.uses_torch),
                 "distributed_training": bool(cls.distributed_training),
                 **fam.rule_facts(cls, exp),
             }

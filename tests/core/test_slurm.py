@@ -91,6 +91,7 @@ def test_dag_through_slurm_equals_local_run(tmp_path, mlflow_server):
     assert local.returncode == 0, local_out[-4000:]
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "has been submitted with SLURM jobid" in r.stdout + r.stderr
+    assert "Group job small" in r.stdout + r.stderr, "the profile groups the small jobs"
     prov = json.loads((tmp_path / "slurm" / "results" / "text" / "tiny" / "0" / "provenance-train.json").read_text())
     assert prov["slurm_job_id"], "the training job ran inside a SLURM allocation"
     metrics = {

@@ -1,5 +1,6 @@
-"""The SLURM profile names resources for every rule of every family (a new family's rules cannot
-be forgotten), and nothing else."""
+"""Every cluster rule takes its resources from a class of dagzoo.cluster (a new family's rules
+cannot forget them), the SLURM profile groups exactly the small ones, and a torch model's
+training alone gets GPUs, on the GPU partition."""
 
 import re
 
@@ -25,21 +26,39 @@ def _local_rules() -> set[str]:
     return names
 
 
-def test_every_cluster_rule_has_resources_in_the_slurm_profile(tmp_path):
+def _rule_classes() -> dict[str, str]:
+    """{rule: its resource class} from the rules files: `**resources_of("<class>")`, or the
+    training's `**TRAIN_RESOURCES`."""
+    from dagzoo.family import families
+
+    classes = {}
+    for path in [*(ROOT / "workflow" / "rules").glob("*.smk"), *(f.rules_file() for f in families().values())]:
+        for rule, body in re.findall(r"^\s*rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.M):
+            found = re.search(r'\*\*resources_of\("(\w+)"\)', body)
+            classes[rule] = found.group(1) if found else ("train" if "**TRAIN_RESOURCES" in body else None)
+    return classes
+
+
+def test_every_cluster_rule_takes_its_resources_from_a_class_and_the_small_ones_are_grouped(tmp_path):
+    from dagzoo.cluster import CLASSES
+
     r = snakemake(tmp_path, ROOT / "config" / "config.yaml", "--list-rules")
     assert r.returncode == 0, r.stderr[-2000:]
     rules = {line.strip() for line in r.stdout.splitlines() if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", line)}
     local = _local_rules()
     assert {"train", "report"} <= rules and {"report", "all"} <= local
+    classes = _rule_classes()
+    missing = sorted(rule for rule in rules - local if classes.get(rule) not in (*CLASSES, "train"))
+    assert missing == [], "cluster rules without a resource class (resources_of in their rules file)"
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
-    listed = set(profile["set-resources"])
-    assert sorted(rules - local - listed) == [], "cluster rules without resources in the SLURM profile"
-    assert sorted(listed - rules) == [], "the profile names rules the DAG does not have"
-    for name, resources in profile["set-resources"].items():
-        assert {"runtime", "mem_mb"} <= set(resources), name
-        # a job's CPUs are its threads (the config's threads / eval_threads; an n-gram trains on 1)
-        assert "cpus_per_task" not in resources, name
+    grouped = {entry.split("=")[0] for entry in profile["groups"]}
+    small = {rule for rule in rules - local if classes[rule] in ("sample", "evaluate")}
+    assert grouped == small, "the profile groups exactly the sample and evaluate rules"
+    assert all(entry.endswith("=small") for entry in profile["groups"])
+    assert profile["group-components"] == ["small=20"]
+    # a job's CPUs are its threads (the config's threads / eval_threads; an n-gram trains on 1)
     assert "set-threads" not in profile and "cpus_per_task" not in profile["default-resources"]
+    assert "set-resources" not in profile, "resources come from dagzoo.cluster's classes"
 
 
 def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
@@ -71,3 +90,42 @@ def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
             threads[f"{rule} {run_dir.split('/')[-2]}"] = int(words[words.index("--threads") + 1])
     assert threads["train kn2"] == 1 and threads["train tf"] == 8, threads
     assert threads["text_evaluate tf"] == 2 and threads["text_evaluate kn2"] == 2, threads
+
+
+def test_a_torch_models_training_alone_gets_gpus_on_the_gpu_partition(tmp_path):
+    from conftest import small_corpus
+
+    cfg = {
+        "cluster": {"cpu_partition": "cpu", "gpu_partition": "gpu", "gpus_per_training": 2},
+        "text": {
+            "corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
+            "experiments": {
+                "kn2": {"model": "ngram", "order": 2},
+                "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32},
+            },
+        },
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, path, "-n")
+    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
+    jobs = {}  # "<rule> <output>" -> its resources line
+    rule = output = None
+    for line in r.stdout.splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("output:"):
+            output = line.split()[1]
+        elif line.startswith("resources:"):
+            jobs[f"{rule} {output}"] = line
+    train_tf = next(v for k, v in jobs.items() if k.startswith("train ") and "/tf/" in k)
+    train_kn = next(v for k, v in jobs.items() if k.startswith("train ") and "/kn2/" in k)
+    evaluate = next(v for k, v in jobs.items() if k.startswith("text_evaluate "))
+    assert "gpu=2" in train_tf and "slurm_partition=gpu" in train_tf, train_tf
+    assert "gpu=0" in train_kn and "slurm_partition=cpu" in train_kn, train_kn
+    assert "slurm_partition=cpu" in evaluate and "runtime=30" in evaluate, evaluate
+    cfg["cluster"] = {"gpu_partition": "gpu"}  # GPUs' partition without the CPU jobs'
+    path.write_text(yaml.safe_dump(cfg))
+    r = snakemake(tmp_path, path, "-n")
+    assert r.returncode != 0 and "cluster.gpu_partition: set cpu_partition too" in r.stdout + r.stderr

@@ -10,6 +10,7 @@
 # A family's rules file sets DATA_OF[<family>] (its prepared data directory; training waits
 # for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
 # REPORT_FIGURES (plots for `snakemake --report`).
+from dagzoo.cluster import job_resources, train_resources
 from dagzoo.config import stage_spec
 from dagzoo.workflow import (
     input_dir,
@@ -25,6 +26,19 @@ DATA_OF = {}
 REPORT_INPUTS = []
 REPORT_FIGURES = {}
 RUN = f"{R}/{{family}}/{{exp}}/{{seed}}"
+
+
+def resources_of(kind):
+    """A rule's cluster resources by its class (dagzoo.cluster: data, features, sample, evaluate)."""
+    return job_resources(kind, CFG["cluster"])
+
+
+def _train_resource(key):
+    return job_function(lambda w: train_resources(CFG["cluster"], FACTS[f"{w.family}/{w.exp}"]["uses_torch"])[key])
+
+
+# a training job's resources, per job (a torch model may get GPUs, an n-gram fit never does)
+TRAIN_RESOURCES = {key: _train_resource(key) for key in train_resources(CFG["cluster"], True)}
 
 
 def run_dirs(family):

@@ -14,9 +14,7 @@ rule train:
     priority: 1  # the serial part of the DAG goes first; one-thread jobs pair up around it
     threads: train_threads
     resources:
-        mem_mb=8000,
-        runtime=480,
-        gpu=0,
+        **TRAIN_RESOURCES,
     params:
         spec=spec_param(None, "train"),
         data=input_dir("data"),

@@ -42,8 +42,7 @@ rule image_prepare:
     benchmark:
         f"{R}/benchmarks/image_prepare.tsv"
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("data"),
     params:
         **source_state(IMAGE["data"]["source"]),  # a folder: source edited prepares it again
         source=literal(IMAGE["data"]["source"]),
@@ -71,8 +70,7 @@ rule image_reference:
     priority: 1
     threads: CFG["threads"]  # every FID waits for it: as fast as training
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **resources_of("features"),
     params:
         data=input_dir("manifest"),
         n=f"--n {IEV['reference_images']}" if IEV["reference_images"] else "",
@@ -94,8 +92,7 @@ rule image_real_vs_real:
         f"{R}/logs/image_real_vs_real.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("features"),
     params:
         data=input_dir("manifest"),
         n=REAL_N,
@@ -121,8 +118,7 @@ rule image_sample:
         f"{R}/benchmarks/image_sample/{{exp}}-{{seed}}-{{sampler}}.tsv"
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **resources_of("features"),
     params:
         spec=spec_param("image", "sample"),
         data=input_dir("data"),
@@ -148,8 +144,7 @@ rule image_sample_untrained:
         f"{R}/logs/image_sample/{{exp}}-{{seed}}-untrained.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **resources_of("features"),
     params:
         spec=spec_param("image", "sample"),
         data=input_dir("data"),
@@ -178,8 +173,7 @@ rule image_fid:
         f"{R}/benchmarks/image_fid/{{exp}}-{{seed}}-{{name}}.tsv"
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=240,
+        **resources_of("features"),
     params:
         folder=input_dir("samples"),
         args=FID_ARGS,
@@ -201,8 +195,7 @@ rule image_evaluate:
         f"{R}/logs/image_evaluate/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("evaluate"),
     params:
         spec=spec_param("image", "evaluate"),
         data=input_dir("data"),

@@ -20,8 +20,7 @@ rule points_prepare:
     benchmark:
         f"{R}/benchmarks/points_prepare.tsv"
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **resources_of("data"),
     params:
         **source_state(PTS["data"]["source"]),  # a folder: source edited prepares it again
         data=literal(json.dumps(PTS["data"], sort_keys=True)),
@@ -41,8 +40,7 @@ rule points_evaluate:
         f"{R}/logs/points_evaluate/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("evaluate"),
     params:
         spec=spec_param("points", "evaluate"),
         data=input_dir("data"),

@@ -49,8 +49,7 @@ rule repr_encode:
         f"{R}/logs/repr_encode/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("features"),
     params:
         spec=spec_param("repr", "evaluate"),
         data=input_dir("data"),
@@ -71,8 +70,7 @@ rule repr_probe:
         f"{R}/logs/repr_probe/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("evaluate"),
     params:
         grid=" ".join(str(c) for c in REV["probe_grid"]),
     shell:
@@ -88,8 +86,7 @@ rule repr_knn:
         f"{R}/logs/repr_knn/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **resources_of("evaluate"),
     params:
         k=REV["knn_k"],
         t=REV["knn_temperature"],
@@ -107,8 +104,7 @@ rule repr_smoothed:
         f"{R}/logs/repr_smoothed/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=30,
+        **resources_of("evaluate"),
     params:
         ratio=REV["imbalance_ratio"],
         epochs=REV["smooth_epochs"],
@@ -132,8 +128,7 @@ rule repr_evaluate:
         f"{R}/logs/repr_evaluate/{{exp}}-{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **resources_of("evaluate"),
     params:
         spec=spec_param("repr", "evaluate"),
         data=input_dir("data"),

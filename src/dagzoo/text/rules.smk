@@ -34,8 +34,7 @@ rule text_prepare:
     benchmark:
         f"{R}/benchmarks/text_prepare.tsv"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **resources_of("data"),
     params:
         corpus=literal(TEXT["corpus"]),
         val=TEXT["split"]["val"],
@@ -56,8 +55,7 @@ rule text_tokenize:
     benchmark:
         f"{R}/benchmarks/text_tokenize.tsv"
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **resources_of("data"),
     params:
         tokenizer=json.dumps(TEXT["tokenizer"], sort_keys=True),
         corpus_dir=input_dir("corpus"),
@@ -79,8 +77,7 @@ rule text_evaluate:
         f"{R}/benchmarks/text_evaluate/{{exp}}-{{seed}}.tsv"
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **resources_of("evaluate"),
     params:
         spec=spec_param("text", "evaluate"),
         data=input_dir("data"),
@@ -101,8 +98,7 @@ rule text_sample:
         f"{R}/logs/text_sample/{{exp}}-{{seed}}.log",
     threads: CFG["eval_threads"]
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **resources_of("sample"),
     params:
         spec=spec_param("text", "sample"),
         data=input_dir("data"),
@@ -133,8 +129,7 @@ if GENPPL_EVALUATOR:
             f"{R}/logs/text_genppl/{{exp}}-{{seed}}.log",
         threads: CFG["eval_threads"]
         resources:
-            mem_mb=4000,
-            runtime=30,
+            **resources_of("evaluate"),
         params:
             spec=spec_param("text", "sample"),
             data=input_dir("data"),
