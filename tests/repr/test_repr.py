@@ -374,12 +374,12 @@ def test_the_probe_chooses_c_on_val_then_refits_on_train_and_val(monkeypatch):
     fits = []
     real = probes._logistic
 
-    def spy(c, bias, seed):
-        model = real(c, bias, seed)
+    def spy(c, bias, seed, tol=probes.TOL):
+        model = real(c, bias, seed, tol)
         fit = model.fit
 
         def recording_fit(x, y):
-            fits.append((c, x.shape[0], float(np.abs(x.mean(0)).max())))
+            fits.append((c, x.shape[0], float(np.abs(x.mean(0)).max()), tol, getattr(model, "coef_", None)))
             return fit(x, y)
 
         model.fit = recording_fit
@@ -389,9 +389,12 @@ def test_the_probe_chooses_c_on_val_then_refits_on_train_and_val(monkeypatch):
     rng = np.random.default_rng(6)
     (xtr, ytr), (xva, yva) = _blobs(90, rng), _blobs(30, rng, shift=1.0)
     out = linear_probe(_features((xtr, ytr), (xva, yva), _blobs(40, rng)), [0.1, 1.0])
-    assert [n for _, n, _ in fits] == [90, 90, 120]  # one probe per C on train, then the refit
+    assert [f[1] for f in fits] == [90, 90, 120]  # one probe per C on train, then the refit
     assert fits[-1][0] == out["C"]
     assert fits[-1][2] < 1e-5  # standardised with train + val's statistics (val is shifted)
+    # C chosen at the loose tolerance; the refit to the tight one, from the chosen fit's weights
+    assert [f[3] for f in fits] == [probes.GRID_TOL, probes.GRID_TOL, probes.TOL]
+    assert fits[0][4] is None and fits[-1][4] is not None
 
 
 def test_soft_f1_is_the_seeds_formula_on_probabilities():
