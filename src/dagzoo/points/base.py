@@ -10,6 +10,7 @@ A network maps clouds (B, N, 3) to (logits (B, k), a scalar regulariser already 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,14 @@ def augmented_extent(p: PointTrainParams) -> float:
     """The largest |coordinate| a training cloud can reach: clouds lie in the unit sphere, a
     rotation about z keeps them there, then scaling, translation and clipped jitter."""
     return max(1.0, p.scale_high) + p.translate + (p.jitter_clip if p.jitter_sigma else 0.0)
+
+
+def augmented_radius(p: PointTrainParams) -> float:
+    """The largest distance from the origin a training cloud's point can reach: scaling stretches
+    the unit sphere to at most max(1, scale_high), translation and jitter add at most sqrt(3) times
+    their per-axis bound (a tilted camera sees this, not only the largest coordinate)."""
+    per_axis = p.translate + (p.jitter_clip if p.jitter_sigma else 0.0)
+    return max(1.0, p.scale_high) + math.sqrt(3) * per_axis
 
 
 def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.Tensor:

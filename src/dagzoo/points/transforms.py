@@ -63,3 +63,48 @@ def shuffle_points(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """A random permutation of the points of each cloud (argsort of uniform keys, batched)."""
     perm = torch.rand(x.shape[0], x.shape[1], generator=g).argsort(dim=1).to(x.device)
     return torch.gather(x, 1, perm[..., None].expand(-1, -1, x.shape[2]))
+
+
+# ---------------------------------------------------------------------------------- depth views
+def camera_rotation(azimuth: float, elevation: float) -> torch.Tensor:
+    """The rotation (3, 3) that turns the direction of a camera at (azimuth, elevation) in radians,
+    d = (cos az cos el, sin az cos el, sin el), into +z, so that the camera looks down -z:
+    R_y(el - pi/2) R_z(-az)."""
+    tilt = elevation - math.pi / 2
+    c, s = math.cos(tilt), math.sin(tilt)
+    ry = torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+    return ry @ rotation_z(torch.tensor([-azimuth], dtype=torch.float64))[0]
+
+
+def orthogonal_views() -> torch.Tensor:
+    """SimpleView's six cameras (6, 3, 3): from +x, -x, +y, -y, +z and -z."""
+    return torch.stack(
+        [camera_rotation(az, el) for az, el in ((0, 0), (math.pi, 0), (math.pi / 2, 0), (-math.pi / 2, 0))]
+        + [camera_rotation(0, math.pi / 2), camera_rotation(0, -math.pi / 2)]
+    )
+
+
+def circular_views(n: int, elevation: float) -> torch.Tensor:
+    """MVCNN's cameras (n, 3, 3): every 360/n degrees around the up axis, `elevation` radians up."""
+    return torch.stack([camera_rotation(2 * math.pi * i / n, elevation) for i in range(n)])
+
+
+def depth_views(x: torch.Tensor, cameras: torch.Tensor, resolution: int, extent: float) -> torch.Tensor:
+    """Orthographic depth images (B, V, R, R) of clouds x (B, N, 3) from V cameras (V, 3, 3).
+
+    Each camera sees [-extent, extent]^2 of its image plane on R x R pixels (a point beyond it
+    lands on the border pixel); a point at depth d (0 at the camera's plane z' = extent, 2 extent
+    at the far one) has value 1 - d / (4 extent), in [0.5, 1]; a pixel holds the value of the
+    nearest of its points (the largest), an empty pixel 0. One scatter over all clouds, views and
+    points (no Python loop)."""
+    b, n, _ = x.shape
+    v = cameras.shape[0]
+    seen = torch.einsum("vij,bnj->bvni", cameras.to(x.dtype), x)  # (B, V, N, 3) camera coordinates
+    pix = ((seen[..., :2] + extent) / (2 * extent) * resolution).floor().long().clamp(0, resolution - 1)
+    depth = (extent - seen[..., 2]).clamp(0, 2 * extent)
+    value = 1 - depth / (4 * extent)
+    view = torch.arange(b * v, device=x.device).view(b, v, 1)
+    flat = (view * resolution + pix[..., 0]) * resolution + pix[..., 1]  # (B, V, N)
+    images = torch.zeros(b * v * resolution * resolution, device=x.device, dtype=x.dtype)
+    images.scatter_reduce_(0, flat.reshape(-1), value.reshape(-1), reduce="amax", include_self=True)
+    return images.view(b, v, resolution, resolution)

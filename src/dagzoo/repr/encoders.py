@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dagzoo.nn.resnet import ResNet, norm_layer
+
 
 def receptive_field_table(layers: list[tuple[str, int, int, int]]) -> list[dict]:
     """Per layer: the receptive field r and jump j (input pixels between adjacent outputs), by
@@ -39,12 +41,6 @@ def _conv_layers(module: nn.Module, prefix: str) -> list[tuple[str, int, int, in
     return out
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """batch: BatchNorm; layer: LayerNorm over (C, H, W) of each example (GroupNorm with one
-    group), which CPC needs: batch statistics would let a patch see the other patches."""
-    return nn.BatchNorm2d(channels) if kind == "batch" else nn.GroupNorm(1, channels)
-
-
 class ConvNet(nn.Module):
     def __init__(self, in_channels: int, widths: list[int], strides: list[int], norm: str = "batch"):
         super().__init__()
@@ -65,44 +61,11 @@ class ConvNet(nn.Module):
         return _conv_layers(self.body, "body.")
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, norm: str):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = norm_layer(norm, c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = norm_layer(norm, c_out)
-        self.shortcut = (
-            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(norm, c_out))
-            if stride != 1 or c_in != c_out
-            else nn.Identity()
-        )
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
+class ResNet18(ResNet):
     """ResNet-18, CIFAR stem (3x3 stride-1 conv, no max-pool); `width` scales the 64 base channels."""
 
     def __init__(self, in_channels: int, width: int = 64, norm: str = "batch"):
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), norm_layer(norm, width), nn.ReLU(inplace=True)
-        )
-        blocks, c = [], width
-        for mult, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
-            blocks += [BasicBlock(c, width * mult, stride, norm), BasicBlock(width * mult, width * mult, 1, norm)]
-            c = width * mult
-        self.blocks = nn.Sequential(*blocks)
-        self.dim = c
-
-    def feature_map(self, x):
-        return self.blocks(self.stem(x))
-
-    def forward(self, x):
-        return self.feature_map(x).mean(dim=(2, 3))
+        super().__init__(in_channels, width, (2, 2, 2, 2), norm)
 
     def rf_layers(self):
         # the longest path: the stem, then conv1 and conv2 of every block (1x1 shortcuts add nothing)
