@@ -4,9 +4,13 @@
    per-cloud NumPy loop (the textbook algorithm) on the same clouds, and the ratio.
 2. k-NN graph (DGCNN's EdgeConv): dagzoo's batched matmul + topk against a per-point
    sort of the distance row, and the ratio.
-3. Training clouds/s of every model at the default section's sizes (forward + backward + Adam).
+3. Depth-view projection (SimpleView's six views): clouds/s of dagzoo's one batched scatter at
+   the default config's 32 x 32 and SimpleView's 128 x 128, against a per-point Python loop on the
+   same clouds, and the ratio.
+4. Training clouds/s of every model at the default section's sizes (forward + backward + Adam),
+   side by side.
 
-    python bench/bench_points.py [--quick] [--threads N] [--device cuda]
+    python bench/bench_points.py [--quick] [--threads N] [--device cuda]   # cuda: on a GPU
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from dagzoo.docgen.bench import note, save
 from dagzoo.points.data import farthest_point_sampling
 from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.models.pointnet import PointNetNet
+from dagzoo.points.models.simpleview import MultiViewNet, MultiViewParams
 from dagzoo.points.models.voxnet import VoxNetNet
+from dagzoo.points.transforms import circular_views, depth_views, orthogonal_views
 
 
 def fps_reference(x: np.ndarray, k: int) -> list[int]:
@@ -69,12 +75,52 @@ def bench_knn(quick: bool, device) -> None:
     )
 
 
+def projection_reference(x: np.ndarray, cameras: np.ndarray, resolution: int, extent: float) -> np.ndarray:
+    """One cloud's depth images, point by point (each pixel keeps its nearest point)."""
+    out = np.zeros((len(cameras), resolution, resolution))
+    for v, cam in enumerate(cameras):
+        for p in x:
+            u, w, z = cam @ p
+            row = min(max(int(np.floor((u + extent) / (2 * extent) * resolution)), 0), resolution - 1)
+            col = min(max(int(np.floor((w + extent) / (2 * extent) * resolution)), 0), resolution - 1)
+            out[v, row, col] = max(out[v, row, col], 1 - min(max(extent - z, 0.0), 2 * extent) / (4 * extent))
+    return out
+
+
+def bench_projection(quick: bool, device, points: int = 1024) -> None:
+    cameras = orthogonal_views()
+    x = torch.rand(8 if quick else 64, points, 3, device=device) * 2 - 1
+    loop_clouds = 2 if quick else 4
+    ref_s = timed(
+        lambda: [projection_reference(c, cameras.numpy(), 32, 1.0) for c in x[:loop_clouds].double().cpu().numpy()], 1
+    )
+    for resolution in (32, 128):
+
+        def project():
+            depth_views(x, cameras.to(device), resolution, 1.0)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        s = timed(project, 2 if quick else 5)
+        rate = len(x) / s
+        line = f"project {points} points to 6 views of {resolution}x{resolution}: {rate:,.0f} clouds/s"
+        if resolution == 32:
+            line += f" (per-point loop: {loop_clouds / ref_s:,.1f} clouds/s, x{rate / (loop_clouds / ref_s):,.0f})"
+        note(line)
+
+
+#: the default config's multi-view networks: 32 x 32 views, a 3-stage ResNet of width 8
+_multiview = MultiViewParams(resolution=32, width=8, blocks=[1, 1, 1])
+
+
 def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> None:
     nets = {
         "pointnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, True, 1e-3),
         "pointnet_notnet": PointNetNet(10, [64, 64], [64, 128, 256], [128, 64], [32, 64, 128], [64], 0.3, False, 1e-3),
         "dgcnn": DGCNNNet(10, 10, [16, 16, 32, 64], 128, [64, 32], 0.5),
         "voxnet": VoxNetNet(10, 24, [16, 32], 64, [0.2, 0.3, 0.4], batch_norm=False),
+        "simpleview": MultiViewNet(10, orthogonal_views(), _multiview, "concat", 1.05),
+        "mvcnn": MultiViewNet(10, circular_views(6, np.radians(30)), _multiview, "max", 1.09),
     }
     for name, net in nets.items():
         net = net.to(device)
@@ -106,6 +152,7 @@ def main() -> None:
     note(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}")
     bench_fps(a.quick, device)
     bench_knn(a.quick, device)
+    bench_projection(a.quick, device)
     bench_training(a.quick, device)
     save(__file__)
 
