@@ -26,6 +26,25 @@ def _local_rules() -> set[str]:
     return names
 
 
+def _ngram_and_transformer(tmp_path, **top):
+    """A config of two text models, an n-gram and a transformer, with `top`'s keys beside them."""
+    from conftest import small_corpus
+
+    cfg = {
+        **top,
+        "text": {
+            "corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
+            "experiments": {
+                "kn2": {"model": "ngram", "order": 2},
+                "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32},
+            },
+        },
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
 def _rule_classes() -> dict[str, str]:
     """{rule: its resource class} from the rules files: `**resources_of("<class>")`, or the
     training's `**TRAIN_RESOURCES`."""
@@ -64,21 +83,7 @@ def test_every_cluster_rule_takes_its_resources_from_a_class_and_the_small_ones_
 def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
     """The profile sets no threads: a training job runs (and asks SLURM for) the config's
     `threads`, an n-gram's training 1, an evaluation `eval_threads`."""
-    from conftest import small_corpus
-
-    cfg = {
-        "threads": 8,
-        "eval_threads": 2,
-        "text": {
-            "corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
-            "experiments": {
-                "kn2": {"model": "ngram", "order": 2},
-                "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32},
-            },
-        },
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _ngram_and_transformer(tmp_path, threads=8, eval_threads=2)
     # a dry run caps every job at 1 core unless told (a cluster run does not): --cores 16 overrides 2
     r = snakemake(tmp_path, path, "--profile", ROOT / "workflow" / "profiles" / "slurm", "-n", "--cores", "16")
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
@@ -93,20 +98,9 @@ def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
 
 
 def test_a_torch_models_training_alone_gets_gpus_on_the_gpu_partition(tmp_path):
-    from conftest import small_corpus
-
-    cfg = {
-        "cluster": {"cpu_partition": "cpu", "gpu_partition": "gpu", "gpus_per_training": 2},
-        "text": {
-            "corpus": f"file:{small_corpus(tmp_path / 'c.txt')}",
-            "experiments": {
-                "kn2": {"model": "ngram", "order": 2},
-                "tf": {"model": "transformer", "n_layer": 1, "n_head": 2, "d_model": 32},
-            },
-        },
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = _ngram_and_transformer(
+        tmp_path, cluster={"cpu_partition": "cpu", "gpu_partition": "gpu", "gpus_per_training": 2}
+    )
     r = snakemake(tmp_path, path, "-n")
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     jobs = {}  # "<rule> <output>" -> its resources line
@@ -125,7 +119,6 @@ def test_a_torch_models_training_alone_gets_gpus_on_the_gpu_partition(tmp_path):
     assert "gpu=2" in train_tf and "slurm_partition=gpu" in train_tf, train_tf
     assert "gpu=0" in train_kn and "slurm_partition=cpu" in train_kn, train_kn
     assert "slurm_partition=cpu" in evaluate and "runtime=30" in evaluate, evaluate
-    cfg["cluster"] = {"gpu_partition": "gpu"}  # GPUs' partition without the CPU jobs'
-    path.write_text(yaml.safe_dump(cfg))
+    path = _ngram_and_transformer(tmp_path, cluster={"gpu_partition": "gpu"})  # without the CPU jobs'
     r = snakemake(tmp_path, path, "-n")
     assert r.returncode != 0 and "cluster.gpu_partition: set cpu_partition too" in r.stdout + r.stderr

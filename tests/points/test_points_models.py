@@ -338,18 +338,14 @@ def test_the_se_of_repeated_views_is_over_clouds():
 def test_training_iterates_over_epochs_each_cloud_once_per_epoch(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from points.conftest import generated_shapes
+
     from dagzoo.errors import ConfigError
     from dagzoo.points import base
-    from dagzoo.points.data import PointData, prepare_points
     from dagzoo.points.models.pointnet import PointNet
     from dagzoo.registry import validate_params
 
-    prepare_points(
-        {"source": "shapes", "points": 16, "val_fraction": 0.2, "shapes": {"train_per_class": 3, "test_per_class": 1}},
-        tmp_path / "data",
-        cache=tmp_path / "cache",
-    )
-    data = PointData(tmp_path / "data")
+    data = generated_shapes(tmp_path, points=16, train_per_class=3, test_per_class=1)
     n = len(data.labels("train"))
     params = validate_params(PointNet.Params, {"epochs": 3, "batch_size": 4}, "p")
     model = PointNet(params, data, torch.device("cpu"))

@@ -60,16 +60,12 @@ def test_the_cameras_are_rotations_each_looking_at_the_origin_from_its_side():
 def test_multiview_models_learn_the_generated_shapes(tmp_path, key):
     from types import SimpleNamespace
 
+    from points.conftest import generated_shapes
+
     from dagzoo.points.base import accuracy_counts, predict
-    from dagzoo.points.data import PointData, prepare_points
     from dagzoo.registry import get_model, validate_params
 
-    prepare_points(
-        {"source": "shapes", "points": 64, "val_fraction": 0.1, "shapes": {"train_per_class": 12, "test_per_class": 4}},
-        tmp_path / "data",
-        cache=tmp_path / "cache",
-    )
-    data = PointData(tmp_path / "data")
+    data = generated_shapes(tmp_path, points=64, train_per_class=12, test_per_class=4, val_fraction=0.1)
     cls = get_model("points", key)
     params = validate_params(
         cls.Params, {"resolution": 16, "width": 8, "blocks": [1, 1], "lr": 3e-3, "batch_size": 16, "epochs": 12}, "p"
