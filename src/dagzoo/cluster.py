@@ -8,8 +8,8 @@ which gives a torch model the config's `cluster.gpus_per_training` GPUs on
 `cluster.gpu_partition` and everything else the CPU partition. Threads (``--cpus-per-task``)
 are each rule's own (the config's `threads` and `eval_threads`).
 
-On a cluster, the small jobs (`sample`, `evaluate`, the n-gram fits among them) are grouped by
-the profile into one submission per `group-components` of them (see
+On a cluster, the profile groups the `sample` and `evaluate` jobs, and apart from them the
+`features` jobs, into one submission per `group-components` of them (see
 workflow/profiles/slurm/config.yaml), so one scheduler job runs many one-minute jobs.
 """
 

@@ -1,6 +1,6 @@
 """Every cluster rule takes its resources from a class of dagzoo.cluster (a new family's rules
-cannot forget them), the SLURM profile groups exactly the small ones, and a torch model's
-training alone gets GPUs, on the GPU partition."""
+cannot forget them), the SLURM profile groups exactly the sample, evaluate and features ones,
+and a torch model's training alone gets GPUs, on the GPU partition."""
 
 import re
 
@@ -70,11 +70,11 @@ def test_every_cluster_rule_takes_its_resources_from_a_class_and_the_small_ones_
     missing = sorted(rule for rule in rules - local if classes.get(rule) not in (*CLASSES, "train"))
     assert missing == [], "cluster rules without a resource class (resources_of in their rules file)"
     profile = yaml.safe_load((ROOT / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
-    grouped = {entry.split("=")[0] for entry in profile["groups"]}
-    small = {rule for rule in rules - local if classes[rule] in ("sample", "evaluate")}
-    assert grouped == small, "the profile groups exactly the sample and evaluate rules"
-    assert all(entry.endswith("=small") for entry in profile["groups"])
-    assert profile["group-components"] == ["small=20"]
+    groups = dict(entry.split("=") for entry in profile["groups"])
+    expected = {"sample": "small", "evaluate": "small", "features": "features"}
+    wanted = {rule: expected[classes[rule]] for rule in rules - local if classes[rule] in expected}
+    assert groups == wanted, "the profile groups the sample and evaluate rules, and the features ones apart"
+    assert profile["group-components"] == ["small=20", "features=20"]
     # a job's CPUs are its threads (the config's threads / eval_threads; an n-gram trains on 1)
     assert "set-threads" not in profile and "cpus_per_task" not in profile["default-resources"]
     assert "set-resources" not in profile, "resources come from dagzoo.cluster's classes"
