@@ -338,12 +338,12 @@ def test_the_se_of_repeated_views_is_over_clouds():
 def test_training_iterates_over_epochs_each_cloud_once_per_epoch(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from points.conftest import generated_shapes
-
     from dagzoo.errors import ConfigError
     from dagzoo.points import base
     from dagzoo.points.models.pointnet import PointNet
     from dagzoo.registry import validate_params
+
+    from conftest import generated_shapes
 
     data = generated_shapes(tmp_path, points=16, train_per_class=3, test_per_class=1)
     n = len(data.labels("train"))

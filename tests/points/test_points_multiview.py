@@ -60,10 +60,10 @@ def test_the_cameras_are_rotations_each_looking_at_the_origin_from_its_side():
 def test_multiview_models_learn_the_generated_shapes(tmp_path, key):
     from types import SimpleNamespace
 
-    from points.conftest import generated_shapes
-
     from dagzoo.points.base import accuracy_counts, predict
     from dagzoo.registry import get_model, validate_params
+
+    from conftest import generated_shapes
 
     data = generated_shapes(tmp_path, points=64, train_per_class=12, test_per_class=4, val_fraction=0.1)
     cls = get_model("points", key)
