@@ -251,10 +251,11 @@ def _wall(tree: ResultsTree) -> str:
 
 # ---------------------------------------------------------------------------------- body
 def body_lines(tree: ResultsTree, scratch: Path) -> list[str]:
-    """The claims table and every family's report section, by the report's own functions
-    (figures drawn into `scratch`; see `place_figures`)."""
+    """The claims table, every family's report section and the sweeps', by the report's own
+    functions (figures drawn into `scratch`; see `place_figures`)."""
     from dagzoo.claims import claims_table
     from dagzoo.family import families
+    from dagzoo.sweep_report import sweep_section
 
     df = tree.summary
     md = ["## Claims", "", *claims_table(tree.claims), ""] if tree.claims else []
@@ -264,6 +265,7 @@ def body_lines(tree: ResultsTree, scratch: Path) -> list[str]:
         if (df.family == name).any():
             section, _ = fam.report_section(df, histories, tree.root, scratch)
             md += section
+    md += sweep_section(df, scratch)[0]
     unknown = sorted(set(df.family) - set(registered))
     if unknown:
         md += [f"Runs of families not installed with this dagzoo, left out: {', '.join(unknown)}.", ""]
