@@ -86,10 +86,10 @@ def test_scancel_mid_training_is_resubmitted_and_resumes(tmp_path):
         "n_layer": 2,
         "n_head": 2,
         "d_model": 64,
-        "steps": 400,
+        "steps": 200,
         "batch_size": 16,
         "checkpoint_every": 10,
-        "eval_every": 400,
+        "eval_every": 200,
         "log_every": 10,
     }
     cfg = _cfg(tmp_path, {"slow": slow})
@@ -115,6 +115,6 @@ def test_scancel_mid_training_is_resubmitted_and_resumes(tmp_path):
     out, _ = proc.communicate(timeout=1500)
     assert proc.returncode == 0, out[-4000:]
     summary = json.loads((tmp_path / "results" / "text" / "slow" / "0" / "train.json").read_text())["summary"]
-    assert summary["resumed_from"] and 10 <= summary["resumed_from"] < 400, summary
-    assert summary["steps"] == 400
+    assert summary["resumed_from"] and 10 <= summary["resumed_from"] < 200, summary
+    assert summary["steps"] == 200
     assert (tmp_path / "results" / "text" / "slow" / "0" / "metrics.json").exists()

@@ -4,6 +4,7 @@ and a torch model's training alone gets GPUs, on the GPU partition."""
 
 import re
 
+import pytest
 import yaml
 
 from conftest import ROOT, snakemake
@@ -80,32 +81,35 @@ def test_every_cluster_rule_takes_its_resources_from_a_class_and_the_small_ones_
     assert "set-resources" not in profile, "resources come from dagzoo.cluster's classes"
 
 
-def test_under_the_slurm_profile_each_job_asks_for_its_own_threads(tmp_path):
+def test_under_the_slurm_profile_each_job_asks_for_its_own_threads_and_a_torch_training_alone_gpus(tmp_path):
     """The profile sets no threads: a training job runs (and asks SLURM for) the config's
-    `threads`, an n-gram's training 1, an evaluation `eval_threads`."""
+    `threads`, an n-gram's training 1, an evaluation `eval_threads`. With GPUs in the config's
+    cluster section a torch model's training alone gets them, on the GPU partition."""
     path = _ngram_and_transformer(tmp_path, threads=8, eval_threads=2)
+    # as a profile's `config:` sets it (text values, which the Snakefile reads back): on the command
+    # line, it replaces the profile's own `config:` entries
+    cluster = "cluster={cpu_partition: cpu, gpu_partition: gpu, gpus_per_training: 2}"
     # a dry run caps every job at 1 core unless told (a cluster run does not): --cores 16 overrides 2
-    r = snakemake(tmp_path, path, "--profile", ROOT / "workflow" / "profiles" / "slurm", "-n", "--cores", "16")
+    r = snakemake(
+        tmp_path,
+        path,
+        "--profile",
+        ROOT / "workflow" / "profiles" / "slurm",
+        "-n",
+        "--cores",
+        "16",
+        "--config",
+        cluster,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
     threads = {}  # "<rule> <experiment>" -> the job's --threads, from its shell command
+    jobs = {}  # "<rule> <output>" -> its resources line
+    rule = output = None
     for line in (r.stdout + r.stderr).splitlines():
         if " --threads " in line and " --run-dir " in line:
             words = line.split()
-            rule, run_dir = words[words.index("--rule") + 1], words[words.index("--run-dir") + 1]
-            threads[f"{rule} {run_dir.split('/')[-2]}"] = int(words[words.index("--threads") + 1])
-    assert threads["train kn2"] == 1 and threads["train tf"] == 8, threads
-    assert threads["text_evaluate tf"] == 2 and threads["text_evaluate kn2"] == 2, threads
-
-
-def test_a_torch_models_training_alone_gets_gpus_on_the_gpu_partition(tmp_path):
-    path = _ngram_and_transformer(
-        tmp_path, cluster={"cpu_partition": "cpu", "gpu_partition": "gpu", "gpus_per_training": 2}
-    )
-    r = snakemake(tmp_path, path, "-n")
-    assert r.returncode == 0, (r.stdout + r.stderr)[-2000:]
-    jobs = {}  # "<rule> <output>" -> its resources line
-    rule = output = None
-    for line in r.stdout.splitlines():
+            rule_name, run_dir = words[words.index("--rule") + 1], words[words.index("--run-dir") + 1]
+            threads[f"{rule_name} {run_dir.split('/')[-2]}"] = int(words[words.index("--threads") + 1])
         line = line.strip()
         if line.startswith(("rule ", "localrule ")):
             rule = line.split()[1].rstrip(":")
@@ -113,12 +117,22 @@ def test_a_torch_models_training_alone_gets_gpus_on_the_gpu_partition(tmp_path):
             output = line.split()[1]
         elif line.startswith("resources:"):
             jobs[f"{rule} {output}"] = line
+    assert threads["train kn2"] == 1 and threads["train tf"] == 8, threads
+    assert threads["text_evaluate tf"] == 2 and threads["text_evaluate kn2"] == 2, threads
     train_tf = next(v for k, v in jobs.items() if k.startswith("train ") and "/tf/" in k)
     train_kn = next(v for k, v in jobs.items() if k.startswith("train ") and "/kn2/" in k)
     evaluate = next(v for k, v in jobs.items() if k.startswith("text_evaluate "))
     assert "gpu=2" in train_tf and "slurm_partition=gpu" in train_tf, train_tf
     assert "gpu=0" in train_kn and "slurm_partition=cpu" in train_kn, train_kn
     assert "slurm_partition=cpu" in evaluate and "runtime=30" in evaluate, evaluate
-    path = _ngram_and_transformer(tmp_path, cluster={"gpu_partition": "gpu"})  # without the CPU jobs'
-    r = snakemake(tmp_path, path, "-n")
-    assert r.returncode != 0 and "cluster.gpu_partition: set cpu_partition too" in r.stdout + r.stderr
+
+
+def test_gpu_partition_without_the_cpu_one_is_refused():
+    from dagzoo.config import validate_config
+    from dagzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cluster.gpu_partition: set cpu_partition too"):
+        validate_config(
+            {"cluster": {"gpu_partition": "gpu"}, "text": {"corpus": "kjv", "experiments": {"kn": {"model": "ngram"}}}},
+            check_files=False,
+        )

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import pytest
 import yaml
 
 from conftest import ROOT, planned_jobs, small_corpus, snakemake
@@ -142,6 +143,7 @@ def test_dag_runs_reports_and_reruns_only_what_changed(tmp_path):
     assert {"text_prepare", "text_tokenize", "train", "text_evaluate"} <= rules, rules
 
 
+@pytest.mark.slow  # a 3,000-run grid's dry run: 20 s
 def test_every_command_of_a_3000_run_grid_fits_one_shell_argument(tmp_path):
     """Snakemake runs a job's shell command as one argument, which Linux caps at 128 KiB: the
     report's list of runs goes in a file (written by the report rule itself), so a grid of 1,000
