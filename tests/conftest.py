@@ -189,6 +189,11 @@ SMALL_NODE = [
     "slurm_partition=debug",
     "--slurm-init-seconds-before-status-checks",
     "5",
+    # one run's sampling and evaluations per group job (the profile merges 20 runs' into one, which
+    # then waits for the slowest of their trainings): still grouped, and the runs stay independent
+    "--group-components",
+    "small=1",
+    "features=1",
     # the test cluster keeps finished jobs visible 600 s (MinJobAge): polling every 2 s
     # instead of the default 10 s ends each job's wait sooner
     "--seconds-between-status-checks",

@@ -101,6 +101,9 @@ def test_scancel_mid_training_is_resubmitted_and_resumes(tmp_path):
         *SMALL_NODE,
         "--retries",
         "2",
+        # one shared filesystem here: a cancelled job's missing outputs need no 60 s of waiting
+        "--latency-wait",
+        "3",
         background=True,
     )
     ckpt = tmp_path / "results" / "text" / "slow" / "0" / "checkpoints" / "last.pt"

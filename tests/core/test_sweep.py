@@ -121,6 +121,7 @@ def test_the_sweep_section_tabulates_means_and_plots_each_metric_against_each_ke
     assert sweep_section(pd.DataFrame(rows[-1:]), tmp_path) == ([], [])
 
 
+@pytest.mark.slow  # 16 s of a DAG; the section, the names and the validation are tested above
 def test_a_sweep_runs_through_the_dag_and_reports_its_plot(tmp_path):
     corpus = small_corpus(tmp_path / "corpus.txt")
     cfg = {

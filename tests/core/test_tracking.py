@@ -77,6 +77,7 @@ def test_unreachable_mlflow_does_not_lose_the_run(tmp_path, monkeypatch):
     data, runs, results = prepare_text_runs(tmp_path, {"kn3": {"model": "ngram", "order": 3}})
     run = runs["kn3"]
     monkeypatch.setenv("DAGZOO_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # refused is refused: no retries to wait for
     r = dagzoo("train", "--spec", run / "spec.json", "--data", data, "--run-dir", run, "--results", results)
     assert "MLflow" not in r.stderr  # a training shorter than a minute leaves MLflow to the evaluation
     assert (run / "train.json").exists()

@@ -120,6 +120,7 @@ REAL_MESHES = {
     not CGAL_DATA.exists(),
     reason="Debian's libcgal-demo is not installed (real OFF meshes; apt-get install libcgal-demo, as .ci/run does)",
 )
+@pytest.mark.slow  # 16 s; test_the_dag_runs_on_a_folder_of_off_meshes_and_learns runs the same DAG in CI
 def test_the_dag_runs_unchanged_on_real_meshes_from_a_debian_package(tmp_path):
     import tarfile
 
