@@ -32,7 +32,9 @@ def _cell(values: pd.Series, digits: int) -> str:
 
 
 def _sortable(v):
-    return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+    """Numbers (numpy's too) by value, before words by text."""
+    number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    return (0, float(v), "") if number else (1, 0, str(v))
 
 
 def _axis(values: list) -> tuple[list[float], list[str] | None, bool]:
