@@ -89,12 +89,12 @@ def _userinfo(uri: str) -> str:
     name and stays.
     """
     try:
-        parts = urlsplit(uri)
+        pieces = urlsplit(uri)
     except ValueError:  # not a URI at all (e.g. an unbalanced "[" in the host): nothing to find
         return ""
-    if parts.scheme.lower() in ("sqlite", "file") or "@" not in parts.netloc:
+    if pieces.scheme.lower() in ("sqlite", "file") or "@" not in pieces.netloc:
         return ""
-    return parts.netloc.rpartition("@")[0]
+    return pieces.netloc.rpartition("@")[0]
 
 
 def redact_uri(uri: str) -> str:

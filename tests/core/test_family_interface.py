@@ -44,9 +44,14 @@ def _code_words(path):
                 and isinstance(first.value.value, str)
             ):
                 docstrings.add(first.lineno)
+    previous = None
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.NAME and tok.string in dir(builtins):
-            continue  # `repr` the builtin is not the representations family; the string "repr" would be
+        after_dot, previous = previous is not None and previous.string == ".", tok
+        if tok.type == tokenize.NAME and (tok.string in dir(builtins) or after_dot):
+            # `repr` the builtin is not the representations family (the string "repr" would be), nor
+            # an attribute such as Path(...).parts the parts family: a config is a dict, so naming a
+            # family takes a string or a bare name
+            continue
         if tok.type in (tokenize.NAME, tokenize.STRING) and tok.start[0] not in docstrings:
             yield tok.start[0], tok.string
 
@@ -55,7 +60,7 @@ def test_the_core_names_no_family():
     from dagzoo.family import families
 
     names = sorted(families())
-    assert {"text", "image", "repr", "points"} <= set(names)
+    assert {"text", "image", "repr", "points", "parts"} <= set(names)
     pattern = re.compile(r"\b(" + "|".join(names) + r")\b")
     found = [
         f"{name}:{line}: {word}"

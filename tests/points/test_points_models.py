@@ -347,7 +347,7 @@ def test_training_iterates_over_epochs_each_cloud_once_per_epoch(tmp_path, monke
 
     data = generated_shapes(tmp_path, points=16, train_per_class=3, test_per_class=1)
     n = len(data.labels("train"))
-    params = validate_params(PointNet.Params, {"epochs": 3, "batch_size": 4}, "p")
+    params = validate_params(PointNet.Params, {"epochs": 3, "batch_size": 4, "shuffle": False}, "p")
     model = PointNet(params, data, torch.device("cpu"))
     model.prepare(SimpleNamespace(spec={"experiment": "e"}))
     per_epoch = n // 4

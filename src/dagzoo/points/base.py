@@ -30,11 +30,12 @@ _BATCH_STREAM, _AUG_STREAM = 0x9C1D, 0x9C1E
 
 
 @dataclass
-class PointTrainParams(TrainParams):
-    """Optimisation and augmentation of every point-cloud model (PointNet's recipe by default:
-    Adam lr 1e-3, no weight decay, rotation about the up axis and jitter; DGCNN's per-axis scaling
-    and shift are set in its config: on the generated `shapes` they are left off, since stretching
-    one axis turns a cube into a box and a sphere into an ellipsoid, other classes there)."""
+class CloudTrainParams(TrainParams):
+    """Optimisation and geometric augmentation of every network on point clouds, classifier or
+    part segmenter (PointNet's recipe by default: Adam lr 1e-3, no weight decay, rotation about
+    the up axis and jitter; DGCNN's per-axis scaling and shift are set in its config: on the
+    generated `shapes` they are left off, since stretching one axis turns a cube into a box and a
+    sphere into an ellipsoid, other classes there)."""
 
     lr: float = param(1e-3, "peak learning rate", gt=0.0)
     epochs: int | None = param(
@@ -60,22 +61,29 @@ class PointTrainParams(TrainParams):
     translate: float = param(0.0, "random translation per axis, uniform in +-translate (DGCNN: 0.2)", min=0.0)
     jitter_sigma: float = param(0.01, "Gaussian jitter per point (0: off)", min=0.0)
     jitter_clip: float = param(0.05, "jitter clipped to +-clip", min=0.0)
-    shuffle: bool = param(True, "shuffle the order of the points")
     eval_batch_size: int = param(64, "clouds per forward pass when evaluating", min=1)
-    so3_rotations: int = param(1, "random SO(3) rotations per test cloud for test/oa_so3", min=1, stage="evaluate")
 
     def check(self, where: str) -> None:
         if self.scale_low > self.scale_high:
             raise ConfigError(f"{where}.scale_low: {self.scale_low} is above scale_high ({self.scale_high})")
 
 
-def augmented_extent(p: PointTrainParams) -> float:
+@dataclass
+class PointTrainParams(CloudTrainParams):
+    """What a point-cloud classifier adds: point-order shuffling (a segmenter's labels would have
+    to follow it) and the SO(3) robustness score."""
+
+    shuffle: bool = param(True, "shuffle the order of the points")
+    so3_rotations: int = param(1, "random SO(3) rotations per test cloud for test/oa_so3", min=1, stage="evaluate")
+
+
+def augmented_extent(p: CloudTrainParams) -> float:
     """The largest |coordinate| a training cloud can reach: clouds lie in the unit sphere, a
     rotation about z keeps them there, then scaling, translation and clipped jitter."""
     return max(1.0, p.scale_high) + p.translate + (p.jitter_clip if p.jitter_sigma else 0.0)
 
 
-def augmented_radius(p: PointTrainParams) -> float:
+def augmented_radius(p: CloudTrainParams) -> float:
     """The largest distance from the origin a training cloud's point can reach: scaling stretches
     the unit sphere to at most max(1, scale_high), translation and jitter add at most sqrt(3) times
     their per-axis bound (a tilted camera sees this, not only the largest coordinate)."""
@@ -83,8 +91,9 @@ def augmented_radius(p: PointTrainParams) -> float:
     return max(1.0, p.scale_high) + math.sqrt(3) * per_axis
 
 
-def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.Tensor:
-    """The training augmentations in a fixed order, all batched."""
+def augment(x: torch.Tensor, p: CloudTrainParams, g: torch.Generator) -> torch.Tensor:
+    """The geometric training augmentations in a fixed order, all batched (they move points,
+    never reorder them: a segmenter's per-point labels stay aligned)."""
     if p.rotate_up:
         x = T.random_rotate_z(x, g)
     if (p.scale_low, p.scale_high) != (1.0, 1.0):
@@ -93,8 +102,6 @@ def augment(x: torch.Tensor, p: PointTrainParams, g: torch.Generator) -> torch.T
         x = T.random_translate(x, g, p.translate)
     if p.jitter_sigma:
         x = T.jitter(x, g, p.jitter_sigma, p.jitter_clip)
-    if p.shuffle:
-        x = T.shuffle_points(x, g)
     return x
 
 
@@ -145,6 +152,15 @@ def steps_per_epoch(train_clouds: int, batch_size: int, where: str = "batch_size
     return train_clouds // batch_size
 
 
+def check_epochs_or_steps(exp: dict, where: str) -> None:
+    """An experiment as written gives epochs or steps, never both."""
+    if "epochs" in exp and "steps" in exp:
+        raise ConfigError(
+            f"{where}.epochs: give epochs ({exp['epochs']}) or steps ({exp['steps']}), not both "
+            "(a YAML anchor merged into this experiment may bring one of them)"
+        )
+
+
 class PointModel(Model):
     Params: type
 
@@ -155,11 +171,7 @@ class PointModel(Model):
 
     @classmethod
     def check_written(cls, exp: dict, where: str) -> None:
-        if "epochs" in exp and "steps" in exp:
-            raise ConfigError(
-                f"{where}.epochs: give epochs ({exp['epochs']}) or steps ({exp['steps']}), not both "
-                "(a YAML anchor merged into this experiment may bring one of them)"
-            )
+        check_epochs_or_steps(exp, where)
 
     def train_size(self) -> int:
         return len(self.data.labels("train"))
@@ -186,7 +198,10 @@ class PointModel(Model):
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
         idx = epoch_batch(len(self._x), self.params.batch_size, seed, step, _BATCH_STREAM).to(self.device)
-        x = augment(self._x[idx], self.params, step_generator(seed, step, _AUG_STREAM))
+        g = step_generator(seed, step, _AUG_STREAM)
+        x = augment(self._x[idx], self.params, g)
+        if self.params.shuffle:  # the same generator after the geometric draws
+            x = T.shuffle_points(x, g)
         x, y = distributed.shard(x), distributed.shard(self._y[idx])
         logits, reg = net(x)
         return smoothed_cross_entropy(logits, y, self.params.label_smoothing) + reg

@@ -30,7 +30,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -193,10 +193,24 @@ def triangle_areas(verts: np.ndarray, tris: np.ndarray) -> np.ndarray:
 def sample_surface(
     verts: np.ndarray, tris: np.ndarray, n: int, rng: np.random.Generator, normals: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """n points uniform over the mesh's surface area: a triangle with probability area / total,
-    then a uniform point in it, p = (1 - sqrt(r1)) A + sqrt(r1) (1 - r2) B + sqrt(r1) r2 C
-    (Osada et al. 2002: the sqrt makes the density uniform, not clustered at A). Normals: the
-    unit normal of each point's triangle."""
+    """n points uniform over the mesh's surface area (`surface_points`); normals: the unit
+    normal of each point's triangle."""
+    pts, face = surface_points(verts, tris, n, rng)
+    nrm = None
+    if normals:
+        a, b, c = verts[tris[face, 0]], verts[tris[face, 1]], verts[tris[face, 2]]
+        cr = np.cross(b - a, c - a)
+        nrm = cr / np.maximum(np.linalg.norm(cr, axis=1, keepdims=True), 1e-12)
+    return pts, nrm
+
+
+def surface_points(
+    verts: np.ndarray, tris: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(points (n, 3), the triangle each lies on (n,)): n points uniform over the mesh's surface
+    area: a triangle with probability area / total, then a uniform point in it,
+    p = (1 - sqrt(r1)) A + sqrt(r1) (1 - r2) B + sqrt(r1) r2 C (Osada et al. 2002: the sqrt makes
+    the density uniform, not clustered at A)."""
     areas = triangle_areas(verts, tris)
     total = areas.sum()
     if not np.isfinite(total) or total <= 0:
@@ -206,11 +220,7 @@ def sample_surface(
     s = np.sqrt(r1)
     a, b, c = verts[tris[face, 0]], verts[tris[face, 1]], verts[tris[face, 2]]
     pts = (1 - s)[:, None] * a + (s * (1 - r2))[:, None] * b + (s * r2)[:, None] * c
-    nrm = None
-    if normals:
-        cr = np.cross(b - a, c - a)
-        nrm = cr / np.maximum(np.linalg.norm(cr, axis=1, keepdims=True), 1e-12)
-    return pts, nrm
+    return pts, face
 
 
 def farthest_point_sampling(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -486,17 +496,36 @@ def _finish_download(part: Path, dest: Path) -> Path:
 
 
 def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str | None = None) -> Path:
-    """The extracted ModelNet tree (``<class>/{train,test}/*.off``), downloaded and extracted once.
-    The archive's sha256 is recorded in ``<cache>/<zip>.sha256`` the first time it is seen and
-    every later use checks it (dagzoo.data.download.fetch verifies it before extraction). The record
-    is written only once the archive has extracted into the official counts (`expect_counts`), so a
-    damaged first copy is never the reference later downloads are held to."""
+    """The extracted ModelNet tree (``<class>/{train,test}/*.off``), downloaded and extracted once
+    (`downloaded_tree`), checked against the official counts when `expect_counts`."""
+    info = MODELNET[name]
+
+    def check(root: Path) -> None:
+        classes, files = list_meshes(root)
+        got = (len(classes), len(files["train"]), len(files["test"]))
+        if got != (info.classes, info.train, info.test):
+            raise DataError(
+                f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
+                f"{name} has {info.classes}, {info.train} and {info.test}"
+            )
+
+    # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
+    return downloaded_tree(url or info.url, info.top, cache, check if expect_counts else None, max_members=20_000)
+
+
+def downloaded_tree(
+    url: str, top: str, cache: Path, check: Callable[[Path], None] | None, max_members: int = 20_000
+) -> Path:
+    """The folder `top` of the archive at `url`, downloaded (resumably) and extracted once into
+    `cache`. No official digest is published for these archives, so the archive's sha256 is
+    recorded in ``<cache>/<zip>.sha256`` the first time it is seen and every later use checks it
+    (dagzoo.data.download.fetch verifies it before extraction). The record is written only once
+    the extracted tree passes `check` (the official counts), so a damaged first copy is never the
+    reference later downloads are held to."""
     import json
 
     from dagzoo.data.download import ChecksumMismatch, RemoteFile, fetch_extracted
 
-    info = MODELNET[name]
-    url = url or info.url
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     archive = cache / url.rstrip("/").rsplit("/", 1)[-1]
@@ -506,31 +535,24 @@ def modelnet_tree(name: str, cache: Path, expect_counts: bool = True, url: str |
     first_use = not record.exists()  # no digest is published: the first good copy's is recorded
     sha256 = file_digest(archive) if first_use else json.loads(record.read_text())["sha256"]
     try:
-        # ModelNet40 holds ~12,400 files and folders; the default byte limit (20 GiB) covers its OFF text
-        members = fetch_extracted(RemoteFile(url, sha256=sha256), cache, max_members=20_000)
+        members = fetch_extracted(RemoteFile(url, sha256=sha256), cache, max_members=max_members)
     except ChecksumMismatch as e:
         raise DataError(
             f"{e} (the expected sha256 is the one {record} recorded when the archive was first "
             "used; delete that file too if the source changed on purpose)"
         ) from None
-    inside = [m for m in members if m.startswith(f"{info.top}/")]
+    inside = [m for m in members if m.startswith(f"{top}/")]
     if not inside:
         tops = sorted({m.split("/", 1)[0] for m in members})
-        raise DataError(
-            f"{archive} holds no folder {info.top}/ (it holds {', '.join(tops)[:200]}); delete it and retry"
-        )
+        raise DataError(f"{archive} holds no folder {top}/ (it holds {', '.join(tops)[:200]}); delete it and retry")
     # <cache>/<name>.extracted/<top>/...: the member's path minus everything below <top>
     first = inside[0]
     root = members[first].parents[len(Path(first).parts) - 2]
-    if expect_counts:
-        classes, files = list_meshes(root)
-        got = (len(classes), len(files["train"]), len(files["test"]))
-        if got != (info.classes, info.train, info.test):
-            raise DataError(
-                f"{root}: {got[0]} classes, {got[1]} train and {got[2]} test meshes; the official "
-                f"{name} has {info.classes}, {info.train} and {info.test}; delete {archive} and "
-                f"{root.parent} and retry"
-            )
+    if check is not None:
+        try:
+            check(root)
+        except DataError as e:
+            raise DataError(f"{e}; delete {archive} and {root.parent} and retry") from None
     if first_use:
         atomic_write_json(record, {"sha256": sha256, "url": url, "bytes": archive.stat().st_size})
     return root

@@ -13,7 +13,7 @@ import pandas as pd
 from dagzoo.io import read_json
 
 
-def _mean_se(g: pd.DataFrame, key: str) -> str:
+def mean_pm(g: pd.DataFrame, key: str) -> str:
     """mean ± std over seeds (one seed: ± the metric's binomial SE)."""
     if key not in g or g[key].isna().all():
         return "—"
@@ -22,7 +22,7 @@ def _mean_se(g: pd.DataFrame, key: str) -> str:
     return f"{100 * v.mean():.1f} ± {100 * se:.1f}" if np.isfinite(se) else f"{100 * v.mean():.1f}"
 
 
-def _count(g: pd.DataFrame, key: str) -> str:
+def seed_mean_count(g: pd.DataFrame, key: str) -> str:
     """The mean over the seeds that have it, as a whole number; "—" for none."""
     values = g[key].dropna() if key in g else []
     return f"{round(float(values.mean())):,}" if len(values) else "—"
@@ -53,7 +53,7 @@ def _per_class_table(rows: pd.DataFrame) -> list[str]:
     return md + [""]
 
 
-def _passes(g: pd.DataFrame) -> str:
+def passes(g: pd.DataFrame) -> str:
     """Passes over the training clouds (train/epochs), e.g. 16.4; runs made before it was logged: —."""
     if "train/epochs" not in g or g["train/epochs"].isna().all():
         return "—"
@@ -78,9 +78,9 @@ def points_section(df: pd.DataFrame, histories: dict, results: Path, out: Path) 
     ]
     for exp, g in rows.groupby("experiment", sort=False):
         md.append(
-            f"| {exp} | {g.model.iloc[0]} | {len(g)} | {_mean_se(g, 'test/oa')} | {_mean_se(g, 'test/macc')} | "
-            f"{_mean_se(g, 'test/oa_so3')} | {_mean_se(g, 'val/oa')} | {_passes(g)} | "
-            f"{_count(g, 'train/params')} | {_count(g, 'train/clouds_per_s')} |"
+            f"| {exp} | {g.model.iloc[0]} | {len(g)} | {mean_pm(g, 'test/oa')} | {mean_pm(g, 'test/macc')} | "
+            f"{mean_pm(g, 'test/oa_so3')} | {mean_pm(g, 'val/oa')} | {passes(g)} | "
+            f"{seed_mean_count(g, 'train/params')} | {seed_mean_count(g, 'train/clouds_per_s')} |"
         )
     md.append("")
     md += _per_class_table(rows)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dagzoo.points.base import PointModel, PointTrainParams
-from dagzoo.points.models.pointnet import _head
+from dagzoo.points.models.pointnet import mlp_head
 from dagzoo.registry import Paper, param, register
 
 
@@ -62,7 +62,7 @@ class DGCNNNet(nn.Module):
             c = w
         self.edges = nn.ModuleList(layers)
         self.embed = nn.Sequential(nn.Conv1d(sum(widths), emb, 1, bias=False), nn.BatchNorm1d(emb), nn.LeakyReLU(0.2))
-        self.head = _head(head, 2 * emb, num_classes, dropout, nn.LeakyReLU(0.2))
+        self.head = mlp_head(head, 2 * emb, num_classes, dropout, nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, outs = x.transpose(1, 2), []

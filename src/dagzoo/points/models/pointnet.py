@@ -23,7 +23,7 @@ from dagzoo.points.losses import orthogonality_loss
 from dagzoo.registry import Paper, param, register
 
 
-def _mlp1d(widths: list[int], c_in: int) -> nn.Sequential:
+def point_mlp(widths: list[int], c_in: int) -> nn.Sequential:
     """Shared per-point layers: 1x1 convolutions + batch norm + ReLU."""
     layers = []
     for w in widths:
@@ -32,7 +32,7 @@ def _mlp1d(widths: list[int], c_in: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _head(widths: list[int], c_in: int, k: int, dropout: float, act: nn.Module) -> nn.Sequential:
+def mlp_head(widths: list[int], c_in: int, k: int, dropout: float, act: nn.Module) -> nn.Sequential:
     layers = []
     for w in widths:
         layers += [nn.Linear(c_in, w, bias=False), nn.BatchNorm1d(w), act, nn.Dropout(dropout)]
@@ -47,7 +47,7 @@ class TNet(nn.Module):
     def __init__(self, k: int, mlp: list[int], fc: list[int]):
         super().__init__()
         self.k = k
-        self.mlp = _mlp1d(mlp, k)
+        self.mlp = point_mlp(mlp, k)
         layers, c = [], mlp[-1]
         for w in fc:
             layers += [nn.Linear(c, w, bias=False), nn.BatchNorm1d(w), nn.ReLU()]
@@ -81,9 +81,9 @@ class PointNetNet(nn.Module):
         if tnets:
             self.input_tnet = TNet(3, tnet_mlp, tnet_fc)
             self.feature_tnet = TNet(mlp1[-1], tnet_mlp, tnet_fc)
-        self.mlp1 = _mlp1d(mlp1, 3)
-        self.mlp2 = _mlp1d(mlp2, mlp1[-1])
-        self.head = _head(head, mlp2[-1], k, dropout, nn.ReLU())
+        self.mlp1 = point_mlp(mlp1, 3)
+        self.mlp2 = point_mlp(mlp2, mlp1[-1])
+        self.head = mlp_head(head, mlp2[-1], k, dropout, nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, N, 3) -> (logits (B, k), the weighted regulariser (a scalar; 0 without T-Nets))."""

@@ -1,0 +1,1 @@
+"""Part segmentation of point clouds: ShapeNetPart or generated part-labelled shapes."""

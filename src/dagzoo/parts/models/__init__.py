@@ -1,0 +1,1 @@
+"""The part-segmentation models: one file per registry key."""
