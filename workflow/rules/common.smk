@@ -87,3 +87,15 @@ def results_root(w):
 def training_data(w):
     """The manifest of the prepared data a training job of the {family} wildcard reads."""
     return f"{DATA_OF[w.family]}/manifest.json"
+
+
+#: family -> function(wildcards) -> files a training of that family also waits for (a rules file
+#: adds its own: text's clip search of a `clip: search` run)
+TRAIN_INPUTS = {}
+
+
+@job_function
+def training_extras(w):
+    """What a training job waits for besides its data (TRAIN_INPUTS of its family)."""
+    extra = TRAIN_INPUTS.get(w.family)
+    return extra(w) if extra else []

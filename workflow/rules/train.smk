@@ -5,6 +5,7 @@ rule train:
     # every family's models train through the one train stage (dagzoo.stages.train)
     input:
         data=training_data,
+        extra=training_extras,
     output:
         f"{RUN}/train.json",
     log:

@@ -87,6 +87,11 @@ class TextFamily(Family):
 
         return TokenData(data_dir)
 
+    def rule_facts(self, cls: type, exp: dict) -> dict:
+        from dagzoo.text.params import CLIP_SEARCH
+
+        return {"clip_search": exp.get("clip") == CLIP_SEARCH}
+
     # ------------------------------------------------------------------ stages
     def add_commands(self, sub, common) -> None:
         s = sub.add_parser("prepare-text", help="fetch/read a corpus and write its train/val/test split + manifest")
@@ -110,6 +115,13 @@ class TextFamily(Family):
         s = sub.add_parser("text-evaluate", help="test-set likelihood (or its bound) of a trained run -> metrics.json")
         common(s)
         s.set_defaults(fn=_evaluate)
+
+        s = sub.add_parser(
+            "text-clip-search",
+            help="a `clip: search` run's noise window: pilot, NELBO-estimator variance per window -> clip_search.json",
+        )
+        common(s)
+        s.set_defaults(fn=_clip_search)
 
         s = sub.add_parser("text-sample", help="samples of a trained run -> samples.txt")
         common(s)
@@ -159,6 +171,14 @@ def _tokenize(a) -> int:
     tokenizer = check_section_part("text", "tokenizer", json_arg(a.tokenizer, "--tokenizer"), "--tokenizer")
     m = prepare_tokens(Path(a.corpus_dir), Path(a.out), tokenizer)
     print(f"vocab {m['vocab_size']}: " + ", ".join(f"{k} {v['tokens']} tokens" for k, v in m["splits"].items()))
+    return 0
+
+
+def _clip_search(a) -> int:
+    from dagzoo.text.clip import clip_search
+
+    found = clip_search(a.spec, Path(a.data), Path(a.run_dir), Path(a.results), rule=a.rule)
+    print(json.dumps({k: found[k] for k in ("window", "var", "pilot_steps", "batches")}))
     return 0
 
 

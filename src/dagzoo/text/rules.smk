@@ -65,6 +65,37 @@ rule text_tokenize:
         "--tokenizer {params.tokenizer:q} > {log:q} 2>&1"
 
 
+def _clip_search_input(w):
+    """A `clip: search` run trains on the window its search chose."""
+    return [f"{R}/text/{w.exp}/{w.seed}/clip_search.json"] if FACTS[f"text/{w.exp}"].get("clip_search") else []
+
+
+TRAIN_INPUTS["text"] = job_function(_clip_search_input)
+
+
+rule text_clip_search:
+    # the search reads the training part of the spec: an evaluation or sampling setting changed
+    # reruns neither it nor the training
+    input:
+        data=f"{TEXT_TOKENS}/manifest.json",
+    output:
+        f"{TEXT_RUN}/clip_search.json",
+    log:
+        f"{R}/logs/text_clip_search/{{exp}}-{{seed}}.log",
+    benchmark:
+        f"{R}/benchmarks/text_clip_search/{{exp}}-{{seed}}.tsv"
+    threads: CFG["threads"]  # a pilot training of a masked-diffusion LM
+    resources:
+        **train_resources(CFG["cluster"], True),  # a training's (a torch model: GPUs when configured)
+    params:
+        spec=spec_param("text", "train"),
+        data=input_dir("data"),
+        run_dir=output_dir(),
+        results=results_root,
+    shell:
+        stage_shell("text-clip-search")
+
+
 rule text_evaluate:
     input:
         train=f"{TEXT_RUN}/train.json",

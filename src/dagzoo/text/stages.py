@@ -34,8 +34,30 @@ def evaluate(spec_path: str | Path, data_dir: Path, run_dir: Path, results: Path
     nll, var = model.window_nll(test, window)
     metrics = likelihood_metrics(nll, var, len(test), data.chars("test"), "test")
     metrics["test/eval_time_s"] = time.perf_counter() - t0
+    metrics.update(_estimator_variance(model, spec, data, window))
     _plot_curve(run_dir, spec)
     return write_metrics(run_dir, spec, metrics, results, exact_likelihood=cls.exact_likelihood, window=window)
+
+
+def _estimator_variance(model, spec: dict, data, window: int) -> dict:
+    """A clipped-schedule model's training-loss estimator on fixed validation batches at its own
+    training window: mean and variance over the batches (val/loss_estimate, val/loss_var), and the
+    variance the full range U[eps, 1] would have on the same batches (val/loss_var_full)."""
+    if model.exact_likelihood:  # and a counted model's job never imports torch
+        return {}
+    from dagzoo.text.clip import ClippedSchedule, loss_estimates, validation_batches
+
+    if not isinstance(model, ClippedSchedule):
+        return {}
+    p, seed = model.params, int(spec["seed"])
+    batches = validation_batches(data.tokens("val"), window, p.batch_size, p.loss_var_batches, seed)
+    own = loss_estimates(model, model.net, batches, *model.clip_window, seed)
+    full = loss_estimates(model, model.net, batches, 0.0, 1.0, seed)
+    return {
+        "val/loss_estimate": float(own.mean()),
+        "val/loss_var": float(own.var(ddof=1)),
+        "val/loss_var_full": float(full.var(ddof=1)),
+    }
 
 
 def sample(

@@ -3,7 +3,7 @@
 The window is cut into blocks of L' tokens. Each block is a masked-diffusion model conditioned on
 the clean previous blocks: training feeds x_t (+) x_0 with the block-diffusion attention mask
 (x_t block b sees its own block and x_0 blocks < b; x_0 is block-causal), one t per block drawn
-from the clipped schedule U[beta, omega]. The NELBO sums the blocks' masked-diffusion bounds
+from the clipped schedule U[beta, omega] (`clip`, written or searched: dagzoo.text.clip). The NELBO sums the blocks' masked-diffusion bounds
 (t ~ U[eps, 1]). Sampling is semi-autoregressive: block by block, ancestral steps inside a
 block, finished blocks kept in a KV cache. L' = 1 with t = 1 is exactly autoregressive.
 """
@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
-from dagzoo.errors import ConfigError
 from dagzoo.nn.transformer import KVCache
 from dagzoo.registry import Paper, param, register
 from dagzoo.text.base import TextModel
+from dagzoo.text.clip import ClippedSchedule
 from dagzoo.text.diffusion import ancestral_sample, bd3_attention_mask, block_times, mask_tokens
 from dagzoo.text.losses import masked_nelbo_terms
-from dagzoo.text.params import MaskedDiffusionParams
+from dagzoo.text.params import ClippedScheduleParams
 
 
 def prefix_block_mask(prefix: int, block: int, length: int, device=None) -> torch.Tensor:
@@ -47,30 +47,28 @@ def prefix_block_mask(prefix: int, block: int, length: int, device=None) -> torc
         ),
     ),
 )
-class BD3LM(TextModel):
+class BD3LM(ClippedSchedule, TextModel):
     """Block discrete diffusion LM (BD3-LM; NELBO upper bound; semi-AR sampling with KV cache)."""
 
     exact_likelihood = False
 
     @dataclass
-    class Params(MaskedDiffusionParams):
+    class Params(ClippedScheduleParams):
         block_length: int = param(4, "L': tokens per diffusion block", min=1)
-        beta: float = param(0.3, "training noise schedule clipped to U[beta, omega]", min=0.0, max=1.0)
-        omega: float = param(0.8, "training noise schedule clipped to U[beta, omega]", min=0.0, max=1.0)
+        clip: list[float] | str = param(
+            [0.3, 0.8],
+            "training masking rates t ~ U[beta, omega] per block (raised to eps at least), or `search`: the window of "
+            "least NELBO-estimator variance among clip_widths x clip_starts, found by the clip_search stage",
+        )
         sample_steps: int = param(16, "denoising steps per block", min=1, stage="sample")
         kv_cache: bool = param(True, "sample with a KV cache of finished blocks", stage="sample")
-
-        def check(self, where: str) -> None:
-            super().check(where)
-            if self.beta > self.omega:
-                raise ConfigError(f"{where}.beta: must be <= omega ({self.omega}), got {self.beta}")
 
     def context_length(self, window):
         return 2 * window  # the network reads x_t (+) x_0
 
-    def training_times(self, batch, window, generator):
+    def times_in(self, batch, window, generator, low, high):
         p = self.params
-        return block_times(batch, window, p.block_length, generator, max(p.beta, p.eps), p.omega)
+        return block_times(batch, window, p.block_length, generator, max(low, p.eps), high)
 
     def nelbo_sample(self, net, x0, t, generator):
         B, W = x0.shape

@@ -1,7 +1,8 @@
 """`mdlm`: masked diffusion LM (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025, is this objective at scale).
 
 Absorbing MASK state, log-linear schedule (alpha_t = 1 - t), continuous-time NELBO with weight
-1/t, SUBS parameterisation, t stratified across the batch and clipped to [eps, 1]. Samplers:
+1/t, SUBS parameterisation, t stratified across the batch and clipped to [eps, 1] (or to a window
+`clip`, BD3-LM's clipped schedule, written or searched: dagzoo.text.clip). Samplers:
 MDLM ancestral, or LLaDA's semi-autoregressive low-confidence (or random) remasking.
 """
 
@@ -13,9 +14,10 @@ import torch
 
 from dagzoo.registry import Paper, param, register
 from dagzoo.text.base import TextModel
-from dagzoo.text.diffusion import ancestral_sample, llada_sample, mask_tokens
+from dagzoo.text.clip import ClippedSchedule
+from dagzoo.text.diffusion import ancestral_sample, llada_sample, mask_tokens, stratified_times
 from dagzoo.text.losses import masked_nelbo_terms
-from dagzoo.text.params import MaskedDiffusionParams
+from dagzoo.text.params import ClippedScheduleParams
 
 
 @register(
@@ -31,13 +33,13 @@ from dagzoo.text.params import MaskedDiffusionParams
         Paper("Large Language Diffusion Models", "Nie et al.", 2025, "https://arxiv.org/abs/2502.09992"),
     ),
 )
-class MDLM(TextModel):
+class MDLM(ClippedSchedule, TextModel):
     """Masked diffusion LM (MDLM / LLaDA objective; NELBO upper bound)."""
 
     exact_likelihood = False
 
     @dataclass
-    class Params(MaskedDiffusionParams):
+    class Params(ClippedScheduleParams):
         sampler: str = param(
             "ancestral",
             "ancestral (MDLM) or llada (semi-AR low-confidence remasking)",
@@ -51,6 +53,9 @@ class MDLM(TextModel):
             choices=("low_confidence", "random"),
             stage="sample",
         )
+
+    def times_in(self, batch, window, generator, low, high):
+        return stratified_times(batch, generator, max(low, self.params.eps), high)
 
     def nelbo_sample(self, net, x0, t, generator):
         t_tok = (t if t.dim() == 2 else t[:, None]).to(x0.device).expand_as(x0).float()
