@@ -9,12 +9,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import planned_jobs, small_corpus, snakemake
 from dagzoo.errors import ConfigError
 from dagzoo.registry import validate_params
 from dagzoo.text.clip import windows_of
 from dagzoo.text.models.bd3lm import BD3LM
 from dagzoo.text.models.mdlm import MDLM
+
+from conftest import planned_jobs, small_corpus, snakemake
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,9 @@ class ClippedScheduleParams(MaskedDiffusionParams):
         super().check(where)
         if isinstance(self.clip, str):
             if self.clip != CLIP_SEARCH:
-                raise ConfigError(f"{where}.clip: {self.clip!r} is not allowed; allowed: [low, high] or {CLIP_SEARCH!r}")
+                raise ConfigError(
+                    f"{where}.clip: {self.clip!r} is not allowed; allowed: [low, high] or {CLIP_SEARCH!r}"
+                )
             if not any(s + w <= 1.0 + 1e-9 for s in self.clip_starts for w in self.clip_widths):
                 raise ConfigError(
                     f"{where}.clip_starts: no start + width of clip_starts x clip_widths stays within 1; "

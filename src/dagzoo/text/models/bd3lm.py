@@ -3,9 +3,10 @@
 The window is cut into blocks of L' tokens. Each block is a masked-diffusion model conditioned on
 the clean previous blocks: training feeds x_t (+) x_0 with the block-diffusion attention mask
 (x_t block b sees its own block and x_0 blocks < b; x_0 is block-causal), one t per block drawn
-from the clipped schedule U[beta, omega] (`clip`, written or searched: dagzoo.text.clip). The NELBO sums the blocks' masked-diffusion bounds
-(t ~ U[eps, 1]). Sampling is semi-autoregressive: block by block, ancestral steps inside a
-block, finished blocks kept in a KV cache. L' = 1 with t = 1 is exactly autoregressive.
+from the clipped schedule U[beta, omega] (`clip`, written or searched: dagzoo.text.clip). The
+NELBO sums the blocks' masked-diffusion bounds (t ~ U[eps, 1]). Sampling is semi-autoregressive:
+block by block, ancestral steps inside a block, finished blocks kept in a KV cache. L' = 1 with
+t = 1 is exactly autoregressive.
 """
 
 from __future__ import annotations
