@@ -4,4 +4,4 @@
 # namespace; dagzoo.family discovers them (see "Adding a family" in README.md).
 __path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

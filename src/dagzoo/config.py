@@ -272,9 +272,10 @@ def _validate_expanded(raw: dict, fams: dict, check_files: bool) -> dict:
         for exp_name, exp in section["experiments"].items():
             where = f"{name}.experiments.{exp_name}"
             check_name(exp_name, where)
-            cls, params = _model_params(fam, exp, where)
+            cls = registry.get_model(fam.name, exp["model"], where=f"{where}.model")
             if hasattr(cls, "check_written"):  # dagzoo.lifecycle.Model's (a registered class may be any class)
-                cls.check_written(exp, where)
+                cls.check_written(exp, where)  # first: it may explain a key the Params no longer know
+            cls, params = _model_params(fam, exp, where)
             fam.check_experiment(section, exp_name, exp, cls, params, where)
             batch = exp.get("batch_size")
             if batch is not None and batch % cfg["processes"]:

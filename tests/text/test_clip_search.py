@@ -108,3 +108,13 @@ def test_the_search_stage_chooses_a_window_that_training_uses(tmp_path):
     # an evaluation setting reruns the evaluation (and the report) only, not the search or the training
     jobs = planned_jobs(snakemake(tmp_path, _config(tmp_path, nelbo_samples=3), "-n").stdout)
     assert sorted(r for r, _ in jobs) == ["all", "report", "text_evaluate"], jobs
+
+
+def test_bd3lms_former_beta_and_omega_point_to_clip():
+    with pytest.raises(ConfigError, match=r"e.beta: BD3-LM's window is one key now; write clip: \[beta, omega\]"):
+        BD3LM.check_written({"model": "bd3lm", "beta": 0.45, "omega": 0.95}, "e")
+    # the config's validation says so before it calls the key unknown
+    from dagzoo.config import validate_config
+
+    with pytest.raises(ConfigError, match=r"text.experiments.b.omega: BD3-LM's window is one key now"):
+        validate_config({"text": {"corpus": "kjv", "experiments": {"b": {"model": "bd3lm", "omega": 0.9}}}})

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dagzoo.errors import ConfigError
 from dagzoo.nn.transformer import KVCache
 from dagzoo.registry import Paper, param, register
 from dagzoo.text.base import TextModel
@@ -63,6 +64,15 @@ class BD3LM(ClippedSchedule, TextModel):
         )
         sample_steps: int = param(16, "denoising steps per block", min=1, stage="sample")
         kv_cache: bool = param(True, "sample with a KV cache of finished blocks", stage="sample")
+
+    @classmethod
+    def check_written(cls, exp: dict, where: str) -> None:
+        old = [key for key in ("beta", "omega") if key in exp]
+        if old:
+            raise ConfigError(
+                f"{where}.{old[0]}: BD3-LM's window is one key now; write clip: [beta, omega] "
+                f"(e.g. clip: [{exp.get('beta', 0.3)}, {exp.get('omega', 0.8)}])"
+            )
 
     def context_length(self, window):
         return 2 * window  # the network reads x_t (+) x_0
