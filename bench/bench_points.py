@@ -8,7 +8,7 @@
    the default config's 32 x 32 and SimpleView's 128 x 128, against a per-point Python loop on the
    same clouds, and the ratio.
 4. Training clouds/s of every model at the default section's sizes (forward + backward + Adam),
-   side by side.
+   side by side; and of the part segmenters (the `parts` family) at its default section's sizes.
 
     python bench/bench_points.py [--quick] [--threads N] [--device cuda]   # cuda: on a GPU
 """
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from dagzoo.docgen.bench import note, save
+from dagzoo.parts.models.dgcnn_seg import DGCNNSeg, DGCNNSegNet
+from dagzoo.parts.models.pointnet_seg import PointNetSeg, PointNetSegNet
 from dagzoo.points.data import farthest_point_sampling
 from dagzoo.points.models.dgcnn import DGCNNNet, knn
 from dagzoo.points.models.pointnet import PointNetNet
@@ -122,22 +124,51 @@ def bench_training(quick: bool, device, points: int = 128, batch: int = 32) -> N
         "simpleview": MultiViewNet(10, orthogonal_views(), _multiview, "concat", 1.05),
         "mvcnn": MultiViewNet(10, circular_views(6, np.radians(30)), _multiview, "max", 1.09),
     }
+    x, y = torch.randn(batch, points, 3, device=device), torch.randint(0, 10, (batch,), device=device)
     for name, net in nets.items():
-        net = net.to(device)
-        opt = torch.optim.Adam(net.parameters(), 1e-3)
-        x, y = torch.randn(batch, points, 3, device=device), torch.randint(0, 10, (batch,), device=device)
+        rate = training_rate(net, (x,), lambda logits: torch.nn.functional.cross_entropy(logits, y), quick, device)
+        note(f"train {name:16s} {points} points, batch {batch}: {rate:,.0f} clouds/s")
 
-        def step():
-            logits, reg = net(x)
-            loss = torch.nn.functional.cross_entropy(logits, y) + reg
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
 
-        s = timed(step, 2 if quick else 5)
-        note(f"train {name:16s} {points} points, batch {batch}: {batch / s:,.0f} clouds/s")
+def training_rate(net, inputs: tuple, loss_of, quick: bool, device) -> float:
+    """Clouds per second of forward + backward + an Adam step of `net` on `inputs`."""
+    net = net.to(device)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+
+    def step():
+        out, reg = net(*inputs)
+        loss = loss_of(out) + reg
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return len(inputs[0]) / timed(step, 2 if quick else 5)
+
+
+def bench_segmentation(quick: bool, device, points: int = 256, batch: int = 16) -> None:
+    """The default config's part segmenters: 5 categories, 13 parts, 256 points, batch 16."""
+    from dagzoo.registry import validate_params
+
+    pointnet = {"mlp1": [32, 64, 64], "mlp2": [128, 256], "seg_head": [128, 64], "tnet_mlp": [32, 64, 128]}
+    dgcnn = {"k": 10, "widths": [32, 32, 32], "emb_dims": 128, "category_dims": 16, "seg_head": [128, 64]}
+    nets = {
+        "pointnet_seg": PointNetSegNet(13, 5, validate_params(PointNetSeg.Params, {**pointnet, "tnet_fc": [64]}, "p")),
+        "dgcnn_seg": DGCNNSegNet(13, 5, validate_params(DGCNNSeg.Params, {**dgcnn, "dropout": 0.2}, "p")),
+    }
+    x = torch.randn(batch, points, 3, device=device)
+    cats = torch.randint(0, 5, (batch,), device=device)
+    y = torch.randint(0, 13, (batch, points), device=device)
+    for name, net in nets.items():
+        rate = training_rate(
+            net,
+            (x, cats),
+            lambda logits: torch.nn.functional.cross_entropy(logits.reshape(-1, 13), y.reshape(-1)),
+            quick,
+            device,
+        )
+        note(f"train {name:16s} {points} points, batch {batch}: {rate:,.0f} clouds/s")
 
 
 def main() -> None:
@@ -154,6 +185,7 @@ def main() -> None:
     bench_knn(a.quick, device)
     bench_projection(a.quick, device)
     bench_training(a.quick, device)
+    bench_segmentation(a.quick, device)
     save(__file__)
 
 

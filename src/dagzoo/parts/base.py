@@ -11,7 +11,6 @@ all P parts, a scalar regulariser already weighted).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,13 @@ from dagzoo.errors import ConfigError
 from dagzoo.lifecycle import Model
 from dagzoo.parts.losses import point_cross_entropy
 from dagzoo.parts.metrics import segmentation_scores
-from dagzoo.points.base import CloudTrainParams, augment, check_epochs_or_steps, steps_per_epoch
+from dagzoo.points.base import (
+    CloudTrainParams,
+    augment,
+    check_epochs_or_steps,
+    check_label_smoothing,
+    epochs_to_steps,
+)
 
 _BATCH_STREAM, _AUG_STREAM = 0x5E61, 0x5E62
 
@@ -108,19 +113,12 @@ class PartModel(Model):
 
     # ------------------------------------------------------------------ the lifecycle's hooks
     def prepare(self, ctx) -> None:
-        eps, k = self.params.label_smoothing, self.num_parts
-        if k > 1 and eps >= (k - 1) / k:  # the part count is known only once the data are prepared
-            raise ConfigError(
-                f"label_smoothing: {eps} leaves the true part no more than another one with {k} parts; "
-                f"allowed: below {(k - 1) / k:.3g}"
-            )
+        check_label_smoothing(self.params.label_smoothing, self.num_parts, "part", "parts")
         self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
         self._y = torch.from_numpy(self.data.labels("train")).to(self.device)
         self._c = torch.from_numpy(self.data.category("train")).to(self.device)
         where = f"parts.experiments.{ctx.spec.get('experiment', '<experiment>')}.batch_size"
-        per_epoch = steps_per_epoch(len(self._x), self.params.batch_size, where)
-        if self.params.epochs is not None:  # the train split's size is known only now
-            self.params = dataclasses.replace(self.params, steps=self.params.epochs * per_epoch)
+        self.params = epochs_to_steps(self.params, len(self._x), where)
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:
         idx = epoch_batch(len(self._x), self.params.batch_size, seed, step, _BATCH_STREAM).to(self.device)

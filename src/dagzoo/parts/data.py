@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dagzoo.data.integrity import FILE_RECORDS, check_prepared_file, file_record, load_npy, read_manifest
+from dagzoo.data.integrity import FILE_RECORDS, file_record
 from dagzoo.errors import ConfigError, DataError
 from dagzoo.io import atomic_save_npy, atomic_write_json, commit_staged_tree, make_staging_dir
 from dagzoo.points.data import (
+    PreparedClouds,
     _prism,  # the closed n-gon prism / cone of the shapes generator
     downloaded_tree,
     normalize_unit_sphere,
@@ -540,24 +541,24 @@ MANIFEST_SCHEMA = {
 }
 
 
-class PartData:
+class PartData(PreparedClouds):
     """A prepared directory: clouds, per-point part indices and per-shape categories per split,
     checked against the manifest before use."""
 
+    redo = "rerun the parts_prepare stage"
+    schema = MANIFEST_SCHEMA
+
     def __init__(self, directory: Path):
-        self.dir = Path(directory)
-        self._redo = "rerun the parts_prepare stage"
-        self.manifest = read_manifest(self.dir / "manifest.json", self._redo, MANIFEST_SCHEMA)
+        super().__init__(directory)
         self.categories: list[str] = list(self.manifest["categories"])
         self.parts: list[dict] = list(self.manifest["parts"])
-        self.points = int(self.manifest["points"])
         #: the part indices of each category, in category order
         self.parts_of: list[list[int]] = [
             [i for i, p in enumerate(self.parts) if p["category"] == c] for c in self.categories
         ]
         if not all(self.parts_of):
             empty = self.categories[[len(p) for p in self.parts_of].index(0)]
-            raise DataError(f"{self.dir / 'manifest.json'}: category {empty!r} has no parts; {self._redo}")
+            raise DataError(f"{self.dir / 'manifest.json'}: category {empty!r} has no parts; {self.redo}")
 
     @property
     def num_parts(self) -> int:
@@ -569,14 +570,6 @@ class PartData:
 
     def part_names(self) -> list[str]:
         return [f"{p['category']}/{p['name']}" for p in self.parts]
-
-    def _load(self, name: str, dtypes) -> np.ndarray:
-        path = self.dir / name
-        check_prepared_file(path, self.manifest.get("arrays", {}).get(name), self._redo)
-        return load_npy(path, dtypes, self._redo)
-
-    def clouds(self, split: str) -> np.ndarray:
-        return self._load(f"{split}_points.npy", (np.float32,))
 
     def labels(self, split: str) -> np.ndarray:
         return self._load(f"{split}_parts.npy", (np.int64,))

@@ -152,6 +152,23 @@ def steps_per_epoch(train_clouds: int, batch_size: int, where: str = "batch_size
     return train_clouds // batch_size
 
 
+def check_label_smoothing(eps: float, k: int, one: str, many: str) -> None:
+    """Smoothing that leaves the true one of k targets (`one`, plural `many`) no more mass than
+    another is refused; k is known only once the data are prepared."""
+    if k > 1 and eps >= (k - 1) / k:
+        raise ConfigError(
+            f"label_smoothing: {eps} leaves the true {one} no more than another one with {k} {many}; "
+            f"allowed: below {(k - 1) / k:.3g}"
+        )
+
+
+def epochs_to_steps(params, train_size: int, where: str):
+    """The params with steps = epochs x batches per epoch when they give epochs (the train
+    split's size is known only once the data are prepared); `where` names batch_size."""
+    per_epoch = steps_per_epoch(train_size, params.batch_size, where)
+    return params if params.epochs is None else dataclasses.replace(params, steps=params.epochs * per_epoch)
+
+
 def check_epochs_or_steps(exp: dict, where: str) -> None:
     """An experiment as written gives epochs or steps, never both."""
     if "epochs" in exp and "steps" in exp:
@@ -181,19 +198,12 @@ class PointModel(Model):
 
     # ------------------------------------------------------------------ the lifecycle's hooks
     def prepare(self, ctx) -> None:
-        eps, k = self.params.label_smoothing, self.num_classes
-        if k > 1 and eps >= (k - 1) / k:  # the class count is known only once the data are prepared
-            raise ConfigError(
-                f"label_smoothing: {eps} leaves the true class no more than another one with {k} "
-                f"classes; allowed: below {(k - 1) / k:.3g}"
-            )
+        check_label_smoothing(self.params.label_smoothing, self.num_classes, "class", "classes")
         # test clouds and labels are never read during training (selection is on val)
         self._x = torch.from_numpy(self.data.clouds("train")).to(self.device)
         self._y = torch.from_numpy(self.data.labels("train")).to(self.device)
         where = f"points.experiments.{ctx.spec.get('experiment', '<experiment>')}.batch_size"
-        per_epoch = steps_per_epoch(len(self._x), self.params.batch_size, where)
-        if self.params.epochs is not None:  # the train split's size is known only now
-            self.params = dataclasses.replace(self.params, steps=self.params.epochs * per_epoch)
+        self.params = epochs_to_steps(self.params, len(self._x), where)
         self._val = (torch.from_numpy(self.data.clouds("val")).to(self.device), self.data.labels("val"))
 
     def step_loss(self, net, step: int, seed: int) -> torch.Tensor:

@@ -719,29 +719,42 @@ MANIFEST_SCHEMA = {
 }
 
 
-class PointData:
-    """A prepared directory: clouds, labels and class names per split, checked against the
-    manifest before use."""
+class PreparedClouds:
+    """A prepared directory of clouds: its manifest (checked against `schema`) and its .npy
+    arrays, each checked against the manifest's size and sha256 before use."""
+
+    #: what to do about a missing or damaged file
+    redo = "rerun the data's prepare stage"
+    schema: dict = {}
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
-        redo = "rerun the points_prepare stage"
-        self.manifest = read_manifest(self.dir / "manifest.json", redo, MANIFEST_SCHEMA)
-        self.classes: list[str] = list(self.manifest["classes"])
+        self.manifest = read_manifest(self.dir / "manifest.json", self.redo, self.schema)
         self.points = int(self.manifest["points"])
-        self._redo = redo
+
+    def _load(self, name: str, dtypes) -> np.ndarray:
+        path = self.dir / name
+        check_prepared_file(path, self.manifest.get("arrays", {}).get(name), self.redo)
+        return load_npy(path, dtypes, self.redo)
+
+    def clouds(self, split: str) -> np.ndarray:
+        return self._load(f"{split}_points.npy", (np.float32,))
+
+
+class PointData(PreparedClouds):
+    """A prepared directory: clouds, labels and class names per split, checked against the
+    manifest before use."""
+
+    redo = "rerun the points_prepare stage"
+    schema = MANIFEST_SCHEMA
+
+    def __init__(self, directory: Path):
+        super().__init__(directory)
+        self.classes: list[str] = list(self.manifest["classes"])
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def _load(self, name: str, dtypes) -> np.ndarray:
-        path = self.dir / name
-        check_prepared_file(path, self.manifest.get("arrays", {}).get(name), self._redo)
-        return load_npy(path, dtypes, self._redo)
-
-    def clouds(self, split: str) -> np.ndarray:
-        return self._load(f"{split}_points.npy", (np.float32,))
 
     def labels(self, split: str) -> np.ndarray:
         return self._load(f"{split}_labels.npy", (np.int64,))

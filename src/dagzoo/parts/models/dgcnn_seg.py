@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagzoo.parts.base import PartModel, PartTrainParams, segmentation_head
-from dagzoo.points.models.dgcnn import EdgeConv
+from dagzoo.points.models.dgcnn import EdgeConv, check_neighbours
 from dagzoo.registry import Paper, param, register
 
 
@@ -75,11 +75,7 @@ class DGCNNSeg(PartModel):
     @classmethod
     def check_experiment(cls, params, section, where):
         super().check_experiment(params, section, where)
-        n = section["data"]["points"]
-        if params.k > n:
-            from dagzoo.errors import ConfigError
-
-            raise ConfigError(f"{where}.k: {params.k} neighbours is more than the {n} points of a cloud")
+        check_neighbours(params.k, section["data"]["points"], where)
 
     def build(self) -> nn.Module:
         return DGCNNSegNet(self.num_parts, self.num_categories, self.params)

@@ -43,6 +43,14 @@ def edge_features(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([centre, neighbours - centre], dim=3).permute(0, 3, 1, 2)
 
 
+def check_neighbours(k: int, points: int, where: str) -> None:
+    """A k-NN graph needs k <= the points of a cloud (the point itself counts)."""
+    if k > points:
+        from dagzoo.errors import ConfigError
+
+        raise ConfigError(f"{where}.k: {k} neighbours is more than the {points} points of a cloud")
+
+
 class EdgeConv(nn.Module):
     def __init__(self, c_in: int, c_out: int, k: int):
         super().__init__()
@@ -100,11 +108,7 @@ class DGCNN(PointModel):
     @classmethod
     def check_experiment(cls, params, section, where):
         super().check_experiment(params, section, where)
-        n = section["data"]["points"]
-        if params.k > n:
-            from dagzoo.errors import ConfigError
-
-            raise ConfigError(f"{where}.k: {params.k} neighbours is more than the {n} points of a cloud")
+        check_neighbours(params.k, section["data"]["points"], where)
 
     def build(self) -> nn.Module:
         p = self.params
