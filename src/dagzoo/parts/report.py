@@ -19,7 +19,7 @@ def _per_category_table(rows: pd.DataFrame) -> list[str]:
         return []
     exps = list(dict.fromkeys(rows.experiment))
     md = [
-        "Test mIoU per category (%, mean over seeds; n: test shapes):",
+        "Test mIoU per category (%, mean over seeds):",
         "",
         "| category | " + " | ".join(exps) + " |",
         "|---|" + "---|" * len(exps),
