@@ -48,14 +48,16 @@ def _ngram_and_transformer(tmp_path, **top):
 
 def _rule_classes() -> dict[str, str]:
     """{rule: its resource class} from the rules files: `**resources_of("<class>")`, or the
-    training's `**TRAIN_RESOURCES`."""
+    training's `**TRAIN_RESOURCES` (`**train_resources_of("<family>")` in a rule without a
+    {family} wildcard)."""
     from dagzoo.family import families
 
     classes = {}
     for path in [*(ROOT / "workflow" / "rules").glob("*.smk"), *(f.rules_file() for f in families().values())]:
         for rule, body in re.findall(r"^\s*rule (\w+):\n((?:[ \t]+.*\n|\n)*)", path.read_text(), re.M):
             found = re.search(r'\*\*resources_of\("(\w+)"\)', body)
-            classes[rule] = found.group(1) if found else ("train" if "**TRAIN_RESOURCES" in body else None)
+            training = "**TRAIN_RESOURCES" in body or "**train_resources_of(" in body
+            classes[rule] = found.group(1) if found else ("train" if training else None)
     return classes
 
 

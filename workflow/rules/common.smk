@@ -8,8 +8,9 @@
 # keeps the spec it ran with in the run directory (spec.json, spec-<stage>.json).
 #
 # A family's rules file sets DATA_OF[<family>] (its prepared data directory; training waits
-# for its manifest.json) and may add REPORT_INPUTS (files the report waits for) and
-# REPORT_FIGURES (plots for `snakemake --report`).
+# for its manifest.json) and may add REPORT_INPUTS (files the report waits for),
+# REPORT_FIGURES (plots for `snakemake --report`) and TRAIN_INPUTS[<family>] (files a training
+# also waits for, e.g. `run_file_when`).
 from dagzoo.cluster import job_resources, train_resources
 from dagzoo.config import stage_spec
 from dagzoo.workflow import (
@@ -39,6 +40,26 @@ def _train_resource(key):
 
 # a training job's resources, per job (a torch model may get GPUs, an n-gram fit never does)
 TRAIN_RESOURCES = {key: _train_resource(key) for key in train_resources(CFG["cluster"], True)}
+
+
+def train_resources_of(family):
+    """A training's resources for a rule of one family without a {family} wildcard (a pilot
+    training that runs before the real one)."""
+
+    def resource(key):
+        return job_function(lambda w: train_resources(CFG["cluster"], FACTS[f"{family}/{w.exp}"]["uses_torch"])[key])
+
+    return {key: resource(key) for key in train_resources(CFG["cluster"], True)}
+
+
+def run_file_when(family, fact, name):
+    """An input function: the run's file `name` for the experiments of `family` whose rule fact
+    `fact` is true (FACTS, see Family.rule_facts), nothing for the others."""
+
+    def files(w):
+        return [f"{R}/{family}/{w.exp}/{w.seed}/{name}"] if FACTS[f"{family}/{w.exp}"].get(fact) else []
+
+    return job_function(files)
 
 
 def run_dirs(family):

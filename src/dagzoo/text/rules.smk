@@ -65,12 +65,8 @@ rule text_tokenize:
         "--tokenizer {params.tokenizer:q} > {log:q} 2>&1"
 
 
-def _clip_search_input(w):
-    """A `clip: search` run trains on the window its search chose."""
-    return [f"{R}/text/{w.exp}/{w.seed}/clip_search.json"] if FACTS[f"text/{w.exp}"].get("clip_search") else []
-
-
-TRAIN_INPUTS["text"] = job_function(_clip_search_input)
+# a `clip: search` run trains on the window its search chose
+TRAIN_INPUTS["text"] = run_file_when("text", "clip_search", "clip_search.json")
 
 
 rule text_clip_search:
@@ -86,7 +82,7 @@ rule text_clip_search:
         f"{R}/benchmarks/text_clip_search/{{exp}}-{{seed}}.tsv"
     threads: CFG["threads"]  # a pilot training of a masked-diffusion LM
     resources:
-        **train_resources(CFG["cluster"], True),  # a training's (a torch model: GPUs when configured)
+        **train_resources_of("text"),  # a training's: the pilot is one
     params:
         spec=spec_param("text", "train"),
         data=input_dir("data"),
