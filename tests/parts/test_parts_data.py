@@ -136,3 +136,29 @@ def test_the_generated_tree_is_in_the_layout_and_reused(tmp_path):
     stamp = (root / ".complete").stat().st_mtime_ns
     assert D.generate_part_shapes(tmp_path / "gen", {"train": 2, "val": 1, "test": 1}, 64, seed=0) == root
     assert (root / ".complete").stat().st_mtime_ns == stamp  # the digest matched: not made again
+
+
+def test_the_shapenetpart_archive_records_its_sha256_on_first_use_and_checks_it_later(tmp_path):
+    import zipfile
+
+    top = D.SHAPENETPART_TOP
+    tree = fabricated_tree(tmp_path / "src" / top)
+    archive = tmp_path / "shapenetcore_partanno_segmentation_benchmark_v0_normal.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(p for p in tree.rglob("*") if p.is_file()):
+            z.write(f, f.relative_to(tmp_path / "src").as_posix())
+    cache, url = tmp_path / "cache", archive.as_uri()
+    data = {"source": "shapenetpart", "points": 32, "seed": 0}
+    m = D.prepare_parts(data, tmp_path / "out", cache=cache, url=url, expect_counts=False)
+    assert m["categories"] == ["Mug", "Table"] and m["splits"] == {"train": 8, "val": 2, "test": 4}
+    record = json.loads((cache / archive.name).with_name(archive.name + ".sha256").read_text())
+    assert len(record["sha256"]) == 64 and record["url"] == url
+    # the official split is checked when expected
+    with pytest.raises(DataError, match=r"the official ShapeNetPart has 12137, 1870 and 2874"):
+        D.prepare_parts(data, tmp_path / "out2", cache=cache, url=url)
+    # a later use of a changed archive is refused, and nothing is prepared
+    with open(cache / archive.name, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(DataError, match="checksum mismatch"):
+        D.prepare_parts(data, tmp_path / "out3", cache=cache, url=url, expect_counts=False)
+    assert not (tmp_path / "out3" / "manifest.json").exists()
