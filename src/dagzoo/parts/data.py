@@ -34,18 +34,18 @@ import hashlib
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from dagzoo.data.integrity import FILE_RECORDS, file_record
 from dagzoo.errors import ConfigError, DataError
-from dagzoo.io import atomic_save_npy, atomic_write_json, commit_staged_tree, make_staging_dir
+from dagzoo.io import atomic_save_npy, atomic_write_json
 from dagzoo.points.data import (
     PreparedClouds,
     _prism,  # the closed n-gon prism / cone of the shapes generator
     downloaded_tree,
+    generated_tree,
     normalize_unit_sphere,
     source_slug,
     surface_points,
@@ -230,7 +230,8 @@ def _generator_digest() -> str:
     import inspect
 
     fns = (_box, _cylinder, _half_torus, _legs, _prism, make_part_shape, labelled_surface_points, surface_points)
-    source = "".join(inspect.getsource(f) for f in fns) + inspect.getsource(write_part_file) + repr(GENERATED_PARTS)
+    fns += (y_up, write_part_file, generate_part_shapes)
+    source = "".join(inspect.getsource(f) for f in fns) + repr(GENERATED_PARTS)
     return hashlib.sha256(source.encode()).hexdigest()
 
 
@@ -247,14 +248,8 @@ def generate_part_shapes(root: Path, per_split: dict[str, int], points_per_shape
     """The generated categories as a tree in ShapeNetPart's layout under `root` (y up, global part
     labels, a part_names.json), written into a staging folder and renamed into place; its
     `.complete` marker holds the generator's digest."""
-    root = Path(root)
-    digest = _generator_digest()
-    marker = root / ".complete"
-    if marker.exists() and marker.read_text(encoding="utf-8", errors="replace") == digest:
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_dir(root.parent, root.name)
-    try:
+
+    def write(staging: Path) -> None:
         lists: dict[str, list[str]] = {s: [] for s in SPLITS}
         first_label = 0
         for ci, (category, parts) in enumerate(GENERATED_PARTS.items()):
@@ -277,11 +272,8 @@ def generate_part_shapes(root: Path, per_split: dict[str, int], points_per_shape
             (staging / SPLIT_DIR / f"shuffled_{split}_file_list.json").write_text(
                 json.dumps([lists[split][i] for i in order])
             )
-        (staging / ".complete").write_text(digest)
-        commit_staged_tree(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+    return generated_tree(Path(root), _generator_digest(), write)
 
 
 # ---------------------------------------------------------------------------------- the layout

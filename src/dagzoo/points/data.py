@@ -380,14 +380,8 @@ def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed:
     """The `shapes` data set as OFF files in ModelNet's layout under `root` (written into a
     staging folder and renamed into place, so a half-written tree never passes for one); its
     `.complete` marker holds the generator's digest."""
-    root = Path(root)
-    digest = _generator_digest()
-    marker = root / ".complete"
-    if marker.exists() and marker.read_text(encoding="utf-8", errors="replace") == digest:
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = make_staging_dir(root.parent, root.name)
-    try:
+
+    def write(staging: Path) -> None:
         for ci, name in enumerate(SHAPE_CLASSES):
             for split, n in (("train", train_per_class), ("test", test_per_class)):
                 d = staging / name / split
@@ -397,6 +391,21 @@ def generate_shapes(root: Path, train_per_class: int, test_per_class: int, seed:
                     rng = np.random.default_rng([seed, ci, split == "test", i])
                     v, f = make_shape(name, rng)
                     write_off(d / f"{name}_{i:04d}.off", v, f)
+
+    return generated_tree(Path(root), _generator_digest(), write)
+
+
+def generated_tree(root: Path, digest: str, write: Callable[[Path], None]) -> Path:
+    """A tree that `write(folder)` generates under `root`: written into a staging folder and
+    renamed into place, so a half-written tree never passes for one. Its `.complete` marker holds
+    the generator's `digest`; a tree whose marker matches is reused, any other is made again."""
+    marker = root / ".complete"
+    if marker.exists() and marker.read_text(encoding="utf-8", errors="replace") == digest:
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = make_staging_dir(root.parent, root.name)
+    try:
+        write(staging)
         (staging / ".complete").write_text(digest)
         commit_staged_tree(staging, root)
     finally:
