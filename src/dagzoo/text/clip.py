@@ -116,8 +116,10 @@ def read_search(run_dir: Path, spec: dict) -> tuple[float, float]:
     found = read_json_object(path, {"window": list, "config_hash": str})
     if found["config_hash"] != spec["config_hash"]:
         raise ConfigError(f"{path} was searched for another config of this run; run the clip search again")
-    low, high = found["window"]
-    return float(low), float(high)
+    window = found["window"]
+    if len(window) != 2 or not all(isinstance(v, (int, float)) for v in window) or not 0 <= window[0] < window[1] <= 1:
+        raise ConfigError(f"{path}: window {window!r} is not [low, high] inside [0, 1]; run the clip search again")
+    return float(window[0]), float(window[1])
 
 
 def clip_search(spec_path, data_dir: Path, run_dir: Path, results: Path, rule: str | None = None) -> dict:
