@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dagzoo.errors import ConfigError
 from dagzoo.family import Family
 
 
@@ -44,9 +43,9 @@ class PartsFamily(Family):
         check_source(section["data"]["source"])
 
     def check_files(self, section: dict) -> None:
-        source = section["data"]["source"]
-        if source.startswith("folder:") and not Path(source[7:]).expanduser().is_dir():
-            raise ConfigError(f"parts.data.source: folder not found: {source[7:]}")
+        from dagzoo.points.data import check_source_folder
+
+        check_source_folder(section["data"]["source"], "parts.data.source")
 
     def spec_fields(self, section: dict) -> dict:
         return {"data": dict(section["data"])}

@@ -439,6 +439,12 @@ def check_source(source: str) -> None:
     )
 
 
+def check_source_folder(source: str, where: str) -> None:
+    """A `folder:<path>` source names a folder that exists (checked on every DAG start)."""
+    if source.startswith("folder:") and not Path(source[7:]).expanduser().is_dir():
+        raise ConfigError(f"{where}: folder not found: {source[7:]}")
+
+
 def source_slug(source: str) -> str:
     if source.startswith("folder:"):
         path = str(Path(source[7:]).expanduser().resolve())

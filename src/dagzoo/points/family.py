@@ -42,9 +42,9 @@ class PointsFamily(Family):
             )
 
     def check_files(self, section: dict) -> None:
-        source = section["data"]["source"]
-        if source.startswith("folder:") and not Path(source[7:]).expanduser().is_dir():
-            raise ConfigError(f"points.data.source: folder not found: {source[7:]}")
+        from dagzoo.points.data import check_source_folder
+
+        check_source_folder(section["data"]["source"], "points.data.source")
 
     def spec_fields(self, section: dict) -> dict:
         return {"data": dict(section["data"])}

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagzoo.parts.base import PartModel, PartTrainParams, segmentation_head
-from dagzoo.points.models.dgcnn import EdgeConv, check_neighbours
-from dagzoo.registry import Paper, param, register
+from dagzoo.points.models.dgcnn import DGCNN_PAPER, EdgeConv, check_neighbours
+from dagzoo.registry import param, register
 
 
 class DGCNNSegNet(nn.Module):
@@ -49,15 +49,7 @@ class DGCNNSegNet(nn.Module):
         return self.head(torch.cat([local, shape], dim=1)).transpose(1, 2), x.new_zeros(())
 
 
-@register(
-    "parts",
-    "dgcnn_seg",
-    papers=(
-        Paper(
-            "Dynamic Graph CNN for Learning on Point Clouds", "Wang et al.", 2019, "https://arxiv.org/abs/1801.07829"
-        ),
-    ),
-)
+@register("parts", "dgcnn_seg", papers=(DGCNN_PAPER,))
 class DGCNNSeg(PartModel):
     """DGCNN part segmentation: k = 40; the paper's code trains with SGD lr 0.1 (momentum 0.9,
     cosine to 1e-3) or Adam, label smoothing 0.2, per-axis scaling and shift (set them in the

@@ -14,8 +14,8 @@ from torch import nn
 
 from dagzoo.parts.base import PartModel, PartTrainParams, segmentation_head
 from dagzoo.points.losses import orthogonality_loss
-from dagzoo.points.models.pointnet import TNet, point_mlp
-from dagzoo.registry import Paper, param, register
+from dagzoo.points.models.pointnet import POINTNET_PAPER, TNet, point_mlp
+from dagzoo.registry import param, register
 
 
 def layer_outputs(mlp: nn.Sequential, h: torch.Tensor) -> list[torch.Tensor]:
@@ -61,18 +61,7 @@ class PointNetSegNet(nn.Module):
         return logits.transpose(1, 2), reg
 
 
-@register(
-    "parts",
-    "pointnet_seg",
-    papers=(
-        Paper(
-            "PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation",
-            "Qi et al.",
-            2017,
-            "https://arxiv.org/abs/1612.00593",
-        ),
-    ),
-)
+@register("parts", "pointnet_seg", papers=(POINTNET_PAPER,))
 class PointNetSeg(PartModel):
     """PointNet part segmentation; the paper trains with Adam lr 1e-3 and batch 32 (its widths
     below are the defaults)."""

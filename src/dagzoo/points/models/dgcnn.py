@@ -82,15 +82,13 @@ class DGCNNNet(nn.Module):
         return self.head(g), x.new_zeros(())
 
 
-@register(
-    "points",
-    "dgcnn",
-    papers=(
-        Paper(
-            "Dynamic Graph CNN for Learning on Point Clouds", "Wang et al.", 2019, "https://arxiv.org/abs/1801.07829"
-        ),
-    ),
+#: the paper of DGCNN's classification and segmentation networks
+DGCNN_PAPER = Paper(
+    "Dynamic Graph CNN for Learning on Point Clouds", "Wang et al.", 2019, "https://arxiv.org/abs/1801.07829"
 )
+
+
+@register("points", "dgcnn", papers=(DGCNN_PAPER,))
 class DGCNN(PointModel):
     """DGCNN classification: EdgeConv on a k-NN graph recomputed in feature space per layer.
 

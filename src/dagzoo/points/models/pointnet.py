@@ -100,18 +100,16 @@ class PointNetNet(nn.Module):
         return self.head(g), reg
 
 
-@register(
-    "points",
-    "pointnet",
-    papers=(
-        Paper(
-            "PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation",
-            "Qi et al.",
-            2017,
-            "https://arxiv.org/abs/1612.00593",
-        ),
-    ),
+#: the paper of PointNet's classification and segmentation networks
+POINTNET_PAPER = Paper(
+    "PointNet: Deep Learning on Point Sets for 3D Classification and Segmentation",
+    "Qi et al.",
+    2017,
+    "https://arxiv.org/abs/1612.00593",
 )
+
+
+@register("points", "pointnet", papers=(POINTNET_PAPER,))
 class PointNet(PointModel):
     """PointNet classification; Adam lr 1e-3 halved every 20 epochs in the paper."""
 
